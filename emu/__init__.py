@@ -1,0 +1,1 @@
+"""Emulated implementations: real RV64 machine code, generated per kernel era, executed."""

@@ -1,0 +1,161 @@
+"""The implementation plugin API (DESIGN §3): requests in, images and poke results out.
+
+Everything here is plain frozen data so that an era JIT, the real kernel JIT (``emu/kernel``) and a
+third party's plugin all answer the same request the same way. Addresses are absolute 64-bit
+kernel-like values (e.g. 0xffffffff8xxxxxxx) so that ``li`` sequences have the kernel's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from model.caps import Capabilities, SledLayout
+
+# errno values the kernel returns (positive; a refusal carries -errno semantics)
+EFAULT = 14
+EINVAL = 22
+ERANGE = 34
+ENOTSUPP = 524
+E2BIG = 7
+
+# BPF_TRAMP_F_* (SEMANTICS 3.1)
+F_RESTORE_REGS = 0x1
+F_CALL_ORIG = 0x2
+F_SKIP_FRAME = 0x4
+F_IP_ARG = 0x8
+F_RET_FENTRY_RET = 0x10
+F_ORIG_STACK = 0x20
+F_SHARE_IPMODIFY = 0x40
+F_TAIL_CALL_CTX = 0x80
+F_INDIRECT = 0x100
+
+LinkKind = Literal["fentry", "fmod_ret", "fexit"]
+PokeKind = Literal["nop", "call", "jump"]
+
+
+@dataclass(frozen=True)
+class ArgModel:
+    """One BTF argument: its size in bytes and whether it is a struct passed by value."""
+
+    size: int
+    is_struct: bool = False
+    signed: bool = False
+
+    @property
+    def slots(self) -> int:
+        """8-byte argument slots it takes (round_up(size, 8) / 8)."""
+        return (self.size + 7) // 8
+
+
+@dataclass(frozen=True)
+class FuncModel:
+    """The ``btf_func_model`` of the traced function."""
+
+    args: tuple[ArgModel, ...]
+    ret_size: int = 8
+    ret_signed: bool = False
+
+    @property
+    def nr_arg_slots(self) -> int:
+        return sum(a.slots for a in self.args)
+
+
+@dataclass(frozen=True)
+class LinkReq:
+    """One attached program as the JIT sees it: the prog object, its code, its cookie."""
+
+    kind: LinkKind
+    prog: int
+    bpf_func: int
+    cookie: int = 0
+
+
+@dataclass(frozen=True)
+class TrampRequest:
+    """Everything ``arch_bpf_trampoline_size`` / ``arch_prepare_bpf_trampoline`` receive.
+
+    ``links`` keep the core's grouping: fentry links, then fmod_ret, then fexit, each in link
+    order. Host-call addresses stand in for the kernel's C helpers.
+    """
+
+    model: FuncModel
+    links: tuple[LinkReq, ...]
+    flags: int
+    func_addr: int
+    im: int
+    prog_enter: int
+    prog_exit: int
+    tramp_enter: int
+    tramp_exit: int
+
+    def of_kind(self, kind: LinkKind) -> tuple[LinkReq, ...]:
+        return tuple(link for link in self.links if link.kind == kind)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The implementation refused the request with an errno (positive value, e.g. ENOTSUPP)."""
+
+    errno: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An emitted trampoline: the bytes at ``addr``, and the teardown poke's two addresses."""
+
+    addr: int
+    code: bytes
+    used_len: int
+    ip_after_call: int | None
+    ip_epilogue: int | None
+
+
+@dataclass(frozen=True)
+class PokeResult:
+    """Outcome of a text poke: 0 or an errno, and the bytes at the site afterwards."""
+
+    rc: int
+    site: bytes
+
+
+@runtime_checkable
+class Jit(Protocol):
+    """A trampoline JIT: a size pass that does not know the image address, and an emit pass."""
+
+    def size(self, req: TrampRequest) -> int | Refused: ...
+
+    def emit(self, req: TrampRequest, image_addr: int, image_size: int) -> Image | Refused: ...
+
+    def text_poke(
+        self, ip: int, site: bytes, old: PokeKind, new: PokeKind, old_addr: int, new_addr: int
+    ) -> PokeResult: ...
+
+
+@runtime_checkable
+class Patcher(Protocol):
+    """An ftrace (or BPF-prologue) sled scheme: compiler bytes, init, patch, unpatch."""
+
+    def compiler_sled(self, sled: SledLayout) -> bytes: ...
+
+    def init_sled(self, sled: SledLayout, func: int, ftrace_caller: int) -> bytes: ...
+
+    def patch(self, sled: SledLayout, func: int, target: int, ftrace_caller: int) -> bytes: ...
+
+    def unpatch(self, sled: SledLayout, func: int, ftrace_caller: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A named implementation: declared capabilities, a patcher and a JIT."""
+
+    name: str
+    caps: Capabilities
+    patcher: Patcher
+    jit: Jit
+    description: str = ""
+
+
+ImplFactory = Callable[[], Implementation]

@@ -1,0 +1,1 @@
+"""sledfuzz: emu/kernel."""

@@ -1,0 +1,1 @@
+"""The reference model: what a correct patched call MUST do (pure Python, no emulator)."""
