@@ -125,6 +125,8 @@ class Observation:
     canaries_ok: bool = True
     pokes: tuple[PokeCheck, ...] = ()
     torn: tuple[TornState, ...] = ()
+    parent_ret: int = 0  # where the parent's call must return (the scenario's sentinel)
+    body_addr: int = 0  # the traced body's first instruction (func + sled entry bytes)
     image_addr: int | None = None
     ip_after_call: int | None = None
     ip_epilogue: int | None = None
