@@ -1,1 +1,10 @@
-"""sledfuzz: emu/rv64."""
+"""RV64GC encoder, offset split, JIT-style emitter and capstone disassembly (own code).
+
+Modules: ``regs`` (register numbers/names), ``encode`` (one function per mnemonic), ``offsets``
+(reach checks, auipc/jalr split), ``emitter`` (kernel-JIT-like buffer and RVC choices), ``disasm``.
+"""
+
+from emu.rv64.encode import EncodingError
+from emu.rv64.offsets import ReachError
+
+__all__ = ["EncodingError", "ReachError"]
