@@ -1,0 +1,2 @@
+/* sledfuzz shim: <asm/percpu.h> — everything lives in sf_kernel.h. */
+#include "sf_kernel.h"
