@@ -18,8 +18,10 @@ import unicorn
 from unicorn import riscv_const as rv
 
 from emu.impls.api import (
+    E2BIG,
     EFAULT,
     ENOTSUPP,
+    ERANGE,
     F_CALL_ORIG,
     F_IP_ARG,
     F_ORIG_STACK,
@@ -253,3 +255,19 @@ def test_a_tree_that_does_not_build_gives_a_clear_error(
     assert "arch/riscv/net/bpf_jit_comp64.c" in message
     assert "too many arguments" in message
     assert "Traceback" not in message and "\n" not in message
+
+
+def test_a_helper_out_of_auipc_jalr_reach_is_refused_with_erange(jit: KernelJit) -> None:
+    req = _req(("fentry",), F_RESTORE_REGS)
+    far = TrampRequest(**{**vars(req), "prog_enter": IMAGE + (1 << 31) + 0x1000})
+    size = jit.size(far)
+    assert isinstance(size, int)  # the size pass has no image address, so it cannot know
+    refused = jit.emit(far, IMAGE, size)
+    assert isinstance(refused, Refused) and refused.errno == ERANGE
+    assert "out of range" in refused.reason
+
+
+def test_more_than_38_links_is_e2big(jit: KernelJit) -> None:
+    refused = jit.size(_req(("fentry",) * 39, F_RESTORE_REGS))
+    assert isinstance(refused, Refused) and refused.errno == E2BIG
+    assert isinstance(jit.size(_req(("fentry",) * 38, F_RESTORE_REGS)), int)
