@@ -82,14 +82,7 @@ def _bit(value: int, hi: int, lo: int | None = None) -> int:
 
 
 def _r(funct7: int, funct3: int, opcode: int, rd: int, rs1: int, rs2: int) -> int:
-    return (
-        funct7 << 25
-        | _reg(rs2, "rs2") << 20
-        | _reg(rs1, "rs1") << 15
-        | funct3 << 12
-        | _reg(rd, "rd") << 7
-        | opcode
-    )
+    return funct7 << 25 | _reg(rs2, "rs2") << 20 | _reg(rs1, "rs1") << 15 | funct3 << 12 | _reg(rd, "rd") << 7 | opcode
 
 
 def _i(funct3: int, opcode: int, rd: int, rs1: int, imm: int) -> int:
@@ -480,9 +473,7 @@ def c_slli(rd: int, shamt: int) -> int:
 
 
 def _cb_shift(funct2: int, rd: int, imm6: int) -> int:
-    return (
-        0b100 << 13 | _bit(imm6, 5) << 12 | funct2 << 10 | _creg(rd, "rd") << 7 | _bit(imm6, 4, 0) << 2 | 0b01
-    )
+    return 0b100 << 13 | _bit(imm6, 5) << 12 | funct2 << 10 | _creg(rd, "rd") << 7 | _bit(imm6, 4, 0) << 2 | 0b01
 
 
 def c_srli(rd: int, shamt: int) -> int:

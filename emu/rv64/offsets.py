@@ -34,9 +34,7 @@ def in_auipc_jalr_range(off: int) -> bool:
 def check_reach(off: int) -> None:
     """Raise ReachError when ``off`` is outside the auipc + jalr range; never truncate."""
     if not in_auipc_jalr_range(off):
-        raise ReachError(
-            f"offset {off:#x} outside auipc+jalr reach [{AUIPC_JALR_MIN:#x}, {AUIPC_JALR_END:#x})"
-        )
+        raise ReachError(f"offset {off:#x} outside auipc+jalr reach [{AUIPC_JALR_MIN:#x}, {AUIPC_JALR_END:#x})")
 
 
 def split_auipc_jalr(off: int) -> tuple[int, int]:

@@ -57,9 +57,7 @@ class Kind:
     nonzero: bool = False
 
     def valid(self, v: int) -> bool:
-        return (
-            any(lo <= v <= hi for lo, hi in self.ranges) and v % self.align == 0 and not (self.nonzero and v == 0)
-        )
+        return any(lo <= v <= hi for lo, hi in self.ranges) and v % self.align == 0 and not (self.nonzero and v == 0)
 
     def edges(self) -> list[int]:
         cands = {0, self.align, -self.align}
@@ -158,9 +156,7 @@ FORMS: dict[str, Form] = {
     "c_addi": Form((NZREG, simm(6, nonzero=True)), "{0}, {1}"),
     "c_addiw": Form((NZREG, simm(6)), "{0}, {1}"),
     "c_li": Form((NZREG, simm(6)), "{0}, {1}"),
-    "c_lui": Form(
-        (NZ_NOT_SP, Kind(((-32, 31), (0xFFFE0, 0xFFFFF)), render="field20", nonzero=True)), "{0}, {1}"
-    ),
+    "c_lui": Form((NZ_NOT_SP, Kind(((-32, 31), (0xFFFE0, 0xFFFFF)), render="field20", nonzero=True)), "{0}, {1}"),
     "c_addi16sp": Form((simm(10, align=16, nonzero=True),), "sp, {0}"),
     "c_addi4spn": Form((CREG, uimm(4, 1020, align=4)), "{0}, sp, {1}"),
     "c_mv": CR,
