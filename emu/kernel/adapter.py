@@ -23,6 +23,8 @@ BTF_FMODEL_SIGNED_ARG = 0x2
 _LINK_KIND: dict[LinkKind, int] = {"fentry": 0, "fmod_ret": 1, "fexit": 2}
 _POKE_KIND: dict[PokeKind, int] = {"nop": 0, "call": 1, "jump": 2}
 _U64 = (1 << 64) - 1
+#: The C side keeps per-call state in globals shared by every KernelJit on the same library.
+_CALL_LOCK = threading.Lock()
 
 
 class _SfReq(ctypes.Structure):
@@ -87,7 +89,6 @@ class KernelJit:
 
     def __init__(self, kbuild: KernelBuild) -> None:
         self.build = kbuild
-        self._lock = threading.Lock()
         lib = ctypes.CDLL(str(kbuild.library))
         u64, u32p, u64p = ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint64)
         bufp = ctypes.POINTER(ctypes.c_uint8)
@@ -119,7 +120,7 @@ class KernelJit:
         if len(req.links) > SF_MAX_LINKS:
             return Refused(E2BIG, f"{len(req.links)} links > BPF_MAX_TRAMP_LINKS")
         r = _request(req)
-        with self._lock:
+        with _CALL_LOCK:
             rc = self._lib.sf_tramp_size(ctypes.byref(r))
             return self._refused(rc) if rc < 0 else int(rc)
 
@@ -138,7 +139,7 @@ class KernelJit:
         used = ctypes.c_uint32()
         after_call = ctypes.c_uint64()
         epilogue = ctypes.c_uint64()
-        with self._lock:
+        with _CALL_LOCK:
             rc = self._lib.sf_tramp_emit(
                 ctypes.byref(r),
                 image_addr & _U64,
@@ -163,6 +164,6 @@ class KernelJit:
         if len(site) != 8:
             raise ValueError(f"a poke site is 8 bytes, got {len(site)}")
         buf = (ctypes.c_uint8 * 8)(*site)
-        with self._lock:
+        with _CALL_LOCK:
             rc = self._lib.sf_text_poke(ip & _U64, buf, _POKE_KIND[old], _POKE_KIND[new], old_addr & _U64, new_addr & _U64)
         return PokeResult(rc=-rc if rc < 0 else 0, site=bytes(buf))

@@ -30,6 +30,7 @@ from emu.impls.api import (
     ArgModel,
     FuncModel,
     Image,
+    Jit,
     LinkReq,
     Refused,
     TrampRequest,
@@ -106,6 +107,7 @@ def _is_indirect_jump(insn: Any, base: str) -> bool:
 
 
 def test_builds_from_the_tree_and_records_the_point_release(jit: KernelJit) -> None:
+    assert isinstance(jit, Jit)
     kb = jit.build
     assert kb.library.is_file()
     assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", kb.version), kb.version
