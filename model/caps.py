@@ -16,7 +16,8 @@ TARGET_KINDS: tuple[TargetKind, ...] = ("kernel_function", "bpf_prog", "struct_o
 #: How a patched sled enters the trampoline (SEMANTICS 1.2, 2.1, 2.2).
 #: ``t0``: ``auipc; jalr t0`` — t0 = func+8 (return into the body), ra = parent.
 #: ``ra_detour``: ``sd ra,-8(sp); auipc; jalr ra; ld ra,-8(sp)`` — ra = ip+12, parent ra at [sp-8].
-EntryScheme = Literal["t0", "ra_detour"]
+#: ``direct``: no sled at all; the trampoline is called like a function (struct_ops): ra = caller.
+EntryScheme = Literal["t0", "ra_detour", "direct"]
 
 #: How a program's a0 relates to its BPF R0 (a5), and how struct_ops returns are extended.
 #: ``raw``: a0 = R0 (before 2f1b0d3d7331); ``sext32``: a0 = sext.w(R0) (2f1b0d3d7331);

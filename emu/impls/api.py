@@ -19,6 +19,8 @@ EINVAL = 22
 ERANGE = 34
 ENOTSUPP = 524
 E2BIG = 7
+EFBIG = 27  # arch_prepare_bpf_trampoline before 26ef208c209a: sized image larger than the page
+EPERM = 1  # ftrace: patch_insn_write failed
 
 # BPF_TRAMP_F_* (SEMANTICS 3.1)
 F_RESTORE_REGS = 0x1
