@@ -12,10 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
+from functools import partial
 
 from model.case import Arg, Body, Case, CaseError, Function, Layout, Link
 
 Keep = Callable[[Case], bool]
+
+
+def _later(fn: Callable[..., Case], *args: object) -> Callable[[], Case]:
+    """Bind loop values now, build the candidate only if it is tried."""
+    return partial(fn, *args)
 
 
 def _try(make: Callable[[], Case]) -> Case | None:
@@ -93,7 +99,7 @@ def candidates(case: Case) -> Iterator[Callable[[], Case]]:
             yield lambda: replace(case, links=case.links[: n // 2])
             yield lambda: replace(case, links=case.links[n // 2:])
         for i in range(n):
-            yield lambda i=i: replace(case, links=case.links[:i] + case.links[i + 1:])
+            yield _later(lambda i: replace(case, links=case.links[:i] + case.links[i + 1:]), i)
     if case.flags is not None:
         yield lambda: replace(case, flags=None)
     if case.teardown:
@@ -103,13 +109,13 @@ def candidates(case: Case) -> Iterator[Callable[[], Case]]:
     if n > 1:
         yield lambda: _without_arg_range(case, n // 2, n)
     for i in reversed(range(n)):
-        yield lambda i=i: _without_arg(case, i)
+        yield _later(lambda i: _without_arg(case, i), i)
     for i, a in enumerate(fn.args):
         if a != Arg(8):
-            yield lambda i=i: _as_scalar(case, i)
+            yield _later(lambda i: _as_scalar(case, i), i)
         if a.signed:
-            yield lambda i=i, a=a: replace(case, function=replace(
-                fn, args=(*fn.args[:i], replace(a, signed=False), *fn.args[i + 1:])))
+            yield _later(lambda i, a: replace(case, function=replace(
+                fn, args=(*fn.args[:i], replace(a, signed=False), *fn.args[i + 1:]))), i, a)
     # the body, field by field towards the default
     default_body = Body()
     if fn.body != replace(default_body, coeffs=fn.body.coeffs):
@@ -117,14 +123,14 @@ def candidates(case: Case) -> Iterator[Callable[[], Case]]:
             if f.name == "coeffs":
                 continue
             if getattr(fn.body, f.name) != getattr(default_body, f.name):
-                yield lambda name=f.name: replace(case, function=replace(
-                    fn, body=replace(fn.body, **{name: getattr(default_body, name)})))
+                yield _later(lambda name: replace(case, function=replace(
+                    fn, body=replace(fn.body, **{name: getattr(default_body, name)}))), f.name)
     if fn.body.coeffs:
         yield lambda: replace(case, function=replace(fn, body=replace(fn.body, coeffs=())))
         for i, c in enumerate(fn.body.coeffs):
             if c not in (0, 1):
-                yield lambda i=i: replace(case, function=replace(fn, body=replace(
-                    fn.body, coeffs=(*fn.body.coeffs[:i], 1, *fn.body.coeffs[i + 1:]))))
+                yield _later(lambda i: replace(case, function=replace(fn, body=replace(
+                    fn.body, coeffs=(*fn.body.coeffs[:i], 1, *fn.body.coeffs[i + 1:])))), i)
     if fn.ret_signed:
         yield lambda: replace(case, function=replace(fn, ret_signed=False))
     if fn.ret_size != 8 and case.target != "struct_ops":
@@ -135,15 +141,15 @@ def candidates(case: Case) -> Iterator[Callable[[], Case]]:
         yield lambda: replace(case, layout=default_layout)
         for f in fields(Layout):
             if getattr(case.layout, f.name) != getattr(default_layout, f.name):
-                yield lambda name=f.name: replace(case, layout=replace(
-                    case.layout, **{name: getattr(default_layout, name)}))
+                yield _later(lambda name: replace(case, layout=replace(
+                    case.layout, **{name: getattr(default_layout, name)})), f.name)
     # links, field by field towards Link(kind)
     for i, link in enumerate(case.links):
         plain = Link(kind=link.kind)
         for f in fields(Link):
             default = getattr(plain, f.name)
             if f.name != "kind" and getattr(link, f.name) != default:
-                yield lambda i=i, name=f.name, v=default: _set_link(case, i, **{name: v})
+                yield _later(lambda i, name, v: _set_link(case, i, **{name: v}), i, f.name, default)
     if case.seed:
         yield lambda: replace(case, seed=0)
     # numbers: smaller values
@@ -151,16 +157,17 @@ def candidates(case: Case) -> Iterator[Callable[[], Case]]:
         if fn.body.store is not None and fn.body.store.slot == i:
             continue
         for w in _smaller_ints(v):
-            yield lambda i=i, w=w: replace(case, function=replace(fn, values=(*fn.values[:i], w, *fn.values[i + 1:])))
+            yield _later(lambda i, w: replace(case, function=replace(
+                fn, values=(*fn.values[:i], w, *fn.values[i + 1:]))), i, w)
     for i, link in enumerate(case.links):
         for name in ("r0", "cookie", "enter"):
             for w in _smaller_ints(getattr(link, name)):
                 if name == "enter" and w == 0 and link.enter != 0:
                     continue  # enter 0 changes what runs, not just a number
-                yield lambda i=i, name=name, w=w: _set_link(case, i, **{name: w})
+                yield _later(lambda i, name, w: _set_link(case, i, **{name: w}), i, name, w)
     for name in ("k", "a5"):
         for w in _smaller_ints(getattr(fn.body, name)):
-            yield lambda name=name, w=w: replace(case, function=replace(fn, body=replace(fn.body, **{name: w})))
+            yield _later(lambda name, w: replace(case, function=replace(fn, body=replace(fn.body, **{name: w}))), name, w)
 
 
 def _without_arg_range(case: Case, lo: int, hi: int) -> Case:

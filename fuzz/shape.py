@@ -179,7 +179,7 @@ def _separated(layout: Layout) -> bool:
     return all(b - a >= _MIN_GAP for a, b in itertools.pairwise(addrs))
 
 
-def layout_from(draw: Draw, target: TargetKind) -> Layout:
+def layout_from(draw: Draw, target: TargetKind, auipc_offset: int = 0) -> Layout:
     """A layout, biased to the auipc/jalr rounding edge and the exact reach limits.
 
     The patched call goes from the sled (at ``func``) to ``image``; the JIT's calls go from the
@@ -207,7 +207,7 @@ def layout_from(draw: Draw, target: TargetKind) -> Layout:
     elif mode == 2:  # the exact reach limits of the sled's call (func -> image)
         delta = pick(draw, REACH_EDGE_DELTAS)
         func = 0xFFFFFFFF40000000 if delta > 0 else 0xFFFFFFFFC0000000
-        image = func + delta
+        image = func + auipc_offset + delta  # exact: measured from the sled's auipc
         hosts = func + delta // 2
     else:  # hosts at the far edge of the image's reach: the JIT's calls are in reach or -ERANGE
         delta = pick(draw, (REACH_END - 0x100, REACH_END + 0x1000, REACH_MIN + 0x800, REACH_MIN - 0x1000))
@@ -221,7 +221,7 @@ def layout_from(draw: Draw, target: TargetKind) -> Layout:
     out = Layout(
         parent=(func - 0x200000) & MASK64,
         func=func & MASK64,
-        image=image & ~0xF & MASK64,
+        image=(image if mode == 2 else image & ~0xF) & MASK64,
         hosts=hosts & ~0xF & MASK64,
         ftrace_caller=(func + base.ftrace_caller - base.func) & MASK64,
         im=pick(draw, (base.im, 0xFFFFFFFF80000FF0, 0x7FFFF000, 0xFFFFFFFFFFFFF000, 0xFFFFFFD800000800)),
@@ -234,7 +234,8 @@ def layout_from(draw: Draw, target: TargetKind) -> Layout:
 
 def build_case(draw: Draw, caps: Capabilities, shape: Shape) -> Case:
     """Fill ``shape`` with drawn values; always a valid case for ``caps``."""
-    layout = layout_from(draw, shape.target)
+    sled = caps.sled_for(shape.target, shape.sled)
+    layout = layout_from(draw, shape.target, 4 if sled is not None and sled.scheme == "ra_detour" else 0)
     args = tuple(Arg(size=size, is_struct=is_struct, signed=draw.flag()) for size, is_struct in shape.args)
     nslots = sum(a.slots for a in args)
     values = [value64(draw) for _ in range(nslots)]

@@ -1,0 +1,540 @@
+"""Time-boxed searches per configuration ("cells"), run in parallel, findings never lost.
+
+A cell searches one implementation with hypothesis-generated cases (generate phase only: no
+``@example``, no database, no corpus — finding is searching) until its time is up or, when it
+expects failures, until every declared known bug has been seen. Each first violation of an
+invariant is written atomically to the output directory the moment it is judged, then
+minimised (same invariant on the implementation, and a pass on the configuration it derives
+from), then written again as the minimal case. Cells run in worker processes; the parent sees
+progress and findings as events, so an interrupted campaign still reports what was done.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fuzz.corpus import Entry, ExpectedVerdict, atomic_write_text
+from model.case import Case
+
+Expect = Literal["pass", "fail"]
+DEFAULT_OUT = "sledfuzz-out"
+RESTART_EVERY = 3000  # fresh hypothesis run (new seed) every N examples keeps generation cheap
+MINIMIZE_SECONDS = 15.0
+
+
+# --------------------------------------------------------------------------------------------
+# the oracle and registry, through one narrow seam
+
+
+def violation_name(v: object) -> str:
+    """The invariant name of a Violation (``I-SIZE``), whatever the object calls the field."""
+    for attr in ("invariant", "name"):
+        val = getattr(v, attr, None)
+        if isinstance(val, str):
+            return val
+    m = re.match(r"(I-[A-Z0-9-]+)", str(v))
+    return m.group(1) if m else str(v)
+
+
+def violation_text(v: object) -> str:
+    for attr in ("message", "detail", "text"):
+        val = getattr(v, attr, None)
+        if isinstance(val, str):
+            name = violation_name(v)
+            return val if val.startswith(name) else f"{name}: {val}"
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A verdict reduced to what campaigns compare: status and violated invariant names."""
+
+    status: str
+    invariants: frozenset[str]
+    messages: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> ExpectedVerdict:
+        return ExpectedVerdict(self.status, self.invariants if self.status == "fail" else frozenset())
+
+
+def judge_case(case: Case, impl: Any, strict_flags: bool = False) -> Judged:
+    from fuzz.oracle import judge
+
+    verdict = judge(case, impl, strict_flags=strict_flags)
+    violations = tuple(getattr(verdict, "violations", ()) or ())
+    return Judged(
+        status=str(verdict.status),
+        invariants=frozenset(violation_name(v) for v in violations),
+        messages=tuple(violation_text(v) for v in violations),
+    )
+
+
+def resolve(name: str) -> Any:
+    from emu.impls.registry import resolve as _resolve
+
+    return _resolve(name)
+
+
+def derives_from(name: str) -> str | None:
+    from emu.impls import registry
+
+    fn = getattr(registry, "derives_from", None)
+    if fn is None:
+        return None
+    out = fn(name)
+    return out if isinstance(out, str) and out != name else None
+
+
+def shipped_configurations() -> list[str]:
+    """Every shipped era, pairing and bug configuration (not the tree-built ``kernel``, not plugins)."""
+    from emu.impls.registry import available
+
+    names = []
+    for item in available():
+        name = item[0] if isinstance(item, tuple) else str(item)
+        if name == "kernel" or ":" in name:
+            continue
+        names.append(name)
+    return names
+
+
+def expectation(impl: Any) -> Expect:
+    return "fail" if tuple(impl.caps.known_bugs) else "pass"
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Counts:
+    """How many cases a search judged and how the rest were answered."""
+
+    cases: int = 0
+    judged: int = 0  # pass + fail
+    failed: int = 0
+    refused: int = 0
+    unspecified: int = 0
+    invalid: int = 0
+
+    def add(self, status: str) -> None:
+        self.cases += 1
+        if status in ("pass", "fail"):
+            self.judged += 1
+            if status == "fail":
+                self.failed += 1
+        elif status == "refused":
+            self.refused += 1
+        elif status == "unspecified":
+            self.unspecified += 1
+        else:
+            self.invalid += 1
+
+    def merge(self, other: Counts) -> None:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class Finding:
+    """The first violation of one invariant in a cell, and where its cases are."""
+
+    impl: str
+    invariant: str
+    message: str
+    seconds: float
+    raw_path: str
+    case_path: str
+    known: bool
+    origin: str | None = None
+    origin_status: str | None = None  # the minimal case's verdict on the configuration it derives from
+
+    @property
+    def origin_ok(self) -> bool | None:
+        return None if self.origin is None else self.origin_status == "pass"
+
+
+@dataclass
+class CellResult:
+    """One configuration's search. ``ok`` means: as expected (all known bugs found, nothing else)."""
+
+    impl: str
+    expect: Expect
+    seconds: float
+    counts: Counts = field(default_factory=Counts)
+    findings: dict[str, Finding] = field(default_factory=dict)
+    known_bugs: dict[str, list[str]] = field(default_factory=dict)  # commit -> invariants
+    origin: str | None = None
+    seed: int = 0
+    interrupted: bool = False
+    error: str = ""
+
+    @property
+    def unexpected(self) -> list[str]:
+        return sorted(inv for inv, f in self.findings.items() if not f.known)
+
+    @property
+    def bugs_found(self) -> dict[str, Finding | None]:
+        out: dict[str, Finding | None] = {}
+        for commit, invs in self.known_bugs.items():
+            hits = [self.findings[i] for i in invs if i in self.findings]
+            out[commit] = min(hits, key=lambda f: f.seconds) if hits else None
+        return out
+
+    @property
+    def found(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def first(self) -> Finding | None:
+        return min(self.findings.values(), key=lambda f: f.seconds) if self.findings else None
+
+    @property
+    def ok(self) -> bool:
+        if self.error:
+            return False
+        if self.unexpected:
+            return False
+        if any(f.origin_ok is False for f in self.findings.values()):
+            return False
+        return all(f is not None for f in self.bugs_found.values())
+
+    def to_json(self) -> dict[str, Any]:
+        first = self.first
+        return {
+            "impl": self.impl,
+            "expect": self.expect,
+            "found": self.found,
+            "invariant": first.invariant if first else None,
+            "seconds": round(first.seconds, 3) if first else None,
+            "case": first.case_path if first else None,
+            "ok": self.ok,
+            "derives_from": self.origin,
+            "known_bugs": {
+                commit: ({"invariant": f.invariant, "seconds": round(f.seconds, 3), "case": f.case_path} if f else None)
+                for commit, f in self.bugs_found.items()
+            },
+            "findings": [
+                {
+                    "invariant": f.invariant,
+                    "known": f.known,
+                    "seconds": round(f.seconds, 3),
+                    "case": f.case_path,
+                    "raw_case": f.raw_path,
+                    "message": f.message,
+                    "origin_status": f.origin_status,
+                }
+                for f in sorted(self.findings.values(), key=lambda f: f.seconds)
+            ],
+            "unexpected": self.unexpected,
+            "counts": asdict(self.counts),
+            "search_seconds": round(self.seconds, 3),
+            "seed": self.seed,
+            "interrupted": self.interrupted,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# one cell
+
+
+Event = tuple[str, str, dict[str, Any]]
+Emit = Callable[[Event], None]
+
+
+class _Stop(Exception):
+    """Ends the hypothesis loop (time up, or every known bug seen)."""
+
+
+class _Restart(Exception):
+    """Starts a fresh hypothesis run with the next seed."""
+
+
+def _write_case(path: Path, case: Case, impl: str, judged: Judged, provenance: dict[str, str],
+                origin: str | None = None, origin_judged: Judged | None = None) -> str:
+    expect = {impl: judged.verdict}
+    if origin is not None and origin_judged is not None:
+        expect[origin] = origin_judged.verdict
+    entry = Entry(case=case, expect=expect, provenance=provenance)
+    atomic_write_text(path, entry.to_json())
+    return str(path)
+
+
+def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | None, strict_flags: bool,
+                     seconds: float = MINIMIZE_SECONDS) -> Case:
+    """A smaller case violating ``invariant`` on ``impl`` (and passing on ``origin`` if given)."""
+    from fuzz.minimize import minimize
+
+    def keep(c: Case) -> bool:
+        j = judge_case(c, impl, strict_flags)
+        if j.status != "fail" or invariant not in j.invariants:
+            return False
+        return origin is None or judge_case(c, origin, strict_flags).status == "pass"
+
+    return minimize(case, keep, deadline=time.monotonic() + seconds)
+
+
+def search_cell(
+    impl_name: str,
+    *,
+    seconds: float,
+    seed: int = 0,
+    strict_flags: bool = False,
+    out_dir: str | None = DEFAULT_OUT,
+    stop_when_found: bool = True,
+    minimize: bool = True,
+    emit: Emit | None = None,
+    deadline: float | None = None,
+) -> CellResult:
+    """Search one implementation; see the module docstring for what is kept and written."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis import seed as hseed
+
+    from fuzz.strategies import search_cases
+
+    start = time.monotonic()
+    end = start + seconds if deadline is None else min(start + seconds, deadline)
+    impl = resolve(impl_name)
+    origin_name = derives_from(impl_name)
+    origin = resolve(origin_name) if origin_name else None
+    known = {bug.commit: sorted(bug.invariants) for bug in impl.caps.known_bugs}
+    known_invs = set().union(*known.values()) if known else set()
+    result = CellResult(impl=impl_name, expect=expectation(impl), seconds=0.0, known_bugs=known,
+                        origin=origin_name, seed=seed)
+    cell_dir = Path(out_dir) / slug(impl_name) if out_dir else None
+    last_emit = [0.0]
+
+    def progress(force: bool = False) -> None:
+        now = time.monotonic()
+        if emit and (force or now - last_emit[0] > 0.5):
+            last_emit[0] = now
+            emit(("progress", impl_name, asdict(result.counts)))
+
+    def all_known_found() -> bool:
+        return bool(known) and all(any(i in result.findings for i in invs) for invs in known.values())
+
+    def record(case: Case, judged: Judged) -> None:
+        t = time.monotonic() - start
+        for inv, msg in _by_invariant(judged):
+            if inv in result.findings:
+                continue
+            raw_path = ""
+            prov = {"impl": impl_name, "invariant": inv, "found_by": f"sledfuzz hypothesis search, seed {seed}",
+                    "seconds_to_find": f"{t:.3f}", "message": msg}
+            if cell_dir is not None:
+                raw_path = _write_case(cell_dir / f"{slug(inv)}.raw.json", case, impl_name, judged, prov)
+            finding = Finding(impl_name, inv, msg, t, raw_path, raw_path, inv in known_invs, origin_name)
+            result.findings[inv] = finding
+            if emit:
+                emit(("found", impl_name, {"invariant": inv, "seconds": t, "path": raw_path, "known": finding.known}))
+            if minimize:
+                small = minimize_finding(case, impl, inv, origin=origin, strict_flags=strict_flags,
+                                         seconds=min(MINIMIZE_SECONDS, max(2.0, end - time.monotonic())))
+            else:
+                small = case
+            small_j = judge_case(small, impl, strict_flags)
+            origin_j = judge_case(small, origin, strict_flags) if origin is not None else None
+            finding.origin_status = origin_j.status if origin_j else None
+            if cell_dir is not None:
+                prov = dict(prov, minimized="yes" if minimize else "no")
+                finding.case_path = _write_case(cell_dir / f"{slug(inv)}.json", small, impl_name, small_j, prov,
+                                                origin_name, origin_j)
+            if emit:
+                emit(("minimized", impl_name, {"invariant": inv, "path": finding.case_path,
+                                               "origin_status": finding.origin_status}))
+
+    examples = [0]
+
+    def body(case: Case) -> None:
+        if time.monotonic() > end:
+            raise _Stop
+        judged = judge_case(case, impl, strict_flags)
+        result.counts.add(judged.status)
+        if judged.status == "fail":
+            record(case, judged)
+            if stop_when_found and all_known_found():
+                raise _Stop
+        progress()
+        examples[0] += 1
+        if examples[0] % RESTART_EVERY == 0:
+            raise _Restart
+
+    strategy = search_cases(impl.caps, strict_flags=strict_flags)
+    run_seed = seed
+    try:
+        while time.monotonic() < end:
+            test = settings(
+                database=None,
+                max_examples=10**9,
+                phases=[Phase.generate],
+                deadline=None,
+                derandomize=False,
+                verbosity=Verbosity.quiet,
+                suppress_health_check=list(HealthCheck),
+                report_multiple_bugs=False,
+            )(hseed(run_seed)(given(strategy)(body)))
+            try:
+                test()
+            except _Restart:
+                pass
+            except _Stop:
+                break
+            run_seed += 1
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except Exception as exc:  # a crash of the tooling is reported per cell, never lost silently
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.seconds = time.monotonic() - start
+    progress(force=True)
+    return result
+
+
+def _by_invariant(judged: Judged) -> list[tuple[str, str]]:
+    out: dict[str, str] = {}
+    for msg in judged.messages:
+        out.setdefault(violation_name(msg), msg)
+    for inv in judged.invariants:
+        out.setdefault(inv, inv)
+    return sorted(out.items())
+
+
+# --------------------------------------------------------------------------------------------
+# many cells, in worker processes
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    impl: str
+    seconds: float
+    seed: int
+    strict_flags: bool
+    out_dir: str | None
+    stop_when_found: bool = True
+    minimize: bool = True
+    deadline_wall: float | None = None  # time.time() based: shared across processes
+
+
+_EVENTS: Any = None
+
+
+def _worker_init(events: Any) -> None:
+    global _EVENTS
+    _EVENTS = events
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _emit_to_queue(event: Event) -> None:
+    if _EVENTS is not None:
+        _EVENTS.put(event)
+
+
+def _run_spec(spec: CellSpec) -> CellResult:
+    deadline = None
+    if spec.deadline_wall is not None:
+        deadline = time.monotonic() + max(0.0, spec.deadline_wall - time.time())
+    return search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
+                       out_dir=spec.out_dir, stop_when_found=spec.stop_when_found, minimize=spec.minimize,
+                       emit=_emit_to_queue, deadline=deadline)
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so the campaign can summarise."""
+
+
+def run_cells(specs: list[CellSpec], *, jobs: int, on_event: Callable[[Event], None] | None = None,
+              ) -> tuple[list[CellResult], bool]:
+    """Run cells on ``jobs`` processes. Returns (results, interrupted); partial results survive."""
+    results: list[CellResult] = []
+    if jobs <= 1:
+        interrupted = False
+        for spec in specs:
+            try:
+                res = search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
+                                  out_dir=spec.out_dir, stop_when_found=spec.stop_when_found,
+                                  minimize=spec.minimize, emit=on_event)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            results.append(res)
+            if res.interrupted:
+                interrupted = True
+                break
+        return results, interrupted
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    pool = ctx.Pool(processes=min(jobs, len(specs)), initializer=_worker_init, initargs=(events,))
+    interrupted = False
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        pending = pool.imap_unordered(_run_spec, specs)
+        remaining = len(specs)
+        while remaining:
+            _drain(events, on_event)
+            try:
+                res = pending.next(timeout=0.2)
+            except mp.TimeoutError:
+                continue
+            results.append(res)
+            remaining -= 1
+        _drain(events, on_event)
+        pool.close()
+    except (KeyboardInterrupt, Interrupted):
+        interrupted = True
+        _drain(events, on_event)
+        pool.terminate()
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        pool.join()
+    return results, interrupted
+
+
+def _drain(events: Any, on_event: Callable[[Event], None] | None) -> None:
+    while True:
+        try:
+            ev = events.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return
+        if on_event:
+            on_event(ev)
+
+
+def merge_results(results: Iterable[CellResult]) -> list[CellResult]:
+    """Fold cells of the same implementation (``--jobs`` on one impl) into one result."""
+    merged: dict[str, CellResult] = {}
+    for r in results:
+        if r.impl not in merged:
+            merged[r.impl] = r
+            continue
+        m = merged[r.impl]
+        m.counts.merge(r.counts)
+        m.seconds = max(m.seconds, r.seconds)
+        m.interrupted |= r.interrupted
+        m.error = m.error or r.error
+        for inv, f in r.findings.items():
+            if inv not in m.findings or f.seconds < m.findings[inv].seconds:
+                m.findings[inv] = f
+    return list(merged.values())
+
+
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))

@@ -1,0 +1,166 @@
+"""Exhaustive small-scope mode: every configuration shape up to the bounds, values drawn per shape.
+
+Random search samples; this enumerates. A shape (``fuzz.shape.Shape``) fixes the target, the
+sled layout, the argument sizes (every slot count 0..2N, with and without 16-byte structs, plus
+the 13-argument refusal), the ordered link kinds (every sequence of up to K links), the
+enter-result pattern (all run, all with a start time, all skipped, start-then-skip) and the flag
+variant (every set the core generates, plus ORIG_STACK and SHARE_IPMODIFY; the unspecified raw
+sets only under ``--strict-flags``). One case per shape is built with values drawn from a
+random stream seeded by (seed, shape index), so a run is reproducible and no shape is skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fuzz.campaign import Counts, judge_case, resolve, slug
+from fuzz.corpus import Entry, atomic_write_text
+from fuzz.shape import (
+    ENTER_PATTERNS,
+    FLAG_VARIANTS,
+    UNSPECIFIED_FLAGS,
+    EnterPattern,
+    FlagVariant,
+    RandomDraw,
+    Shape,
+    build_case,
+)
+from model.caps import Capabilities, TargetKind
+from model.case import LinkKind
+
+KINDS: tuple[LinkKind, ...] = ("fentry", "fmod_ret", "fexit")
+STRUCT_OPS_RET_SIZES = (8, 4, 2, 1, 0)
+CHUNK = 256
+
+
+def arg_shapes(max_args: int) -> list[tuple[tuple[int, bool], ...]]:
+    """Every slot count 0..2*max_args: all-scalar when it fits, and with one and with as many
+    16-byte structs as possible; plus max_args+1 scalars (the -ENOTSUPP refusal) when 12."""
+    out: dict[tuple[tuple[int, bool], ...], None] = {}
+    scalar: tuple[int, bool] = (8, False)
+    struct: tuple[int, bool] = (16, True)
+    for nslots in range(0, 2 * max_args + 1):
+        if nslots <= max_args:
+            out[(scalar,) * nslots] = None
+        for nstructs in sorted({1, nslots // 2}):
+            if nstructs < 1 or 2 * nstructs > nslots:
+                continue
+            nscalar = nslots - 2 * nstructs
+            if nscalar + nstructs <= max_args:
+                # the struct in the middle, so that it straddles register/stack slots when it can
+                half = nscalar // 2
+                out[(scalar,) * half + (struct,) * nstructs + (scalar,) * (nscalar - half)] = None
+    if max_args >= 12:
+        out[(scalar,) * 13] = None
+    return list(out)
+
+
+def _sled_keys(caps: Capabilities, target: TargetKind) -> list[str]:
+    keys = [s.key for s in caps.sleds_for(target)]
+    if not keys and target == "struct_ops":
+        keys = ["4,0/c"]  # called directly: no sled, the key is not used
+    return keys
+
+
+def enumerate_shapes(caps: Capabilities, *, max_links: int = 3, max_args: int = 12,
+                     strict_flags: bool = False) -> list[Shape]:
+    shapes: list[Shape] = []
+    args_list = arg_shapes(max_args)
+    for target in sorted(caps.targets):
+        for sled in _sled_keys(caps, target):
+            for args in args_list:
+                if target == "struct_ops":
+                    for enter in ("run", "stats", "skip"):
+                        for ret_size in STRUCT_OPS_RET_SIZES:
+                            shapes.append(Shape(target, sled, args, ("fentry",), enter, "derived", ret_size))
+                    continue
+                for k in range(0, max_links + 1):
+                    for kinds in itertools.product(KINDS, repeat=k):
+                        enters: tuple[EnterPattern, ...] = ENTER_PATTERNS if k >= 2 else (
+                            ("run", "stats", "skip") if k == 1 else ("run",))
+                        variants: list[FlagVariant | int] = list(FLAG_VARIANTS if k else (
+                            "derived", "tail_call", "orig_stack", "share_ipmodify"))
+                        if strict_flags:
+                            variants += list(UNSPECIFIED_FLAGS)
+                        for enter in enters:
+                            for flags in variants:
+                                shapes.append(Shape(target, sled, args, kinds, enter, flags))
+    return shapes
+
+
+@dataclass
+class ExhaustResult:
+    impl: str
+    shapes: int
+    seconds: float
+    out_dir: str
+    counts: Counts = field(default_factory=Counts)
+    violating: list[tuple[str, frozenset[str], str, bool]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init(impl_name: str, strict: bool, seed: int, out_dir: str, caps_shapes: list[Shape]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STATE.update(impl=resolve(impl_name), name=impl_name, strict=strict, seed=seed, out=out_dir, shapes=caps_shapes)
+
+
+def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, list[str], str]]]:
+    impl = _STATE["impl"]
+    counts = Counts()
+    bad: list[tuple[int, list[str], str]] = []
+    for idx in range(*bounds):
+        shape: Shape = _STATE["shapes"][idx]
+        case = build_case(RandomDraw((_STATE["seed"] << 32) ^ idx), impl.caps, shape)
+        j = judge_case(case, impl, _STATE["strict"])
+        counts.add(j.status)
+        if j.status == "fail":
+            path = Path(_STATE["out"]) / f"exhaust-{slug(_STATE['name'])}" / f"shape-{idx:06d}.json"
+            entry = Entry(case, {_STATE["name"]: j.verdict},
+                          {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}", "shape": shape.describe()})
+            atomic_write_text(path, entry.to_json())
+            bad.append((idx, sorted(j.invariants), str(path)))
+    return counts.__dict__, bad
+
+
+def run_exhaust(impl_name: str, shapes: list[Shape], *, jobs: int, seed: int = 0, strict_flags: bool = False,
+                out_dir: str = "sledfuzz-out") -> ExhaustResult:
+    """Judge one case per shape on ``jobs`` processes; violating shapes are written as found."""
+    start = time.monotonic()
+    impl = resolve(impl_name)
+    known = impl.caps.known_invariants
+    res = ExhaustResult(impl_name, len(shapes), 0.0, out_dir)
+    bounds = [(i, min(i + CHUNK, len(shapes))) for i in range(0, len(shapes), CHUNK)]
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(processes=max(1, jobs), initializer=_init,
+                    initargs=(impl_name, strict_flags, seed, out_dir, shapes))
+    try:
+        for counts, bad in pool.imap_unordered(_chunk, bounds):
+            res.counts.merge(Counts(**counts))
+            for idx, invs, path in bad:
+                res.violating.append((shapes[idx].describe(), frozenset(invs), path, set(invs) <= known))
+        pool.close()
+    except KeyboardInterrupt:
+        res.interrupted = True
+        pool.terminate()
+    finally:
+        pool.join()
+    res.violating.sort(key=lambda v: v[2])
+    res.seconds = time.monotonic() - start
+    summary = {
+        "impl": impl_name, "shapes": res.shapes, "seconds": round(res.seconds, 2), "counts": res.counts.__dict__,
+        "violating": [{"shape": s, "invariants": sorted(i), "case": p, "known": k} for s, i, p, k in res.violating],
+        "interrupted": res.interrupted,
+    }
+    import json
+
+    atomic_write_text(Path(out_dir) / f"exhaust-{slug(impl_name)}.json", json.dumps(summary, indent=2) + "\n")
+    return res
