@@ -1,0 +1,250 @@
+"""Implementation names -> Implementation objects (DESIGN §3), cached, with one error type.
+
+Accepted names:
+
+* an era: ``v6.3``, ``v6.6``, ``v6.8``, ``v6.11``, ``v6.12``, ``v6.16``, ``next-47c9214dcbea``, ``v6.19``;
+* a pairing ``ftrace=A,tramp=B``: everything sled-side from era A (ftrace sleds and patcher, the
+  BPF prologue sled and its ``bpf_arch_text_poke``), the JIT from era B; kernel functions are
+  attachable (as with the direct-calls series applied). ``A`` may also be ``v6.2`` (the pre-v6.3
+  16-byte ra detour, which exists only as a sled scheme);
+* a bug configuration ``ERA-pre-COMMIT``: ERA with that one fix reverted (``eras.REVERTS``);
+* ``kernel``: the real JIT from a Linux tree (``emu.kernel``), when that package provides it;
+* ``module:factory``, or a name registered in the entry point group ``sledfuzz.impls``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from dataclasses import replace
+from importlib.metadata import entry_points
+
+from emu.impls.api import Implementation
+from emu.impls.eras import BUGS, ERAS, FTRACE_ONLY, Era, RevertError, revert
+from emu.impls.jit import EraJit
+from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
+from model.caps import Capabilities, KnownBug
+
+ENTRY_POINT_GROUP = "sledfuzz.impls"
+
+
+class ImplementationError(LookupError):
+    """A name that does not resolve to an implementation; the message is one line."""
+
+
+_cache: dict[str, Implementation] = {}
+_lock = threading.Lock()
+
+#: Pairings worth listing (any ``ftrace=A,tramp=B`` of known eras resolves).
+PAIRINGS: dict[str, str] = {
+    "ftrace=v6.6,tramp=v6.3": "the seed's bug: the pre-25ad10658dc1 trampoline on the 8-byte t0 sled "
+                              "(body at func+16, fentry-only skips the body, SKIP_FRAME returns through [sp-8])",
+    "ftrace=v6.6,tramp=v6.19": "the 8-byte t0 sled with the fixed JIT: what the seed's pairing derives from",
+    "ftrace=v6.2,tramp=v6.3": "the 16-byte ra detour the v6.3 JIT was written for (consistent; the detour's "
+                              "preemptible two-word patch is its 8547649981e6 bug)",
+}
+
+#: Bug configurations: each isolates one historical bug (DESIGN §5, SEMANTICS 4).
+BUG_CONFIGS: tuple[str, ...] = (
+    "v6.19-pre-7112cd26e606",
+    "v6.19-pre-1732ebc4a261",
+    "v6.19-pre-10541b374aa0",
+    "v6.19-pre-9f1e16fb1fc9",
+    "v6.19-pre-8f3e00af8e52",
+    "v6.19-pre-fd2e08128944",
+    "v6.19-pre-2f1b0d3d7331",
+    "v6.6-pre-8547649981e6",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def patchers_for(era: Era) -> SledPatchers:
+    """The sled side of an era: its ftrace patcher and its BPF prologue poke."""
+    atomic = era.ftrace == "atomic"
+    conc = Concurrency(stop_machine=not atomic, preemptible=era.ftrace_preemptible)
+    ftrace = FtracePatcher(era.ftrace, conc, era.name)
+    bpf = BpfProloguePatcher(era.bpf_sled, BpfPoker(era.bpf_sled, era.poke_kinds))
+    return SledPatchers(ftrace, bpf)
+
+
+def capabilities(name: str, sled_era: Era, jit_era: Era, *, direct_calls: bool | None = None,
+                 extra_bugs: tuple[KnownBug, ...] = ()) -> Capabilities:
+    """Capabilities of sleds from ``sled_era`` with the JIT of ``jit_era`` (the same era usually)."""
+    bugs: list[KnownBug] = []
+    for bug in (*jit_era.known_bugs, *extra_bugs, *(b for b in sled_era.known_bugs if b.commit == "8547649981e6")):
+        if bug not in bugs:
+            bugs.append(bug)
+    return Capabilities(
+        name=name,
+        targets=frozenset({"kernel_function", "bpf_prog", "struct_ops"}),
+        sleds=sled_era.sleds(),
+        max_args=12,
+        max_arg_slots=jit_era.max_arg_slots,
+        kernel_direct_calls=jit_era.direct_calls if direct_calls is None else direct_calls,
+        rvc=True,
+        ret_convention=jit_era.ret_convention,
+        known_bugs=tuple(bugs),
+    )
+
+
+class _PairedJit(EraJit):
+    """The JIT of one era with the ``bpf_arch_text_poke`` of the sled era (the poke goes with the
+    sleds it writes; the teardown NOP->JUMP poke is the same two words in every era)."""
+
+    def __init__(self, jit_era: Era, sled_era: Era) -> None:
+        super().__init__(jit_era)
+        self.poker = BpfPoker(sled_era.bpf_sled, sled_era.poke_kinds)
+
+
+def _era_impl(era: Era) -> Implementation:
+    return Implementation(
+        name=era.name,
+        caps=capabilities(era.name, era, era),
+        patcher=patchers_for(era),
+        jit=EraJit(era),
+        description=era.summary,
+    )
+
+
+def _pairing(name: str, a: str, b: str) -> Implementation:
+    sled_era = ERAS.get(a) or FTRACE_ONLY.get(a)
+    if sled_era is None:
+        raise ImplementationError(f"{name}: unknown ftrace era {a!r} (known: {', '.join([*FTRACE_ONLY, *ERAS])})")
+    jit_era = ERAS.get(b)
+    if jit_era is None:
+        raise ImplementationError(f"{name}: unknown tramp era {b!r} (known: {', '.join(ERAS)})")
+    extra: tuple[KnownBug, ...] = ()
+    if (sled_era.ftrace != "detour16") != (jit_era.frames == "two"):
+        extra = (BUGS["25ad10658dc1"],)  # sled and JIT disagree on skip and link register
+    desc = PAIRINGS.get(name, f"sleds of {a}, trampoline JIT of {b}")
+    return Implementation(
+        name=name,
+        caps=capabilities(name, sled_era, jit_era, direct_calls=True, extra_bugs=extra),
+        patcher=patchers_for(sled_era),
+        jit=_PairedJit(jit_era, sled_era),
+        description=desc,
+    )
+
+
+def _bug_config(name: str, base: str, commit: str) -> Implementation:
+    era = ERAS.get(base)
+    if era is None:
+        raise ImplementationError(f"{name}: unknown era {base!r} (known: {', '.join(ERAS)})")
+    try:
+        bug_era = revert(era, commit)
+    except RevertError as exc:
+        raise ImplementationError(f"{name}: {exc}") from None
+    impl = _era_impl(bug_era)
+    return replace(impl, name=name, caps=replace(impl.caps, name=name))
+
+
+def _plugin(name: str) -> Implementation:
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImplementationError(f"{name}: cannot import module {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ImplementationError(f"{name}: module {module_name!r} has no callable {attr!r}")
+    return _checked(name, factory())
+
+
+def _checked(name: str, impl: object) -> Implementation:
+    if not isinstance(impl, Implementation):
+        raise ImplementationError(f"{name}: the factory returned {type(impl).__name__}, not an Implementation")
+    return impl
+
+
+def _entry_point(name: str) -> Implementation | None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return _checked(name, ep.load()())
+    return None
+
+
+def _kernel() -> Implementation:
+    for module_name in ("emu.kernel.impl", "emu.kernel"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        factory = getattr(module, "factory", None)
+        if callable(factory):
+            return _checked("kernel", factory())
+    raise ImplementationError("kernel: emu.kernel provides no factory() (is the kernel adapter installed?)")
+
+
+def _build(name: str) -> Implementation:
+    if name in ERAS:
+        return _era_impl(ERAS[name])
+    if name.startswith("ftrace="):
+        left, sep, right = name.partition(",")
+        if not sep or not right.startswith("tramp="):
+            raise ImplementationError(f"{name}: a pairing is spelled ftrace=ERA,tramp=ERA")
+        return _pairing(name, left.removeprefix("ftrace="), right.removeprefix("tramp="))
+    if "-pre-" in name:
+        base, _, commit = name.partition("-pre-")
+        return _bug_config(name, base, commit)
+    if name == "kernel":
+        return _kernel()
+    if ":" in name:
+        return _plugin(name)
+    impl = _entry_point(name)
+    if impl is not None:
+        return impl
+    names = [n for n, _ in available(include_plugins=False)]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(names)}"
+    raise ImplementationError(f"unknown implementation {name!r}; {hint}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the public surface
+
+
+def resolve(name: str) -> Implementation:
+    """The implementation called ``name``; the same object on every call (cached)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ImplementationError(f"an implementation name is a non-empty string, got {name!r}")
+    name = name.strip()
+    with _lock:
+        impl = _cache.get(name)
+        if impl is None:
+            impl = _build(name)
+            _cache[name] = impl
+        return impl
+
+
+def available(include_plugins: bool = True) -> list[tuple[str, str]]:
+    """Every era, the pairings of interest, every bug configuration, then entry-point plugins."""
+    out: list[tuple[str, str]] = [(n, e.summary) for n, e in ERAS.items()]
+    out += list(PAIRINGS.items())
+    for n in BUG_CONFIGS:
+        base, _, commit = n.partition("-pre-")
+        out.append((n, f"{base} with {commit} reverted: {BUGS[commit].summary}"))
+    if include_plugins:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            out.append((ep.name, f"plugin {ep.value}"))
+    return out
+
+
+def derives_from(name: str) -> str:
+    """The clean configuration a name's counterexamples must pass on (DESIGN §5).
+
+    ``ERA-pre-X`` derives from ERA; a pairing from the same sleds with the v6.19 JIT; a clean
+    configuration from itself; any other era from v6.19 when its sleds match, else itself.
+    """
+    if "-pre-" in name:
+        return name.partition("-pre-")[0]
+    if name.startswith("ftrace="):
+        left = name.partition(",")[0]
+        sled_era = ERAS.get(left.removeprefix("ftrace="))
+        if sled_era is None or sled_era.ftrace == "detour16":
+            return name  # no clean JIT exists for the 16-byte detour
+        return f"{left},tramp=v6.19"
+    return name  # a clean configuration, or an era that carries its bugs
