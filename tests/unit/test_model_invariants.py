@@ -11,7 +11,7 @@ import pytest
 from model.case import Case, Layout, Link, Store
 from model.invariants import ALL, BY_NAME, NAMES, Violation, check_all
 from model.observation import Event, Observation, PokeCheck, TornState, Trap, Write
-from model.semantics import E2BIG, EINVAL, ENOTSUPP, ERANGE, Expected, Invalid, Refusal, Unspecified, expect
+from model.semantics import E2BIG, EINVAL, ENOTSUPP, ERANGE, Invalid, Refusal, Unspecified, expect
 from tests.unit.test_model_support import (
     CAPS,
     FUNC,
@@ -125,9 +125,9 @@ def test_body_runs() -> None:
 
 
 def test_no_recursion() -> None:
-    again = [ev for ev in GOOD.events if ev.kind == "tramp_enter"][0]
+    again = next(ev for ev in GOOD.events if ev.kind == "tramp_enter")
     deeper = replace(again, sp=again.sp - 0xB0)
-    obs = replace(GOOD, events=GOOD.events[:3] + (deeper,) + GOOD.events[3:])
+    obs = replace(GOOD, events=(*GOOD.events[:3], deeper, *GOOD.events[3:]))
     assert "re-entered" in _fire("I-NO-RECURSION", obs).message
 
 
@@ -135,7 +135,7 @@ def test_args_seen() -> None:
     def bad(ev: Event) -> Event:
         if ev.kind != "prog" or ev.link != 0:
             return ev
-        return replace(ev, ctx=ev.ctx[:9] + (0xBAD,) + ev.ctx[10:])
+        return replace(ev, ctx=(*ev.ctx[:9], 2989, *ev.ctx[10:]))
     assert "[9]=0xbad want 0xa" in _fire("I-ARGS-SEEN", _events(GOOD, bad)).message
 
 
@@ -143,7 +143,7 @@ def test_args_passed() -> None:
     entry = GOOD.body_entries[0]
     obs = replace(GOOD, body_entries=(replace(entry, stack=(entry.stack[0], 0)),))
     assert "stack arg" in _fire("I-ARGS-PASSED", obs).message
-    obs = replace(GOOD, body_entries=(replace(entry, regs=(0,) + entry.regs[1:]),))
+    obs = replace(GOOD, body_entries=(replace(entry, regs=(0, *entry.regs[1:])),))
     _fire("I-ARGS-PASSED", obs)
 
 
@@ -158,7 +158,7 @@ def test_ip_arg() -> None:
 
 def test_retval_seen() -> None:
     def bad(ev: Event) -> Event:
-        return replace(ev, ctx=ev.ctx[:10] + (0,)) if ev.kind == "prog" and ev.link == 3 else ev
+        return replace(ev, ctx=(*ev.ctx[:10], 0)) if ev.kind == "prog" and ev.link == 3 else ev
     _fire("I-RETVAL-SEEN", _events(GOOD, bad))
 
 
@@ -293,4 +293,4 @@ def test_check_all_collects_in_design_order() -> None:
 
 
 def test_layout_default_is_what_the_helpers_use() -> None:
-    assert LAYOUT == Layout() and CASE.links[1] == Link("fmod_ret", enter=0, wants_ip=True)
+    assert Layout() == LAYOUT and CASE.links[1] == Link("fmod_ret", enter=0, wants_ip=True)

@@ -82,7 +82,7 @@ def observation_from_expected(case: Case, exp: Expected, **overrides: Any) -> Ob
     events: list[Event] = []
     for ev in exp.events:
         link = case.links[ev.link] if ev.link >= 0 else None
-        common: dict[str, Any] = {"sp": tramp_sp, "fp": tramp_fp, "ra": tramp_pc, "frames": exp.frames + (0x1234,)}
+        common: dict[str, Any] = {"sp": tramp_sp, "fp": tramp_fp, "ra": tramp_pc, "frames": (*exp.frames, 4660)}
         if ev.kind in ("tramp_enter", "tramp_exit"):
             events.append(Event(ev.kind, -1, a0=ev.a0 or 0, a1=SCRAMBLE, a2=SCRAMBLE, **common))
         elif ev.kind == "prog_enter":
@@ -90,7 +90,7 @@ def observation_from_expected(case: Case, exp: Expected, **overrides: Any) -> Ob
             events.append(Event(ev.kind, ev.link, a0=ev.a0 or 0, a1=run_ctx, a2=SCRAMBLE, returned=link.enter, **common))
         elif ev.kind == "prog":
             assert link is not None and ev.ctx is not None
-            ctx = ev.ctx + ((ev.retval if ev.retval is not None else SCRAMBLE),)
+            ctx = (*ev.ctx, ev.retval if ev.retval is not None else SCRAMBLE)
             events.append(Event(ev.kind, ev.link, a0=ctx_ptr, a1=SCRAMBLE, a2=SCRAMBLE, ctx=ctx, nregs=slots,
                                 ip=ev.ip, cookie=link.cookie, returned=link.r0, **common))
         elif ev.kind == "prog_exit":
