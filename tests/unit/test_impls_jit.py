@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from emu.impls.api import (
@@ -122,7 +124,7 @@ def test_orig_call_targets() -> None:
         img = emit(name, req(("fexit",), F_CALL_ORIG | F_SKIP_FRAME))
         out = []
         insns = disassemble(img.code[: img.used_len], IMAGE)
-        for a, b in zip(insns, insns[1:], strict=False):
+        for a, b in itertools.pairwise(insns):
             if a.mnemonic == "auipc" and a.op_str.startswith("t1") and b.mnemonic == "jalr":
                 hi = int(a.op_str.split(",")[1], 0)
                 lo = int(b.op_str.split(",")[-1], 0)
