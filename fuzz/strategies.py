@@ -76,10 +76,17 @@ def functions(
     max_args: int = 12,
     max_slots: int | None = None,
     ret_sizes: Sequence[int] = (8, 4, 2, 1, 0),
+    arg_strategy: st.SearchStrategy[tuple[Arg, ...]] | None = None,
 ) -> Function:
-    """A traced function: arguments, one value per slot, a body, the BTF return type."""
+    """A traced function: arguments, one value per slot, a body, the BTF return type.
+
+    ``arg_strategy`` replaces the argument draw (the fuzzing front uses it for wide struct
+    lists and the 13-argument refusal)."""
     lay = layout or Layout()
-    fargs = draw(args(min_args=min_args, max_args=max_args, max_slots=max_slots))
+    if arg_strategy is not None:
+        fargs = draw(arg_strategy)
+    else:
+        fargs = draw(args(min_args=min_args, max_args=max_args, max_slots=max_slots))
     nslots = sum(a.slots for a in fargs)
     values = list(draw(st.lists(u64(), min_size=nslots, max_size=nslots)))
     store = None
@@ -155,7 +162,9 @@ def _sled_keys(target: TargetKind, sleds: Mapping[TargetKind, Sequence[str]] | S
     if sleds is not None:
         keys = tuple(sleds.get(target, ())) if isinstance(sleds, Mapping) else tuple(sleds)
     elif caps is not None:
-        keys = tuple(s.key for s in caps.sleds_for(target)) or DEFAULT_SLEDS[target]
+        keys = tuple(s.key for s in caps.sleds_for(target))
+        if not keys and target == "struct_ops":
+            keys = DEFAULT_SLEDS[target]  # called directly: the key is only carried along
     else:
         keys = DEFAULT_SLEDS[target]
     return keys
@@ -222,3 +231,210 @@ def cases(
 def case_dicts(**kwargs: Any) -> st.SearchStrategy[dict[str, Any]]:
     """The JSON form of ``cases(**kwargs)`` (for tests of the loader and of the corpus)."""
     return cases(**kwargs).map(lambda c: c.to_dict())
+
+
+# =============================================================================================
+# The fuzzing front's extension (issue 5): every dimension of DESIGN §1, including what the
+# implementation must refuse, and the address edges plain integers miss.
+# =============================================================================================
+
+from model.caps import SledLayout  # noqa: E402
+from model.core import (  # noqa: E402
+    F_CALL_ORIG,
+    F_IP_ARG,
+    F_ORIG_STACK,
+    F_RESTORE_REGS,
+    F_SHARE_IPMODIFY,
+    F_SKIP_FRAME,
+    F_TAIL_CALL_CTX,
+    derive_flags,
+)
+from model.semantics import HOSTS_SPAN, REACH_HI, REACH_LO  # noqa: E402
+
+#: Low 12 bits of a call offset on either side of the auipc/jalr rounding edge (bit 11).
+ROUND_EDGES: tuple[int, ...] = (0x000, 0x008, 0x7F8, 0x800, 0x808, 0xFF8)
+#: The same for 16-byte aligned host addresses.
+HOST_EDGES: tuple[int, ...] = (0x000, 0x7F0, 0x800, 0x810, 0xFF0)
+#: fmod_ret R0 values: non-zero ones whose low 32 bits are zero do NOT short-circuit on riscv
+#: (the test is on the sign-extended 32-bit a0, SEMANTICS 3.7), next to ones that do.
+FMOD_RET_VALUES: tuple[int, ...] = (
+    0x1_0000_0000, 0xFFFFFFFF_00000000, 0x80000000_00000000, 1, 0xFFFFFFEA, MASK64 - 21, 0x80000000, 0,
+)
+#: Raw flag sets the core never generates and the JIT does not refuse (SEMANTICS 3.2).
+UNSPECIFIED_FLAGS: tuple[int, ...] = (
+    F_RESTORE_REGS | F_SKIP_FRAME, F_SKIP_FRAME, F_CALL_ORIG, F_CALL_ORIG | F_RESTORE_REGS, 0,
+)
+#: Where edge layouts put their regions: far from the default layout's windows.
+EDGE_DATA = 0xFFFFFFFFE0000000
+EDGE_STACK = 0xFFFFFFFFE0100000
+_EDGE_FUNC = 0xFFFFFFFF90000000
+_PAGE = 0x1000
+
+
+def _auipc_offset(sled: SledLayout | None) -> int:
+    return 4 if sled is not None and sled.scheme == "ra_detour" else 0
+
+
+def _edge_layout(mode: str, d: int, *, off: int, hosts_low: int, im: int, progs: int) -> Layout:
+    """One edge layout. ``d`` is the offset that matters for ``mode`` (see ``edge_layouts``)."""
+    if mode == "round":  # image - (func + off) == d, image page aligned
+        func = _EDGE_FUNC + ((-(d + off)) & 0xFFF)
+        image = func + off + d
+        hosts = image + 0x100000 + hosts_low if d > 0 else image - 0x100000 + hosts_low
+        parent = func - 0x200000 if d > 0 else func + 0x200000
+    elif mode == "reach":  # the sled's call exactly at a reach limit: image - (func + off) == d
+        image = 0xFFFFFFFF10000000 if d < 0 else 0xFFFFFFFFC0000000
+        func = image - off - d
+        hosts = image + 0x100000 + hosts_low
+        parent = func + 0x200000 if d < 0 else func - 0x200000
+    else:  # "hosts": host calls at the image's reach limits: hosts - image == d
+        func = _EDGE_FUNC
+        image = func + 0x400000
+        hosts = image + d
+        parent = func - 0x200000
+    return Layout(
+        parent=parent & MASK64, func=func & MASK64, image=image & MASK64, hosts=hosts & MASK64,
+        ftrace_caller=(func + Layout().ftrace_caller - Layout().func) & MASK64,
+        im=im, progs=progs, data=EDGE_DATA, stack=EDGE_STACK,
+    )
+
+
+@st.composite
+def edge_layouts(draw: st.DrawFn, *, target: TargetKind = "bpf_prog", sled: SledLayout | None = None) -> Layout:
+    """Layouts whose call offsets sit on the auipc/jalr rounding edge (bit 11 of the offset set or
+    just clear) or exactly at the reach limits ``2^31 - 2^11`` (exclusive) and ``-2^31 - 2^11``
+    (inclusive). Kernel-function targets only get in-reach sled offsets (ftrace does not check,
+    so an unreachable one is an invalid case); BPF-program targets also get the first
+    unreachable ones, which ``bpf_arch_text_poke`` must refuse with -ERANGE."""
+    off = _auipc_offset(sled)
+    mode = draw(st.sampled_from(("round", "reach", "hosts")))
+    if mode == "round":
+        pages = draw(st.integers(0x100, 0x3FF)) * (1 if draw(st.booleans()) else -1)
+        d = pages * _PAGE + draw(st.sampled_from(ROUND_EDGES))
+    elif mode == "reach":
+        limits = [REACH_HI - 8, REACH_LO, REACH_LO + 8, REACH_HI - _PAGE]
+        if target != "kernel_function":
+            limits += [REACH_HI, REACH_LO - 8]
+        d = draw(st.sampled_from(limits))
+    else:
+        d = draw(st.sampled_from((REACH_HI - HOSTS_SPAN, REACH_HI - 0x800, REACH_HI, REACH_LO + _PAGE,
+                                  REACH_LO, REACH_LO - 0x10)))
+        d &= ~0xF
+    return _edge_layout(
+        mode, d, off=off, hosts_low=draw(st.sampled_from(HOST_EDGES)),
+        im=draw(st.sampled_from((Layout().im, 0xFFFFFFFF80000FF8, 0x7FFFF800, 0xFFFFFFFFFFFFF800, 0xFFFFFFD800000800))),
+        progs=draw(st.sampled_from((Layout().progs, 0xFFFFFFFF81100800, 0xFFFFFFD800000000))),
+    )
+
+
+def wide_args(*, max_args: int = 12, max_slots: int = 24) -> st.SearchStrategy[tuple[Arg, ...]]:
+    """Argument lists dense in 16-byte structs: up to ``max_slots`` slots (24 = twelve structs)."""
+    one = st.one_of(st.just(Arg(16, True)), st.sampled_from((Arg(8), Arg(4, signed=True), Arg(12, True), Arg(16, True))))
+    return st.lists(one, max_size=max_args).map(tuple).filter(lambda a: sum(x.slots for x in a) <= max_slots)
+
+
+def over_args() -> st.SearchStrategy[tuple[Arg, ...]]:
+    """Thirteen arguments: one more than MAX_BPF_FUNC_ARGS, so the JIT must refuse (-ENOTSUPP)."""
+    return st.lists(st.sampled_from((Arg(8), Arg(16, True), Arg(4))), min_size=13, max_size=13).map(tuple)
+
+
+def raw_flags(case_flags: int, *, strict_flags: bool) -> st.SearchStrategy[int | None]:
+    """None (derived) first, then the generated variants, the refused bits, the unspecified sets."""
+    variants = [
+        case_flags | F_TAIL_CALL_CTX,
+        case_flags | F_SHARE_IPMODIFY,
+        case_flags | F_ORIG_STACK,
+        case_flags | F_SHARE_IPMODIFY | F_ORIG_STACK | (F_SKIP_FRAME if case_flags & F_CALL_ORIG else 0),
+    ]
+    if strict_flags:
+        variants += [*list(UNSPECIFIED_FLAGS), case_flags ^ F_SKIP_FRAME, case_flags | F_IP_ARG]
+    return st.one_of(st.none(), st.none(), st.sampled_from(variants))
+
+
+@st.composite
+def fuzz_cases(
+    draw: st.DrawFn,
+    *,
+    caps: Capabilities | None = None,
+    target: TargetKind | Sequence[TargetKind] | None = None,
+    strict_flags: bool = False,
+    max_links: int = 39,
+    edges: bool = True,
+) -> Case:
+    """Cases over every dimension of DESIGN §1 for ``caps``: 0..13 arguments, up to 24 slots via
+    16-byte structs, 0..39 links in any order and mix (small counts most often), every flag set
+    the core generates plus ORIG_STACK / SHARE_IPMODIFY (refused) and, only with
+    ``strict_flags``, the unspecified ones; every declared sled; enter 0 / 1 / >= 2; cookies;
+    fmod_ret values with zero low halves; layouts on the rounding edge and at the reach limits.
+    Shrinks towards: derived flags, few links, few arguments, the default layout, zero values."""
+    if target is None:
+        kinds: tuple[TargetKind, ...] = tuple(sorted(caps.targets)) if caps is not None else TARGET_KINDS
+    elif isinstance(target, str):
+        kinds = (target,)
+    else:
+        kinds = tuple(target)
+    kinds = tuple(k for k in kinds if _sled_keys(k, None, caps))
+    kind = draw(st.sampled_from(kinds))
+    key = draw(st.sampled_from(_sled_keys(kind, None, caps)))
+    sled = caps.sled_for(kind, key) if caps is not None else None
+    layout = draw(st.one_of(layouts(), edge_layouts(target=kind, sled=sled))) if edges else draw(layouts())
+    max_a = caps.max_args if caps is not None else 12
+    max_s = caps.max_arg_slots if caps is not None else 24
+    if kind == "struct_ops":
+        max_s = min(max_s, 8)
+    arg_shape = draw(st.sampled_from(("plain", "plain", "wide", "plain", "over", "wide")))
+    if arg_shape == "plain":
+        arg_strategy = args(max_args=max_a, max_slots=max_s)
+    elif arg_shape == "wide":
+        arg_strategy = wide_args(max_args=max_a, max_slots=max(max_s, 24) if kind != "struct_ops" else max_s)
+    else:
+        arg_strategy = over_args()
+    fn = draw(functions(layout=layout, arg_strategy=arg_strategy,
+                        ret_sizes=(8, 4, 2, 1, 0) if kind == "struct_ops" else (8, 4)))
+    if kind == "struct_ops":
+        one = draw(links(min_links=1, max_links=1, kinds=("fentry",)))
+        lks: tuple[Link, ...] = (replace(one[0], wants_ip=False),)
+    else:
+        n = draw(st.one_of(st.integers(0, 3), st.integers(0, max_links)))
+        lks = draw(links(min_links=n, max_links=n))
+        lks = tuple(
+            replace(lk, r0=draw(st.sampled_from(FMOD_RET_VALUES))) if lk.kind == "fmod_ret" and draw(st.booleans())
+            else lk
+            for lk in lks
+        )
+    case = Case(target=kind, function=fn, sled=key, links=lks, layout=layout, flags=None,
+                teardown=draw(st.booleans()), seed=draw(st.integers(0, MASK64)))
+    if kind != "struct_ops":
+        flags = draw(raw_flags(derive_flags(case), strict_flags=strict_flags))
+        if flags is not None:
+            case = replace(case, flags=flags)
+    return case
+
+
+def search_cases(caps: Capabilities, *, strict_flags: bool = False) -> st.SearchStrategy[Case]:
+    """What campaigns search with: the base cases and the front's, for one implementation."""
+    return st.one_of(cases(caps=caps), fuzz_cases(caps=caps, strict_flags=strict_flags))
+
+
+def edge_examples(caps: Capabilities) -> list[Case]:
+    """Explicit cases at the reach limits and on the rounding edge, one per declared sled and
+    target (for ``@example``: random integers essentially never hit these exact offsets)."""
+    out: list[Case] = []
+    fn = Function(args=(Arg(8), Arg(8)), values=(1, 2), body=Body(k=3, coeffs=(1, 1)))
+    for sled in caps.sleds:
+        if sled.target not in caps.targets or sled.target == "struct_ops":
+            continue
+        off = _auipc_offset(sled)
+        limits = [REACH_HI - 8, REACH_LO] + ([REACH_HI, REACH_LO - 8] if sled.target == "bpf_prog" else [])
+        layouts_: list[Layout] = [_edge_layout("reach", d, off=off, hosts_low=0, im=Layout().im, progs=Layout().progs)
+                                  for d in limits]
+        layouts_ += [_edge_layout("round", d, off=off, hosts_low=0x800, im=Layout().im, progs=Layout().progs)
+                     for d in (0x100 * _PAGE + 0x800, 0x100 * _PAGE + 0x7F8, -0x100 * _PAGE + 0x800)]
+        layouts_ += [_edge_layout("hosts", d, off=off, hosts_low=0, im=Layout().im, progs=Layout().progs)
+                     for d in (REACH_HI - HOSTS_SPAN, REACH_HI, REACH_LO)]
+        for lay in layouts_:
+            kind_lists: tuple[tuple[LinkKind, ...], ...] = (("fentry",), ("fentry", "fmod_ret", "fexit"))
+            for kinds in kind_lists:
+                out.append(Case(target=sled.target, function=fn, sled=sled.key,
+                                links=tuple(Link(kind=k, r0=5, cookie=7) for k in kinds), layout=lay))
+    return out
