@@ -154,7 +154,7 @@ def flags_for(shape: Shape) -> tuple[int | None, bool]:
     if shape.target == "struct_ops":
         return None, False
     variant = shape.flags
-    wants_ip = "ip_arg" in variant
+    wants_ip = "ip_arg" in variant and bool(shape.kinds)  # only a link can ask for the ip
     if variant in ("derived", "ip_arg"):
         return None, wants_ip
     calls_orig = any(k != "fentry" for k in shape.kinds)
@@ -309,7 +309,7 @@ def draw_shape(draw: Draw, caps: Capabilities, *, strict_flags: bool = False, ma
         nlinks = draw.int_in(0, 3) if draw.int_in(0, 7) else draw.int_in(0, max_links)
         kinds = tuple(pick(draw, ("fentry", "fmod_ret", "fexit")) for _ in range(nlinks))
         ret_size = 8
-        flags = pick(draw, FLAG_VARIANTS)
+        flags = pick(draw, FLAG_VARIANTS) if draw.int_in(0, 2) == 0 else pick(draw, ("derived", "ip_arg"))
         if strict_flags and draw.int_in(0, 3) == 0:
             flags = pick(draw, UNSPECIFIED_FLAGS)
     return Shape(target, sled, args, kinds, pick(draw, ENTER_PATTERNS), flags, ret_size)
