@@ -1,0 +1,122 @@
+"""The engine interface: what the scenario needs from an RV64 emulator, and nothing more.
+
+An engine executes guest code in a persistent address space, turns every way a run can end into
+one `StopKind` (never an uncaught emulator exception, never a silently skipped instruction), logs
+the guest's stores, and lets Python stand in for callees at fixed addresses (host calls, DESIGN §7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+StopKind = Literal[
+    "sentinel",
+    "budget",
+    "fetch_unmapped",
+    "read_unmapped",
+    "write_unmapped",
+    "fetch_prot",
+    "misaligned",
+    "illegal_insn",
+    "host_error",
+]
+
+PAGE_SIZE = 0x1000
+MASK64 = (1 << 64) - 1
+
+
+class EngineError(Exception):
+    """The host side misused the engine (e.g. read or wrote unmapped memory from Python)."""
+
+
+class HostStop(Exception):
+    """Raised by a host call to end the run with stop="host_error" and detail=reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MemWrite:
+    """One guest store: `value` is the stored bytes as a little-endian unsigned integer."""
+
+    addr: int
+    size: int
+    value: int
+    pc: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended.
+
+    `pc` is the sentinel, the next instruction (budget), the faulting instruction (faults; for
+    fetch faults the unfetchable target) or the host-call address (host_error). `steps` counts
+    completed instructions; a host call counts as one instruction (it stands for a callee's `ret`).
+    """
+
+    stop: StopKind
+    pc: int
+    fault_addr: int | None
+    steps: int
+    writes: tuple[MemWrite, ...]
+    detail: str = ""
+
+
+HostFn = Callable[["Engine"], "int | None"]
+
+
+class Engine(Protocol):
+    """A reusable RV64GC machine. Mappings and host calls persist across runs; registers and memory
+    are whatever the caller last left there (the caller resets what a run may have changed)."""
+
+    def map(self, base: int, size: int) -> None:
+        """Map [base, base+size) rounded out to pages, read/write/execute; already-mapped parts are
+        left as they are (idempotent)."""
+        ...
+
+    def unmap_all(self) -> None: ...
+
+    def write(self, addr: int, data: bytes) -> None: ...
+
+    def read(self, addr: int, size: int) -> bytes: ...
+
+    def read_u64(self, addr: int) -> int: ...
+
+    def write_u64(self, addr: int, v: int) -> None: ...
+
+    def reg(self, r: int) -> int:
+        """x-register r (0..31); x0 reads 0."""
+        ...
+
+    def set_reg(self, r: int, v: int) -> None:
+        """Set x-register r (0..31) to v mod 2**64; writes to x0 are ignored."""
+        ...
+
+    def get_pc(self) -> int: ...
+
+    def regs(self, rs: Sequence[int]) -> list[int]: ...
+
+    def set_regs(self, pairs: Sequence[tuple[int, int]]) -> None: ...
+
+    def add_host_call(self, addr: int, fn: HostFn) -> None:
+        """When execution reaches addr, run fn(engine); an int result goes to a0; continue at ra.
+        fn may raise HostStop(reason) to end the run (stop="host_error")."""
+        ...
+
+    def clear_host_calls(self) -> None: ...
+
+    def run(
+        self,
+        pc: int,
+        sentinel: int,
+        budget: int,
+        log_writes_outside: tuple[tuple[int, int], ...] | None = None,
+    ) -> RunResult:
+        """Execute from pc until pc == sentinel, `budget` instructions, a fault or a HostStop.
+        Guest stores are logged in order except those whose address lies in one of the
+        [lo, hi) ranges of `log_writes_outside` (None: log all)."""
+        ...

@@ -1,0 +1,490 @@
+"""UnicornEngine: the default engine, one unicorn RV64GC instance reused across many runs.
+
+Cost model (why it looks like this): a run is ~100 instructions, so per-run Python work dominates.
+Python runs only at TB (basic block) entries (to count steps), at logged stores, at host calls and
+at faults; the budget is unicorn's own C instruction counter (`emu_start(count=...)`); register
+and memory access goes straight to libunicorn through preallocated ctypes buffers.
+
+Unicorn 2.1.4 quirks handled here (each has a unit test):
+- With an interrupt hook installed, unicorn skips a trapping instruction and carries on unless
+  the hook stops emulation; our hook always stops. The PC it reports is the trap's pc + 4.
+- With the instruction counter on, an illegal instruction at a hooked address traps before the
+  code hook runs; so a host-call address always holds a `c.ret`, rewritten before a run whenever
+  something may have overwritten it.
+- A translated block that spans the `until` address but was translated while another address was
+  the exit does not stop there; when the sentinel changes, the blocks around it are dropped.
+- After a run that ends in a fault or passes through a host call (a PC write from a hook),
+  `uc_mem_write` no longer invalidates stale translations of the code it overwrites; so `write`
+  drops the translations itself whenever it touches a page code has run from.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from typing import Any
+
+import unicorn
+from unicorn import (
+    UC_ARCH_RISCV,
+    UC_HOOK_BLOCK,
+    UC_HOOK_CODE,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_FETCH_PROT,
+    UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ_PROT,
+    UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE,
+    UC_HOOK_MEM_WRITE_PROT,
+    UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_MODE_RISCV64,
+    UC_PROT_ALL,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
+)
+from unicorn import unicorn_const as ucc
+from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0
+from unicorn.unicorn_py3.unicorn import uclib
+
+from emu.engine.base import (
+    MASK64,
+    PAGE_SIZE,
+    EngineError,
+    HostFn,
+    HostStop,
+    MemWrite,
+    RunResult,
+    StopKind,
+)
+
+_unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy out of them
+UcError: type[Exception] = _unicorn.UcError
+
+_RA = 1
+_A0 = 10
+_C_RET = b"\x82\x80"  # c.jr ra
+_HOOK_INVALID = (
+    UC_HOOK_MEM_READ_UNMAPPED
+    | UC_HOOK_MEM_WRITE_UNMAPPED
+    | UC_HOOK_MEM_FETCH_UNMAPPED
+    | UC_HOOK_MEM_READ_PROT
+    | UC_HOOK_MEM_WRITE_PROT
+    | UC_HOOK_MEM_FETCH_PROT
+)
+_ERR_STOP: dict[int, tuple[StopKind, str]] = {
+    ucc.UC_ERR_READ_UNMAPPED: ("read_unmapped", ""),
+    ucc.UC_ERR_WRITE_UNMAPPED: ("write_unmapped", ""),
+    ucc.UC_ERR_FETCH_UNMAPPED: ("fetch_unmapped", ""),
+    ucc.UC_ERR_FETCH_PROT: ("fetch_prot", ""),
+    # Pages are mapped readable and writable, so these mean a protection change by someone else.
+    ucc.UC_ERR_READ_PROT: ("read_unmapped", "read from a read-protected page"),
+    ucc.UC_ERR_WRITE_PROT: ("write_unmapped", "write to a write-protected page"),
+    ucc.UC_ERR_READ_UNALIGNED: ("misaligned", "unaligned read"),
+    ucc.UC_ERR_WRITE_UNALIGNED: ("misaligned", "unaligned write"),
+    ucc.UC_ERR_FETCH_UNALIGNED: ("misaligned", "unaligned fetch"),
+    # ebreak / c.ebreak end up here in unicorn 2.1.4.
+    ucc.UC_ERR_INSN_INVALID: ("illegal_insn", "invalid instruction (ebreak or undecodable)"),
+}
+# RISC-V trap causes (privileged spec, mcause) as delivered to the interrupt hook.
+_CAUSE_STOP: dict[int, tuple[StopKind, str]] = {
+    0: ("misaligned", "instruction address misaligned"),
+    1: ("fetch_unmapped", "instruction access fault"),
+    2: ("illegal_insn", "illegal instruction"),
+    3: ("illegal_insn", "breakpoint (ebreak)"),
+    4: ("misaligned", "load address misaligned"),
+    5: ("read_unmapped", "load access fault"),
+    6: ("misaligned", "store/AMO address misaligned"),
+    7: ("write_unmapped", "store/AMO access fault"),
+    8: ("illegal_insn", "environment call (ecall) from U-mode"),
+    9: ("illegal_insn", "environment call (ecall) from S-mode"),
+    11: ("illegal_insn", "environment call (ecall) from M-mode"),
+    12: ("fetch_unmapped", "instruction page fault"),
+    13: ("read_unmapped", "load page fault"),
+    15: ("write_unmapped", "store/AMO page fault"),
+}
+_INVALID_ACCESS_STOP: dict[int, StopKind] = {
+    ucc.UC_MEM_READ_UNMAPPED: "read_unmapped",
+    ucc.UC_MEM_WRITE_UNMAPPED: "write_unmapped",
+    ucc.UC_MEM_FETCH_UNMAPPED: "fetch_unmapped",
+    ucc.UC_MEM_FETCH_PROT: "fetch_prot",
+    ucc.UC_MEM_READ_PROT: "read_unmapped",
+    ucc.UC_MEM_WRITE_PROT: "write_unmapped",
+}
+
+
+def _insn_len(lo: int) -> int:
+    """RISC-V instruction length from its lowest byte (16 or 32 bit; RV64GC has nothing longer)."""
+    return 2 if (lo & 3) != 3 else 4
+
+
+def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """Inclusive [begin, end] ranges covering every 64-bit address outside the [lo, hi) ranges."""
+    out: list[tuple[int, int]] = []
+    cur = 0
+    for lo, hi in sorted((max(lo, 0), min(hi, 1 << 64)) for lo, hi in ranges if hi > lo):
+        if lo > cur:
+            out.append((cur, lo - 1))
+        cur = max(cur, hi)
+    if cur <= MASK64:
+        out.append((cur, MASK64))
+    return out
+
+
+class UnicornEngine:
+    """One `Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)` for the lifetime of the object (see module doc)."""
+
+    def __init__(self) -> None:
+        self._uc: Any = _unicorn.Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
+        self._uch: Any = self._uc._uch
+        self._u64 = ctypes.c_uint64()
+        self._u64_ref = ctypes.byref(self._u64)
+        self._u64_chars = ctypes.cast(ctypes.pointer(self._u64), ctypes.POINTER(ctypes.c_char))
+        self._host: dict[int, HostFn] = {}
+        self._host_hooks: dict[int, int] = {}
+        self._host_pages: set[int] = set()
+        self._host_dirty = False
+        self._sentinel: int | None = None
+        self._log_key: tuple[tuple[int, int], ...] | bool | None = False  # False: no hooks yet
+        self._log_hooks: list[int] = []
+        # Per-run state, filled by the hooks.
+        self._blocks: list[tuple[int, int]] = []
+        self._writes: list[tuple[int, int, int, int]] = []
+        self._trap: tuple[int, int] | None = None  # (cause, pc of the trapping instruction)
+        self._invalid: tuple[int, int, int] | None = None  # (access, addr, pc)
+        self._host_stop: tuple[int, str] | None = None  # (host address, reason)
+        # Instruction count per translated block, dropped page-wise when memory is rewritten.
+        self._ninsn: dict[tuple[int, int], int] = {}
+        self._ninsn_pages: dict[int, set[tuple[int, int]]] = {}
+        self._code_pages: set[int] = set()  # pages that may hold translated blocks
+        uc = self._uc
+        uc.hook_add(UC_HOOK_BLOCK, self._on_block)
+        uc.hook_add(UC_HOOK_INTR, self._on_intr)
+        uc.hook_add(_HOOK_INVALID, self._on_invalid)
+
+    # ---- memory -------------------------------------------------------------------------------
+
+    def map(self, base: int, size: int, *, executable: bool = True) -> None:
+        """Map [base, base+size) rounded out to pages. Pages already mapped keep their contents;
+        `executable=False` (an extension) maps new pages without execute permission, so a jump
+        there stops as "fetch_prot"."""
+        if size <= 0:
+            return
+        lo = base & ~(PAGE_SIZE - 1)
+        hi = (base + size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        perms = UC_PROT_ALL if executable else UC_PROT_READ | UC_PROT_WRITE
+        cur = lo
+        for rb, re_, _ in sorted(self._uc.mem_regions()):
+            rend = re_ + 1
+            if rend <= cur or rb >= hi:
+                continue
+            if rb > cur:
+                self._uc.mem_map(cur, rb - cur, perms)
+            cur = max(cur, rend)
+            if cur >= hi:
+                break
+        if cur < hi:
+            self._uc.mem_map(cur, hi - cur, perms)
+        if self._host_pages.intersection(range(lo >> 12, hi >> 12)):
+            self._host_dirty = True
+
+    def unmap_all(self) -> None:
+        for rb, re_, _ in list(self._uc.mem_regions()):
+            self._uc.mem_unmap(rb, re_ + 1 - rb)
+        self._uc.ctl_flush_tb()
+        self._code_pages.clear()
+        self._ninsn.clear()
+        self._ninsn_pages.clear()
+        self._host_dirty = True
+        self._sentinel = None
+
+    def write(self, addr: int, data: bytes) -> None:
+        n = len(data)
+        if n == 0:
+            return
+        if uclib.uc_mem_write(self._uch, addr, bytes(data), n) != 0:
+            raise EngineError(f"write of {n} bytes at {addr:#x}: not mapped")
+        self._touched(addr, n)
+
+    def read(self, addr: int, size: int) -> bytes:
+        buf = ctypes.create_string_buffer(size)
+        if uclib.uc_mem_read(self._uch, addr, buf, size) != 0:
+            raise EngineError(f"read of {size} bytes at {addr:#x}: not mapped")
+        return buf.raw
+
+    def read_u64(self, addr: int) -> int:
+        if uclib.uc_mem_read(self._uch, addr, self._u64_chars, 8) != 0:
+            raise EngineError(f"read of 8 bytes at {addr:#x}: not mapped")
+        return self._u64.value
+
+    def write_u64(self, addr: int, v: int) -> None:
+        self.write(addr, (v & MASK64).to_bytes(8, "little"))
+
+    def _touched(self, addr: int, n: int) -> None:
+        """Forget what we (and unicorn's block cache) know about code in the written pages."""
+        first, last = addr >> 12, (addr + n - 1) >> 12
+        pages = self._ninsn_pages
+        code = self._code_pages
+        if first in code or (last != first and not code.isdisjoint(range(first, last + 1))):
+            self._uc.ctl_remove_cache(addr, addr + n)
+        for page in range(first, last + 1):
+            keys = pages.pop(page, None)
+            if keys:
+                for k in keys:
+                    self._ninsn.pop(k, None)
+            if page in self._host_pages:
+                self._host_dirty = True
+
+    # ---- registers ----------------------------------------------------------------------------
+
+    def reg(self, r: int) -> int:
+        if r == 0:
+            return 0
+        if not 0 < r < 32:
+            raise EngineError(f"no x-register {r}")
+        uclib.uc_reg_read(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
+        return self._u64.value
+
+    def set_reg(self, r: int, v: int) -> None:
+        if r == 0:
+            return
+        if not 0 < r < 32:
+            raise EngineError(f"no x-register {r}")
+        self._u64.value = v & MASK64
+        uclib.uc_reg_write(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
+
+    def get_pc(self) -> int:
+        uclib.uc_reg_read(self._uch, UC_RISCV_REG_PC, self._u64_ref)
+        return self._u64.value
+
+    def _set_pc(self, v: int) -> None:
+        self._u64.value = v
+        uclib.uc_reg_write(self._uch, UC_RISCV_REG_PC, self._u64_ref)
+
+    def regs(self, rs: Sequence[int]) -> list[int]:
+        n = len(rs)
+        if n == 0:
+            return []
+        for r in rs:
+            if not 0 <= r < 32:
+                raise EngineError(f"no x-register {r}")
+        ids = (ctypes.c_int * n)(*(UC_RISCV_REG_X0 + r for r in rs))
+        vals = (ctypes.c_uint64 * n)()
+        base = ctypes.addressof(vals)
+        ptrs = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
+        uclib.uc_reg_read_batch(self._uch, ids, ptrs, n)
+        return [0 if r == 0 else v for r, v in zip(rs, vals, strict=True)]
+
+    def set_regs(self, pairs: Sequence[tuple[int, int]]) -> None:
+        live = [(r, v & MASK64) for r, v in pairs if r != 0]
+        n = len(live)
+        if n == 0:
+            return
+        for r, _ in live:
+            if not 0 < r < 32:
+                raise EngineError(f"no x-register {r}")
+        ids = (ctypes.c_int * n)(*(UC_RISCV_REG_X0 + r for r, _ in live))
+        vals = (ctypes.c_uint64 * n)(*(v for _, v in live))
+        base = ctypes.addressof(vals)
+        ptrs = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
+        uclib.uc_reg_write_batch(self._uch, ids, ptrs, n)
+
+    # ---- host calls ---------------------------------------------------------------------------
+
+    def add_host_call(self, addr: int, fn: HostFn) -> None:
+        """Register fn at addr (replacing an earlier one). The page is mapped if needed and addr
+        holds a `c.ret` from the next run on (the hook fires before that instruction runs)."""
+        if addr & 1:
+            raise EngineError(f"host call address {addr:#x} is odd")
+        if addr not in self._host_hooks:
+            self._host_hooks[addr] = self._uc.hook_add(UC_HOOK_CODE, self._on_host, begin=addr, end=addr)
+        self._host[addr] = fn
+        self._host_pages.add(addr >> 12)
+        self._host_dirty = True
+
+    def clear_host_calls(self) -> None:
+        for h in self._host_hooks.values():
+            self._uc.hook_del(h)
+        self._host_hooks.clear()
+        self._host.clear()
+        self._host_pages.clear()
+        self._host_dirty = False
+
+    def _place_host_rets(self) -> None:
+        for addr in self._host:
+            if uclib.uc_mem_write(self._uch, addr, _C_RET, 2) != 0:
+                self.map(addr, 2)
+                uclib.uc_mem_write(self._uch, addr, _C_RET, 2)
+            self._touched(addr, 2)
+        self._host_dirty = False
+
+    # ---- hooks (called from unicorn) ----------------------------------------------------------
+
+    def _on_block(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
+        self._blocks.append((addr, size))
+
+    def _on_intr(self, uc: Any, intno: int, _ud: Any) -> None:
+        # unicorn 2.1.4 has already advanced pc by 4 past the trapping instruction.
+        if self._trap is None:
+            self._trap = (intno, (self.get_pc() - 4) & MASK64)
+        uc.emu_stop()
+
+    def _on_invalid(self, uc: Any, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
+        if self._invalid is None:
+            self._invalid = (access, addr, self.get_pc())
+        return False
+
+    def _on_write(self, uc: Any, access: int, addr: int, size: int, value: int, _ud: Any) -> None:
+        self._writes.append((addr, size, value & ((1 << (8 * size)) - 1), self.get_pc()))
+
+    def _on_host(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
+        fn = self._host.get(addr)
+        if fn is None:  # a hook left over by a re-registration race; behave like the c.ret
+            self._set_pc(self.reg(_RA))
+            return
+        try:
+            ret = fn(self)
+        except HostStop as e:
+            self._host_stop = (addr, e.reason)
+            uc.emu_stop()
+            return
+        except EngineError as e:  # the callee looked at guest state that is not there
+            self._host_stop = (addr, f"host call at {addr:#x}: {e}")
+            uc.emu_stop()
+            return
+        if ret is not None:
+            self.set_reg(_A0, ret)
+        self._set_pc(self.reg(_RA))
+
+    def _set_log_ranges(self, key: tuple[tuple[int, int], ...] | None) -> None:
+        if key == self._log_key:
+            return
+        for h in self._log_hooks:
+            self._uc.hook_del(h)
+        self._log_hooks = []
+        spans = [(0, MASK64)] if key is None else _complement(key)
+        for b, e in spans:
+            self._log_hooks.append(self._uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write, begin=b, end=e))
+        self._log_key = key
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        pc: int,
+        sentinel: int,
+        budget: int,
+        log_writes_outside: tuple[tuple[int, int], ...] | None = None,
+    ) -> RunResult:
+        if self._host_dirty:
+            self._place_host_rets()
+        if sentinel != self._sentinel:
+            # Drop blocks translated while another address was the exit (module doc).
+            self._uc.ctl_remove_cache(max(sentinel - 4, 0), min(sentinel + 4, MASK64))
+            self._sentinel = sentinel
+        self._set_log_ranges(log_writes_outside)
+        self._blocks.clear()
+        self._writes = []
+        self._trap = None
+        self._invalid = None
+        self._host_stop = None
+        if pc == sentinel:
+            return RunResult("sentinel", pc, None, 0, ())
+        if budget <= 0:  # count=0 would mean "unlimited" to unicorn
+            self._set_pc(pc)
+            return RunResult("budget", pc, None, 0, ())
+
+        err = 0
+        try:
+            self._uc.emu_start(pc, sentinel, 0, budget)
+        except UcError as e:
+            err = int(getattr(e, "errno", -1))
+        writes = tuple(MemWrite(*w) for w in self._writes)
+
+        stop: StopKind
+        fault_addr: int | None = None
+        detail = ""
+        if self._host_stop is not None:
+            stop, at, detail = "host_error", self._host_stop[0], self._host_stop[1]
+        elif self._trap is not None:
+            cause, at = self._trap
+            stop, what = _CAUSE_STOP.get(cause, ("illegal_insn", "unexpected trap"))
+            word = self._word_at(at)
+            detail = f"trap cause {cause} ({what}) at {at:#x}, insn {word:#x}" if word is not None else what
+            if stop == "misaligned" and word is not None:
+                fault_addr = self._amo_addr(word)
+        elif err:
+            stop, detail = _ERR_STOP.get(err, ("host_error", ""))
+            if not detail or stop == "host_error":
+                detail = detail or f"unicorn error {err}: {_unicorn.UcError(err)}"
+            at = self.get_pc()
+            if self._invalid is not None:
+                access, fault_addr, ipc = self._invalid
+                stop = _INVALID_ACCESS_STOP.get(access, stop)
+                at = fault_addr if stop in ("fetch_unmapped", "fetch_prot") else ipc
+                if stop == "write_unmapped" and writes and (writes[-1].addr, writes[-1].pc) == (fault_addr, ipc):
+                    writes = writes[:-1]  # unicorn reports the store before finding it unmapped
+        else:
+            at = self.get_pc()
+            stop = "sentinel" if at == sentinel else "budget"
+        steps = budget if stop == "budget" else self._count_steps(at)
+        cp = self._code_pages
+        for a, n in self._blocks:
+            cp.add(a >> 12)
+            cp.add((a + n + 3) >> 12)
+        return RunResult(stop, at, fault_addr, steps, writes, detail)
+
+    def _word_at(self, addr: int) -> int | None:
+        try:
+            b = self.read(addr, 2)
+            return int.from_bytes(self.read(addr, 4) if _insn_len(b[0]) == 4 else b, "little")
+        except EngineError:
+            return None
+
+    def _amo_addr(self, word: int) -> int | None:
+        """The effective address of a misaligned A-extension access (address in rs1)."""
+        if word & 0x7F != 0x2F:
+            return None
+        return self.reg((word >> 15) & 31)
+
+    def _block_insns(self, addr: int, size: int) -> int:
+        key = (addr, size)
+        n = self._ninsn.get(key)
+        if n is None:
+            n = self._count_range(addr, addr + size)
+            self._ninsn[key] = n
+            for page in range(addr >> 12, ((addr + max(size, 1) - 1) >> 12) + 1):
+                self._ninsn_pages.setdefault(page, set()).add(key)
+        return n
+
+    def _count_range(self, lo: int, hi: int) -> int:
+        if hi <= lo:
+            return 0
+        try:
+            code = self.read(lo, hi - lo)
+        except EngineError:
+            return 0
+        i = n = 0
+        while i < len(code):
+            i += _insn_len(code[i])
+            n += 1
+        return n
+
+    def _count_steps(self, stop_pc: int) -> int:
+        """Completed instructions: whole blocks entered, plus the part of the last one before
+        stop_pc. Block sizes come from the translation, lengths from memory after the run (code
+        the guest rewrote during the run may be miscounted; nothing here does that)."""
+        blocks = self._blocks
+        if not blocks:
+            return 0
+        host = self._host
+        steps = 0
+        for addr, size in blocks[:-1]:
+            steps += 1 if addr in host else self._block_insns(addr, size)
+        addr, size = blocks[-1]
+        if addr in host:
+            steps += 1
+        elif addr <= stop_pc < addr + size:
+            steps += self._count_range(addr, stop_pc)
+        else:
+            steps += self._block_insns(addr, size)
+        return steps
