@@ -383,11 +383,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from fuzz.explain import explain
-
     case, entry = _load_case_file(args.case)
     name = _default_impl(entry, args.impl, args.case)
     impl = _resolve(name)
+    from fuzz.explain import explain
+
     text, failed = explain(case, impl, name=name, strict_flags=args.strict_flags, max_insns=args.max_insns)
     print(text)
     return EXIT_FINDINGS if failed else EXIT_CLEAN
