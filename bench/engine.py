@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emu.engine import Engine, get_engine  # noqa: E402
+from emu.engine import Engine, get_engine
 
 TEXT = 0xFFFFFFFF80000000
 HOST = 0xFFFFFFFF80010000

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import unicorn
@@ -130,6 +131,15 @@ def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
     return out
 
 
+@dataclass(frozen=True)
+class _Batch:
+    ids: Any
+    vals: Any
+    ptrs: Any
+    n: int
+    keep: list[int] | None  # positions of non-x0 registers, None when there is no x0
+
+
 class UnicornEngine:
     """One `Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)` for the lifetime of the object (see module doc)."""
 
@@ -139,6 +149,7 @@ class UnicornEngine:
         self._u64 = ctypes.c_uint64()
         self._u64_ref = ctypes.byref(self._u64)
         self._u64_chars = ctypes.cast(ctypes.pointer(self._u64), ctypes.POINTER(ctypes.c_char))
+        self._batches: dict[tuple[int, ...], _Batch] = {}
         self._host: dict[int, HostFn] = {}
         self._host_hooks: dict[int, int] = {}
         self._host_pages: set[int] = set()
@@ -260,33 +271,46 @@ class UnicornEngine:
         self._u64.value = v
         uclib.uc_reg_write(self._uch, UC_RISCV_REG_PC, self._u64_ref)
 
+    def _batch(self, rs: tuple[int, ...]) -> _Batch:
+        """ctypes arrays for a batch over x-registers rs (x0 dropped), built once per register list:
+        the scenario resets the same registers every run."""
+        b = self._batches.get(rs)
+        if b is None:
+            for r in rs:
+                if not 0 <= r < 32:
+                    raise EngineError(f"no x-register {r}")
+            keep = [i for i, r in enumerate(rs) if r != 0]
+            n = len(keep)
+            ids = (ctypes.c_int * n)(*(UC_RISCV_REG_X0 + rs[i] for i in keep))
+            vals = (ctypes.c_uint64 * n)()
+            base = ctypes.addressof(vals)
+            ptrs = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
+            b = _Batch(ids, vals, ptrs, n, None if n == len(rs) else keep)
+            self._batches[rs] = b
+        return b
+
     def regs(self, rs: Sequence[int]) -> list[int]:
-        n = len(rs)
-        if n == 0:
-            return []
-        for r in rs:
-            if not 0 <= r < 32:
-                raise EngineError(f"no x-register {r}")
-        ids = (ctypes.c_int * n)(*(UC_RISCV_REG_X0 + r for r in rs))
-        vals = (ctypes.c_uint64 * n)()
-        base = ctypes.addressof(vals)
-        ptrs = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
-        uclib.uc_reg_read_batch(self._uch, ids, ptrs, n)
-        return [0 if r == 0 else v for r, v in zip(rs, vals, strict=True)]
+        rs = tuple(rs)
+        b = self._batch(rs)
+        if b.n:
+            uclib.uc_reg_read_batch(self._uch, b.ids, b.ptrs, b.n)
+        if b.keep is None:
+            return list(b.vals)
+        out = [0] * len(rs)
+        for i, v in zip(b.keep, b.vals, strict=True):
+            out[i] = v
+        return out
 
     def set_regs(self, pairs: Sequence[tuple[int, int]]) -> None:
-        live = [(r, v & MASK64) for r, v in pairs if r != 0]
-        n = len(live)
-        if n == 0:
+        b = self._batch(tuple(r for r, _ in pairs))
+        if b.n == 0:
             return
-        for r, _ in live:
-            if not 0 < r < 32:
-                raise EngineError(f"no x-register {r}")
-        ids = (ctypes.c_int * n)(*(UC_RISCV_REG_X0 + r for r, _ in live))
-        vals = (ctypes.c_uint64 * n)(*(v for _, v in live))
-        base = ctypes.addressof(vals)
-        ptrs = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
-        uclib.uc_reg_write_batch(self._uch, ids, ptrs, n)
+        # ctypes integer arrays store values modulo 2**64.
+        if b.keep is None:
+            b.vals[:] = [v for _, v in pairs]
+        else:
+            b.vals[:] = [pairs[i][1] for i in b.keep]
+        uclib.uc_reg_write_batch(self._uch, b.ids, b.ptrs, b.n)
 
     # ---- host calls ---------------------------------------------------------------------------
 
