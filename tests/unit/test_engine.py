@@ -643,3 +643,17 @@ def test_rewritten_code_after_any_kind_of_stop(eng: UnicornEngine, first: str) -
     r = eng.run(TEXT, end, 50)
     assert (r.stop, r.steps) == ("sentinel", 3)
     assert eng.reg(A0) == 15
+
+
+def test_budget_ending_at_a_host_call(eng: UnicornEngine) -> None:
+    """The budget runs out exactly when the host call would run: it does not run."""
+    target = HOST + 0x90
+    calls: list[int] = []
+    eng.add_host_call(target, lambda e: calls.append(1) or 1)
+    end = load(eng, _caller(target))
+    r = eng.run(TEXT, end, 2)  # addi, jal
+    assert (r.stop, r.steps, r.pc) == ("budget", 2, target)
+    assert calls == []
+    r = eng.run(TEXT, end, 3)
+    assert (r.stop, r.steps, r.pc) == ("budget", 3, TEXT + 8)
+    assert calls == [1]
