@@ -1,0 +1,89 @@
+"""The oracle: run a case on an implementation and judge it against the model -> Verdict.
+
+The base version (the fuzzing front extends it): ``expect`` decides what must happen; an invalid
+case is not run, an unspecified one is not run unless ``strict_flags`` asks for the strict
+expectation; everything else runs in the scenario and every invariant is checked. A violation
+is a ``fail``; an expected refusal that happened is ``refused``; anything else clean is ``pass``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from emu.engine import Engine
+from emu.impls.api import Implementation
+from emu.impls.registry import resolve
+from emu.scenario import DEFAULT_BUDGET, LayoutError, run_case
+from model.case import Case
+from model.core import effective_flags, flag_names
+from model.invariants import Violation, check_all
+from model.observation import Observation
+from model.semantics import Invalid, Refusal, Unspecified, expect
+
+Status = Literal["pass", "fail", "refused", "unspecified", "invalid"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one case on one implementation.
+
+    ``flags`` are the flags the JIT received (None when the core refused first); ``summary`` is
+    one line for reports; ``observation`` is what the run produced (None when nothing ran).
+    """
+
+    status: Status
+    violations: tuple[Violation, ...]
+    impl: str
+    flags: int | None
+    summary: str
+    observation: Observation | None = None
+
+    @property
+    def invariants(self) -> frozenset[str]:
+        """Names of the violated invariants."""
+        return frozenset(v.invariant for v in self.violations)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing to report: pass, refused as expected, or not judged."""
+        return self.status != "fail"
+
+
+def _flags(case: Case) -> int | None:
+    try:
+        return effective_flags(case)
+    except Exception:  # a case the core cannot even look at
+        return None
+
+
+def judge(
+    case: Case,
+    impl_or_name: Implementation | str,
+    *,
+    strict_flags: bool = False,
+    engine: Engine | None = None,
+    budget: int = DEFAULT_BUDGET,
+) -> Verdict:
+    """Judge ``case`` on an implementation (object or registry name, e.g. ``v6.19``)."""
+    impl = resolve(impl_or_name) if isinstance(impl_or_name, str) else impl_or_name
+    flags = _flags(case)
+    fl = "?" if flags is None else flag_names(flags)
+    exp = expect(case, impl.caps, strict_flags=strict_flags)
+    if isinstance(exp, Invalid):
+        return Verdict("invalid", (), impl.name, flags, f"invalid for {impl.name}: {exp.reason}")
+    if isinstance(exp, Unspecified):
+        return Verdict("unspecified", (), impl.name, flags, f"unspecified: {exp.reason}")
+    try:
+        obs = run_case(case, impl, engine=engine, budget=budget)
+    except LayoutError as e:
+        return Verdict("invalid", (), impl.name, flags, f"no run can be built: {e}")
+    violations = check_all(case, impl.caps, exp, obs)
+    if violations:
+        first = violations[0]
+        more = f" (+{len(violations) - 1} more)" if len(violations) > 1 else ""
+        return Verdict("fail", violations, impl.name, flags, f"{first}{more} [{fl}]", obs)
+    if obs.refused is not None:  # a refusal the invariants accept (the model's, or an allowed one)
+        why = exp.reason if isinstance(exp, Refusal) else obs.refused_reason
+        return Verdict("refused", (), impl.name, flags, f"refused -{obs.refused} as expected: {why} [{fl}]", obs)
+    return Verdict("pass", (), impl.name, flags, f"pass: body x{obs.body_runs}, {len(obs.events)} host calls [{fl}]", obs)
