@@ -256,6 +256,21 @@ class Scenario:
 
     # ---- memory ------------------------------------------------------------------------------
 
+    def _write(self, addr: int, data: bytes) -> None:
+        """engine.write, split at page boundaries: unicorn 2.1.4 does not drop translated code in
+        the second of two separately mapped regions one write spans (so a rewritten sled would
+        keep running its old bytes)."""
+        eng = self.engine
+        end = addr + len(data)
+        if (addr ^ (end - 1)) >> 12 == 0:
+            eng.write(addr, data)
+            return
+        pos = addr
+        while pos < end:
+            nxt = min((pos | 0xFFF) + 1, end)
+            eng.write(pos, data[pos - addr : nxt - addr])
+            pos = nxt
+
     def _map(self, addr: int, size: int) -> None:
         lo, hi = addr >> 12, (addr + size + 0xFFF) >> 12
         missing = [p for p in range(lo, hi) if p not in self._mapped]
@@ -271,24 +286,23 @@ class Scenario:
         to last time is not rewritten (that would drop unicorn's translated code) unless it is
         ``volatile`` (the guest may have changed it) or something overlapping it was zeroed.
         """
-        eng = self.engine
         new = dict(regions)
         zeroed: list[tuple[int, int]] = []
         for addr, old in self._shadow.items():
             cur = new.get(addr)
             if cur == old or (cur is not None and len(cur) >= len(old)):
                 continue
-            eng.write(addr, bytes(len(old)))
+            self._write(addr, bytes(len(old)))
             zeroed.append((addr, addr + len(old)))
         for addr, size in self._stray:
-            eng.write(addr, bytes(size))
+            self._write(addr, bytes(size))
             zeroed.append((addr, addr + size))
         self._stray = []
         shadow = self._shadow
         for addr, data in regions:
             self._map(addr, len(data))
             if addr in volatile or shadow.get(addr) != data or any(lo < addr + len(data) and addr < hi for lo, hi in zeroed):
-                eng.write(addr, data)
+                self._write(addr, data)
         self._shadow = new
 
     def _after_run(self, writes: tuple[Write, ...], volatile: frozenset[int]) -> None:
@@ -407,7 +421,7 @@ class Scenario:
         site = eng.read(img.ip_after_call, 8)
         res = run.impl.jit.text_poke(img.ip_after_call, site, "nop", "jump", 0, img.ip_epilogue)
         if res.rc == 0:
-            eng.write(img.ip_after_call, res.site[:8])
+            self._write(img.ip_after_call, res.site[:8])
             self._shadow.pop(run.case.layout.image, None)
         else:
             run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
