@@ -34,7 +34,7 @@ class ImplementationError(LookupError):
 
 
 _cache: dict[str, Implementation] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # a plugin factory may resolve the era it wraps
 
 #: Pairings worth listing (any ``ftrace=A,tramp=B`` of known eras resolves).
 PAIRINGS: dict[str, str] = {
