@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import seed as hyp_seed  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hyp_seed
 
-from emu.impls.registry import resolve  # noqa: E402
-from emu.scenario import scenario_for  # noqa: E402
-from fuzz.oracle import judge  # noqa: E402
-from fuzz.strategies import cases  # noqa: E402
-from model.case import Case  # noqa: E402
+from emu.impls.registry import resolve
+from emu.scenario import scenario_for
+from fuzz.oracle import judge
+from fuzz.strategies import cases
+from model.case import Case
 
 
 def draw_cases(impl_name: str, n: int, seed: int) -> list[Case]:
@@ -59,32 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     impl = resolve(args.impl)
     t = time.perf_counter()
     batch = draw_cases(args.impl, args.cases, args.seed)
-    print(f"drew {len(batch)} cases for {impl.name} in {time.perf_counter() - t:.1f}s (seed {args.seed})")
-
-    import fuzz.oracle as oracle_mod
-    import model.invariants as inv_mod
-    import model.semantics as sem_mod
+    digest = hashlib.sha256("".join(c.to_json(indent=None) for c in batch).encode()).hexdigest()[:12]
+    print(f"drew {len(batch)} cases for {impl.name} in {time.perf_counter() - t:.1f}s (seed {args.seed}, mix {digest})")
 
     spent = {"expect": 0.0, "invariants": 0.0}
-    real_expect, real_check = sem_mod.expect, inv_mod.check_all
-
-    def timed_expect(*a: object, **k: object) -> object:
-        t0 = time.perf_counter()
-        try:
-            return real_expect(*a, **k)  # type: ignore[arg-type]
-        finally:
-            spent["expect"] += time.perf_counter() - t0
-
-    def timed_check(*a: object, **k: object) -> object:
-        t0 = time.perf_counter()
-        try:
-            return real_check(*a, **k)  # type: ignore[arg-type]
-        finally:
-            spent["invariants"] += time.perf_counter() - t0
-
-    oracle_mod.expect = timed_expect  # type: ignore[assignment]
-    oracle_mod.check_all = timed_check  # type: ignore[assignment]
-
     sc = scenario_for(None)
     first_rate = 0.0
     for rep in range(args.repeat):
@@ -95,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         failing: collections.Counter[str] = collections.Counter()
         t0 = time.perf_counter()
         for case in batch:
-            v = judge(case, impl)
+            v = judge(case, impl, timing=spent)
             counts[v.status] += 1
             for name in v.invariants:
                 failing[name] += 1

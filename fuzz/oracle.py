@@ -8,6 +8,7 @@ is a ``fail``; an expected refusal that happened is ``refused``; anything else c
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -64,12 +65,20 @@ def judge(
     strict_flags: bool = False,
     engine: Engine | None = None,
     budget: int = DEFAULT_BUDGET,
+    timing: dict[str, float] | None = None,
 ) -> Verdict:
-    """Judge ``case`` on an implementation (object or registry name, e.g. ``v6.19``)."""
+    """Judge ``case`` on an implementation (object or registry name, e.g. ``v6.19``).
+
+    ``timing``, when given, accumulates the seconds spent in ``expect`` and in the invariants
+    (the scenario keeps its own split in ``Scenario.timing``).
+    """
     impl = resolve(impl_or_name) if isinstance(impl_or_name, str) else impl_or_name
     flags = _flags(case)
     fl = "?" if flags is None else flag_names(flags)
+    t0 = time.perf_counter()
     exp = expect(case, impl.caps, strict_flags=strict_flags)
+    if timing is not None:
+        timing["expect"] = timing.get("expect", 0.0) + time.perf_counter() - t0
     if isinstance(exp, Invalid):
         return Verdict("invalid", (), impl.name, flags, f"invalid for {impl.name}: {exp.reason}")
     if isinstance(exp, Unspecified):
@@ -78,7 +87,10 @@ def judge(
         obs = run_case(case, impl, engine=engine, budget=budget)
     except LayoutError as e:
         return Verdict("invalid", (), impl.name, flags, f"no run can be built: {e}")
+    t1 = time.perf_counter()
     violations = check_all(case, impl.caps, exp, obs)
+    if timing is not None:
+        timing["invariants"] = timing.get("invariants", 0.0) + time.perf_counter() - t1
     if violations:
         first = violations[0]
         more = f" (+{len(violations) - 1} more)" if len(violations) > 1 else ""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unicorn import UC_ARCH_RISCV, UC_HOOK_MEM_WRITE, UC_MODE_RISCV64, Uc
-from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0
 
 from emu.bodygen import body_frame_size, compile_body
+from emu.engine import Engine, MemWrite, get_engine
 from emu.rv64.disasm import disassemble
 from model.case import Body, Store
 
@@ -20,47 +17,48 @@ DATA = 0xFFFFFFFF80800000
 STACK = 0xFFFFFFFF80A00000
 SP0 = STACK + 0x3000
 RET = 0xFFFFFFFF80100010
-SENTINEL_CODE = bytes.fromhex("73001000")  # ebreak, never executed: the run stops at RET
 
 # x-numbers: ra=1 sp=2 gp=3 tp=4 t0-t2=5-7 s0=8 s1=9 a0-a7=10-17 s2-s11=18-27 t3-t6=28-31
 CALLEE_SAVED = (8, 9, *range(18, 28), 3, 4)
 CALLER_SAVED = (*range(10, 18), 5, 6, 7, 28, 29, 30, 31)
 
-
-def _helper_code() -> bytes:
-    """A helper that scrambles every caller-saved register with lui, then returns (hand-encoded)."""
-    out = bytearray()
-    for n, reg in enumerate(CALLER_SAVED):
-        out += (((0x12345 + 0x1111 * n) & 0xFFFFF) << 12 | reg << 7 | 0x37).to_bytes(4, "little")  # lui
-    out += (0x00008067).to_bytes(4, "little")  # ret
-    return bytes(out)
+_ENGINE: list[Engine] = []
+_HELPER_CALLS: list[int] = []
 
 
-def _run(body: Body, values: tuple[int, ...]) -> tuple[Any, list[tuple[int, int, int]]]:
+def _scramble(eng: Engine) -> int:
+    """The helper: clobbers every caller-saved register, returns garbage in a0."""
+    _HELPER_CALLS.append(eng.reg(2))
+    eng.set_regs([(r, 0x1234_5678_0000_0000 + r) for r in CALLER_SAVED])
+    return 0xBAD0_BAD0
+
+
+def _engine() -> Engine:
+    if not _ENGINE:
+        eng = get_engine()
+        for base, size in ((CODE, 0x10000), (DATA, 0x1000), (STACK, 0x4000), (RET & ~0xFFF, 0x1000)):
+            eng.map(base, size)
+        eng.add_host_call(HELPER, _scramble)
+        _ENGINE.append(eng)
+    return _ENGINE[0]
+
+
+def _run(body: Body, values: tuple[int, ...]) -> tuple[Engine, tuple[MemWrite, ...], str]:
     nr = len(values)
     code = compile_body(body, nr, CODE, HELPER)
-    uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
-    for base, size in ((CODE, 0x10000), (HELPER, 0x1000), (DATA, 0x1000), (STACK, 0x4000), (RET & ~0xFFF, 0x1000)):
-        uc.mem_map(base, size)
-    uc.mem_write(CODE, code)
-    uc.mem_write(HELPER, _helper_code())
-    uc.mem_write(RET, SENTINEL_CODE)
+    eng = _engine()
+    eng.write(CODE, code + bytes(0x1000 - len(code) % 0x1000))
+    eng.write(DATA, bytes(0x1000))
+    eng.write(STACK, bytes(0x4000))
     for i, v in enumerate(values[8:]):
-        uc.mem_write(SP0 + 8 * i, v.to_bytes(8, "little"))
-    for n, reg in enumerate(CALLEE_SAVED):
-        uc.reg_write(UC_RISCV_REG_X0 + reg, 0x5AFE_0000_0000_0000 + n)
-    for i, v in enumerate(values[:8]):
-        uc.reg_write(UC_RISCV_REG_X0 + 10 + i, v)
-    uc.reg_write(UC_RISCV_REG_X0 + 1, RET)
-    uc.reg_write(UC_RISCV_REG_X0 + 2, SP0)
-    writes: list[tuple[int, int, int]] = []
-
-    def on_write(_uc: Any, _access: int, addr: int, size: int, value: int, _data: Any) -> None:
-        writes.append((addr, size, value & M64))
-
-    uc.hook_add(UC_HOOK_MEM_WRITE, on_write)
-    uc.emu_start(CODE, RET, count=10_000)
-    return uc, writes
+        eng.write_u64(SP0 + 8 * i, v)
+    regs = [(r, 0x5AFE_0000_0000_0000 + n) for n, r in enumerate(CALLEE_SAVED)]
+    regs += [(10 + i, v) for i, v in enumerate(values[:8])]
+    regs += [(1, RET), (2, SP0)]
+    eng.set_regs(regs)
+    _HELPER_CALLS.clear()
+    res = eng.run(CODE, RET, 10_000, ((STACK, SP0),))
+    return eng, res.writes, res.stop
 
 
 def _expected(body: Body, values: tuple[int, ...]) -> int:
@@ -102,15 +100,17 @@ def bodies(draw: st.DrawFn) -> tuple[Body, tuple[int, ...]]:
 @given(bodies())
 def test_body_returns_the_models_value_and_keeps_the_abi(bv: tuple[Body, tuple[int, ...]]) -> None:
     body, values = bv
-    uc, writes = _run(body, values)
-    reg = lambda n: uc.reg_read(UC_RISCV_REG_X0 + n)  # noqa: E731
-    assert uc.reg_read(UC_RISCV_REG_PC) == RET
+    eng, writes, stop = _run(body, values)
+    reg = eng.reg
+    assert stop == "sentinel"
+    assert len(_HELPER_CALLS) == int(body.calls_helper)
+    assert all(sp % 16 == 0 for sp in _HELPER_CALLS)
     assert reg(10) == _expected(body, values)
     assert reg(15) == body.a5
     assert reg(2) == SP0
     for n, r in enumerate(CALLEE_SAVED):
         assert reg(r) == 0x5AFE_0000_0000_0000 + n, f"x{r}"
-    outside = [w for w in writes if not SP0 - 0x200 <= w[0] < SP0]
+    outside = [(w.addr, w.size, w.value) for w in writes]
     if body.store is None:
         assert outside == []
     else:
