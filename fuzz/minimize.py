@@ -70,14 +70,11 @@ def _without_arg(case: Case, index: int) -> Case:
 def _as_scalar(case: Case, index: int) -> Case:
     """Replace argument ``index`` by a plain 8-byte scalar taking its first slot's value."""
     fn = case.function
-    arg = fn.args[index]
     start = sum(a.slots for a in fn.args[:index])
-    if arg.slots == 1:
-        args = (*fn.args[:index], Arg(8), *fn.args[index + 1:])
+    args = (*fn.args[:index], Arg(8), *fn.args[index + 1:])
+    if fn.args[index].slots == 1:
         return replace(case, function=replace(fn, args=args))
-    shrunk = replace(case, function=replace(fn, args=(*fn.args[:index], Arg(8), *fn.args[index + 1:])))
-    # drop the struct's second slot
-    values = fn.values[: start + 1] + fn.values[start + 2:]
+    values = fn.values[: start + 1] + fn.values[start + 2:]  # drop the struct's second slot
     body = fn.body
     coeffs = tuple(c for i, c in enumerate(body.coeffs) if i != start + 1)
     store = body.store
@@ -86,7 +83,7 @@ def _as_scalar(case: Case, index: int) -> Case:
             store = None
         elif store.slot > start + 1:
             store = replace(store, slot=store.slot - 1)
-    return replace(shrunk, function=replace(shrunk.function, values=values, body=replace(body, coeffs=coeffs, store=store)))
+    return replace(case, function=replace(fn, args=args, values=values, body=replace(body, coeffs=coeffs, store=store)))
 
 
 def candidates(case: Case) -> Iterator[Callable[[], Case]]:
