@@ -278,6 +278,27 @@ class Scenario:
             self.engine.map(missing[0] << 12, (missing[-1] + 1 - missing[0]) << 12)
             self._mapped.update(range(missing[0], missing[-1] + 1))
 
+    def _guard_stack(self, stack: int, regions: list[tuple[int, bytes]]) -> None:
+        """Keep the pages just below and above the stack region unmapped, as in a fresh engine.
+
+        A runaway recursion (47c9214dcbea) walks sp down until it faults at the first unmapped
+        byte below the stack; if an earlier case had mapped that page the run would go on, and its
+        outcome would depend on history. When a guard page was mapped for another case, start
+        over from an empty address space (rare: generated layouts keep stacks 64 KiB apart).
+        """
+        guards = {((stack >> 12) - 1) & 0xFFFFFFFFFFFFF, ((stack + STACK_SIZE) >> 12) & 0xFFFFFFFFFFFFF}
+        stale = guards & self._mapped
+        if not stale:
+            return
+        used = {p for a, d in regions for p in range(a >> 12, (a + len(d) + 0xFFF) >> 12)}
+        if stale - used:
+            self.engine.unmap_all()
+            self._mapped.clear()
+            self._shadow.clear()
+            self._stray.clear()
+            self._body_hook_addr = None
+            self._map(HOST_FIXED, 0x2000)
+
     def _install(self, regions: list[tuple[int, bytes]], volatile: frozenset[int]) -> None:
         """Make memory hold exactly ``regions``, and zeros wherever an earlier case left bytes.
 
@@ -572,6 +593,7 @@ class Scenario:
         stack_img += bytes(STACK_SIZE - len(stack_img))
         regions.append((lay.stack, stack_img))
         _check_overlaps(regions)
+        self._guard_stack(lay.stack, regions)
         volatile = frozenset((lay.data, lay.stack))
         self._install(regions, volatile)
 

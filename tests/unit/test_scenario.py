@@ -293,3 +293,16 @@ def test_scrambling_reaches_every_caller_saved_register_and_follows_the_seed() -
     assert one == same
     assert [e.a1 for e in one.events] != [e.a1 for e in two.events]
     assert one.final == two.final  # a correct trampoline does not care
+
+
+def test_runaway_recursion_faults_at_the_same_place_whatever_ran_before() -> None:
+    impl = resolve("next-47c9214dcbea")
+    base = Layout()
+    below = Layout(stack=base.stack - 0x4000)  # its stack ends where the next one's guard page is
+    rec = kcase((Link("fexit"),))
+    neighbour = kcase((Link("fentry"),), layout=below)
+    fresh = S.Scenario(get_engine()).run(rec, impl)
+    shared = S.Scenario(get_engine())
+    shared.run(neighbour, impl)
+    assert shared.run(rec, impl) == fresh
+    assert fresh.trap is not None
