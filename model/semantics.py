@@ -53,6 +53,7 @@ EINVAL = 22
 ERANGE = 34
 ENOTSUPP = 524
 __all__ = [
+    "BPF_PROG_MAX_SLOTS",
     "E2BIG",
     "EFAULT",
     "EINVAL",
@@ -85,6 +86,10 @@ __all__ = [
 #: auipc+jalr reach (SEMANTICS 2.3): offsets in [REACH_LO, REACH_HI) are reachable.
 REACH_LO = -(1 << 31) - (1 << 11)
 REACH_HI = (1 << 31) - (1 << 11)
+
+#: MAX_BPF_FUNC_REG_ARGS: a BPF program (or subprog) takes R1-R5 = a0-a4 only. A bpf_prog target
+#: with more slots is not a kernel state: the body at func+8 starts with ``addi a6, zero, 33``.
+BPF_PROG_MAX_SLOTS = 5
 
 #: The parent stub's call returns to ``layout.parent + PARENT_RET_OFFSET`` (room for planting).
 PARENT_RET_OFFSET = 0x800
@@ -280,6 +285,11 @@ def expect(
             return Invalid(f"sled {case.sled} not declared for {case.target} by {caps.name}")
         sled = SledLayout("struct_ops", 1, 0, 4, "t0")  # no sled: called directly
     layout = case.layout
+    if case.target == "bpf_prog" and case.function.nr_slots > BPF_PROG_MAX_SLOTS:
+        return Invalid(
+            f"a BPF program takes at most {BPF_PROG_MAX_SLOTS} argument registers (MAX_BPF_FUNC_REG_ARGS), "
+            f"got {case.function.nr_slots} slots; its body starts with the TCC init that sets a6"
+        )
     if case.target == "kernel_function":
         if sled.call_ops:
             off = _signed(layout.ftrace_caller - layout.func)

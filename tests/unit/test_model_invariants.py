@@ -106,9 +106,9 @@ def test_return_target() -> None:
 
 def test_return_value_a0_and_a5() -> None:
     _fire("I-RETURN-VALUE", _final(GOOD, "a0", 0))
-    case = rich_case(target="bpf_prog", sled="2,0/w")
+    case = selftest_case((8, 8), (1, 2), ("fexit",), target="bpf_prog", sled="2,0/w", ret32=False)
     exp = expected_of(case)
-    assert exp.a5 == 0  # body.a5, the saved R0 slot
+    assert exp.a0 == 3 and exp.a5 == 0  # body.a5, the saved R0 slot
     obs = _final(observation_from_expected(case, exp), "a5", 5)
     assert "a5=0x5" in _fire("I-RETURN-VALUE", obs, case, exp).message
     # a5 is not judged on kernel functions
@@ -231,7 +231,8 @@ def test_poke() -> None:
 
 def test_reach() -> None:
     assert "every call is in reach" in _fire("I-REACH", observation_refused(ERANGE)).message
-    far = rich_case(target="bpf_prog", sled="2,0/w", layout=replace(LAYOUT, image=FUNC - (1 << 31) - 0x1000))
+    far = selftest_case((8,), (1,), ("fexit",), target="bpf_prog", sled="2,0/w",
+                        layout=replace(LAYOUT, image=FUNC - (1 << 31) - 0x1000))
     exp = expect(far, CAPS)
     assert isinstance(exp, Refusal) and exp.errno == ERANGE
     _fire("I-REACH", observation_from_expected(CASE, EXP), far, exp)

@@ -390,3 +390,12 @@ def test_caps_without_struct_ops_sleds_ignore_the_key() -> None:
     assert isinstance(expect(case, CAPS), Expected)
     caps = Capabilities(name="x", targets=CAPS.targets, sleds=CAPS.sleds)
     assert caps == CAPS.__class__(**{**CAPS.__dict__, "name": "x"})
+
+
+def test_bpf_prog_targets_take_at_most_five_slots() -> None:
+    """R1-R5 only; a6 is the tail-call counter the program's own prologue sets at func+8."""
+    five = selftest_case((8,) * 5, tuple(range(5)), ("fexit",), target="bpf_prog", sled="2,0/w")
+    assert isinstance(expect(five, CAPS), Expected)
+    seven = selftest_case((8,) * 7, tuple(range(7)), ("fexit",), target="bpf_prog", sled="2,0/w")
+    assert isinstance(expect(seven, CAPS), Invalid)
+    assert isinstance(expect(replace(seven, target="kernel_function", sled="4,0/c"), CAPS), Expected)
