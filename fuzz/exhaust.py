@@ -22,6 +22,7 @@ from typing import Any
 from fuzz.campaign import Counts, judge_case, resolve, slug
 from fuzz.corpus import Entry, atomic_write_text
 from fuzz.shape import (
+    BPF_PROG_MAX_SLOTS,
     ENTER_PATTERNS,
     FLAG_VARIANTS,
     UNSPECIFIED_FLAGS,
@@ -75,6 +76,9 @@ def enumerate_shapes(caps: Capabilities, *, max_links: int = 3, max_args: int = 
     for target in sorted(caps.targets):
         for sled in _sled_keys(caps, target):
             for args in args_list:
+                nslots = sum((size + 7) // 8 for size, _ in args)
+                if target == "bpf_prog" and nslots > BPF_PROG_MAX_SLOTS:
+                    continue  # a BPF program takes at most five arguments (R1-R5)
                 if target == "struct_ops":
                     for enter in ("run", "stats", "skip"):
                         for ret_size in STRUCT_OPS_RET_SIZES:

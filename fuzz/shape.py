@@ -51,6 +51,10 @@ LOW12_EDGES: tuple[int, ...] = (0x000, 0x004, 0x7F8, 0x7FC, 0x800, 0x804, 0xFFC)
 #: image - func distances at and next to the exact reach limits (4-byte aligned).
 REACH_EDGE_DELTAS: tuple[int, ...] = (REACH_END - 4, REACH_MIN, REACH_END - 0x1000, REACH_MIN + 0x1000)
 
+#: MAX_BPF_FUNC_REG_ARGS: a BPF-program target has at most 5 argument slots (a0-a4; a6 is its
+#: tail-call counter).
+BPF_PROG_MAX_SLOTS = 5
+
 EnterPattern = Literal["run", "stats", "skip", "stats-then-skip"]
 ENTER_PATTERNS: tuple[EnterPattern, ...] = ("run", "stats", "skip", "stats-then-skip")
 
@@ -295,12 +299,14 @@ def draw_shape(draw: Draw, caps: Capabilities, *, strict_flags: bool = False, ma
     target: TargetKind = pick(draw, targets) if targets else "bpf_prog"
     sleds = caps.sleds_for(target)
     sled = pick(draw, sleds).key if sleds else "4,0/c"
-    nargs = draw.int_in(0, 13)
+    nargs = draw.int_in(0, 13) if target != "bpf_prog" else draw.int_in(0, BPF_PROG_MAX_SLOTS)
     args = tuple(
         (16, True) if draw.int_in(0, 3) == 0 else ((pick(draw, (1, 2, 4, 8, 12)), True) if draw.int_in(0, 7) == 0
                                                    else (pick(draw, (8, 8, 4, 2, 1)), False))
         for _ in range(nargs)
     )
+    if target == "bpf_prog":  # R1-R5 only: no structs that would push past a4
+        args = tuple((8, False) for _ in args)
     if target == "struct_ops":
         kinds: tuple[LinkKind, ...] = ("fentry",)
         ret_size = pick(draw, (8, 4, 2, 1, 0))

@@ -264,6 +264,8 @@ FMOD_RET_VALUES: tuple[int, ...] = (
 UNSPECIFIED_FLAGS: tuple[int, ...] = (
     F_RESTORE_REGS | F_SKIP_FRAME, F_SKIP_FRAME, F_CALL_ORIG, F_CALL_ORIG | F_RESTORE_REGS, 0,
 )
+#: MAX_BPF_FUNC_REG_ARGS: argument slots a BPF-program target can have.
+BPF_PROG_MAX_SLOTS = 5
 #: Where edge layouts put their regions: far from the default layout's windows.
 EDGE_DATA = 0xFFFFFFFFE0000000
 EDGE_STACK = 0xFFFFFFFFE0100000
@@ -288,8 +290,9 @@ def _edge_layout(mode: str, d: int, *, off: int, hosts_low: int, im: int, progs:
         hosts = image + 0x100000 + hosts_low
         parent = func + 0x200000 if d < 0 else func - 0x200000
     else:  # "hosts": host calls at the image's reach limits: hosts - image == d
-        func = _EDGE_FUNC
-        image = func + 0x400000
+        # (kernel addresses never wrap around 2^64: the image sits low for a positive d)
+        image = 0xFFFFFFFF00400000 if d > 0 else 0xFFFFFFFFF0000000
+        func = image - 0x400000
         hosts = image + d
         parent = func - 0x200000
     return Layout(
@@ -389,7 +392,13 @@ def fuzz_cases(
     max_s = caps.max_arg_slots if caps is not None else 24
     if kind == "struct_ops":
         max_s = min(max_s, 8)
+    if kind == "bpf_prog":
+        # a BPF program or subprog takes at most MAX_BPF_FUNC_REG_ARGS (5) arguments, R1-R5 =
+        # a0-a4; a6 is the tail-call counter its prologue sets, so more slots are not a real state
+        max_a, max_s = min(max_a, BPF_PROG_MAX_SLOTS), BPF_PROG_MAX_SLOTS
     arg_shape = draw(st.sampled_from(("plain", "plain", "wide", "plain", "over", "wide")))
+    if kind == "bpf_prog" and arg_shape == "over":
+        arg_shape = "plain"
     if arg_shape == "plain":
         arg_strategy = args(max_args=max_a, max_slots=max_s)
     elif arg_shape == "wide":
@@ -420,8 +429,17 @@ def fuzz_cases(
 
 
 def search_cases(caps: Capabilities, *, strict_flags: bool = False) -> st.SearchStrategy[Case]:
-    """What campaigns search with: the base cases and the front's, for one implementation."""
-    return st.one_of(cases(caps=caps), fuzz_cases(caps=caps, strict_flags=strict_flags))
+    """What campaigns search with: the base cases and the front's, for one implementation
+    (BPF-program targets limited to BPF_PROG_MAX_SLOTS argument slots, see ``fuzz_cases``)."""
+    kinds = tuple(sorted(caps.targets))
+    others = tuple(k for k in kinds if k != "bpf_prog" and _sled_keys(k, None, caps))
+    parts: list[st.SearchStrategy[Case]] = []
+    if others:
+        parts.append(cases(caps=caps, target=others))
+    if "bpf_prog" in kinds and _sled_keys("bpf_prog", None, caps):
+        parts.append(cases(caps=caps, target="bpf_prog", max_args=BPF_PROG_MAX_SLOTS, max_slots=BPF_PROG_MAX_SLOTS))
+    parts.append(fuzz_cases(caps=caps, strict_flags=strict_flags))
+    return st.one_of(*parts)
 
 
 def edge_examples(caps: Capabilities) -> list[Case]:
