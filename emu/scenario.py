@@ -114,6 +114,7 @@ _FINAL_X = tuple(_X[n] for n in FINAL_REGS)
 _THUNK_SCRAMBLED = tuple(_X[n] for n in ("a3", "a4", "a5", "a6", "a7", "t0", "t1", "t2", "t3", "t4", "t5"))
 _ARG_X = tuple(range(A0, A0 + 8))
 _BODY_X = (*_ARG_X, SP, RA)
+_HOST_X = (A0, A1, A2, SP, S0, RA)
 _TCC_INIT = E.addi(_X["a6"], ZERO, 33).to_bytes(4, "little")  # addi a6, zero, 33
 _SENTINEL_INSN = E.ebreak().to_bytes(4, "little")
 
@@ -322,7 +323,9 @@ class Scenario:
         shadow = self._shadow
         for addr, data in regions:
             self._map(addr, len(data))
-            if addr in volatile or shadow.get(addr) != data or any(lo < addr + len(data) and addr < hi for lo, hi in zeroed):
+            if addr in volatile:
+                self.engine.write(addr, data)  # data, not code: no translations to drop
+            elif shadow.get(addr) != data or any(lo < addr + len(data) and addr < hi for lo, hi in zeroed):
                 self._write(addr, data)
         self._shadow = new
 
@@ -365,8 +368,7 @@ class Scenario:
         return tuple(out)
 
     def _host(self, eng: Engine, run: _Run, role: int) -> int | None:
-        a0, a1, a2 = eng.reg(A0), eng.reg(A1), eng.reg(A2)
-        sp, fp, ra = eng.reg(SP), eng.reg(S0), eng.reg(RA)
+        a0, a1, a2, sp, fp, ra = eng.regs(_HOST_X)
         row = _SCRAMBLE[(run.row + run.calls) % _ROWS]
         run.calls += 1
         case = run.case
@@ -406,10 +408,13 @@ class Scenario:
                 cookie = _try_u64(eng, run.last_run_ctx)
             r0 = case.links[link].r0
             ret = r0 if run.ret_raw else _sext32(r0)
-            eng.set_regs(((A5, r0), (A1, row[1]), (A2, row[2])))
+            eng.set_reg(A5, r0)
+            eng.set_reg(A1, row[1])
+            eng.set_reg(A2, row[2])
             run.events.append(Event(kind, link, a0, a1, a2, sp, fp, ra, ctx, nregs, ip, cookie, ret, frames))
             return ret
-        eng.set_regs(((A1, row[1]), (A2, row[2])))
+        eng.set_reg(A1, row[1])
+        eng.set_reg(A2, row[2])
         run.events.append(Event(kind, link, a0, a1, a2, sp, fp, ra, ctx, nregs, ip, cookie, ret, frames))
         return ret
 
