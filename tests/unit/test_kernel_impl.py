@@ -1,0 +1,193 @@
+"""The ``kernel`` implementation: capabilities from the probe, the tree's ftrace words, errors.
+
+The era tests need no tree (hand-written probe facts, expected eras from ``emu/impls/eras.py``);
+the rest are marked ``kernel`` and need Debian's linux-source-6.12 or SLEDFUZZ_LINUX_SRC=PATH.
+Expected ftrace words are assembled by hand from the ISA (auipc/jalr fields), not by the code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import emu.kernel.impl as kimpl
+from emu.impls.eras import BUGS, ERAS
+from emu.impls.registry import ImplementationError, capabilities, resolve
+from emu.kernel.build import NEEDED, build, cache_root, default_linux_src
+from emu.kernel.probe import KernelFeatures
+from model.caps import SledLayout
+
+#: Debian 6.12.117 as docs/kernel.md's probe table lists it.
+F_6_12_117 = KernelFeatures(
+    stack_args=True, stack_args_only_call_orig=True, saves_a0_and_a5=True, indirect_frame=True,
+    mv_s1_before_branch=True, size_max_count_imm=True, struct_ops_sign_extend=True, prog_sext_return=True,
+    orig_call="skip_frame", poke_old_new_types=False, patch_text_bytes=True, fentry_ninsns=2,
+)
+#: v6.11: 6.12.117 without the fd2e08128944 backport.
+F_6_11 = replace(F_6_12_117, struct_ops_sign_extend=False)
+#: v6.8: before 6801b0aef79d, a5912c37faf7, 10541b374aa0, 9f1e16fb1fc9.
+F_6_8 = replace(F_6_11, stack_args=False, stack_args_only_call_orig=False, mv_s1_before_branch=False,
+                size_max_count_imm=False, patch_text_bytes=False)
+T0_FACTS = kimpl.FtraceFacts(mcount_insn_size=8, direct_calls=True, stop_machine=True, preemptible=False)
+
+T0, T1 = 5, 6
+
+
+def _auipc(rd: int, imm20: int) -> int:
+    return ((imm20 & 0xFFFFF) << 12) | (rd << 7) | 0x17
+
+
+def _jalr(rd: int, rs1: int, imm12: int) -> int:
+    return ((imm12 & 0xFFF) << 20) | (rs1 << 15) | (rd << 7) | 0x67
+
+
+def _caps_equal(era_name: str, derived_caps: object) -> None:
+    want = capabilities("kernel", ERAS[era_name], ERAS[era_name])
+    assert isinstance(derived_caps, type(want))
+    assert replace(derived_caps, known_bugs=()) == replace(want, known_bugs=())
+    assert set(derived_caps.known_bugs) == set(want.known_bugs)
+
+
+# ---- capabilities from the probe (no tree needed) -------------------------------------------------
+
+
+def test_6_12_117_facts_are_the_v612_era() -> None:
+    era = kimpl.era_from_probe(F_6_12_117, T0_FACTS, summary="s")
+    assert era == replace(ERAS["v6.12"], name="kernel", summary="s")
+    assert capabilities("kernel", era, era) == replace(resolve("v6.12").caps, name="kernel")
+
+
+@pytest.mark.parametrize(("features", "era_name"), [(F_6_11, "v6.11"), (F_6_8, "v6.8")])
+def test_older_facts_give_the_older_eras_caps_and_bugs(features: KernelFeatures, era_name: str) -> None:
+    era = kimpl.era_from_probe(features, T0_FACTS)
+    _caps_equal(era_name, capabilities("kernel", era, era))
+
+
+def test_a_preemptible_two_word_patch_is_declared_as_its_bug() -> None:
+    era = kimpl.era_from_probe(F_6_12_117, replace(T0_FACTS, preemptible=True))
+    assert era.known_bugs == (BUGS["8547649981e6"],)
+
+
+def test_no_direct_calls_means_kernel_functions_are_not_attachable() -> None:
+    era = kimpl.era_from_probe(F_6_12_117, replace(T0_FACTS, direct_calls=False))
+    assert capabilities("kernel", era, era).kernel_direct_calls is False
+
+
+def test_the_atomic_ftrace_scheme_is_refused_clearly() -> None:
+    with pytest.raises(kimpl.FtraceError, match="MCOUNT_INSN_SIZE is 4"):
+        kimpl.era_from_probe(F_6_12_117, replace(T0_FACTS, mcount_insn_size=4))
+
+
+# ---- no tree: one line, no traceback ---------------------------------------------------------------
+
+
+def test_no_tree_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kimpl, "_default_tree", None)
+    monkeypatch.delenv(kimpl.ENV_VAR, raising=False)
+    monkeypatch.setattr(kimpl, "default_linux_src", lambda: None)
+    with pytest.raises(ImplementationError) as info:
+        kimpl.factory()
+    assert "\n" not in str(info.value) and "--linux-src" in str(info.value)
+    line = kimpl.describe_kernel_impl()
+    assert line.startswith("unavailable: no Linux tree") and "\n" not in line
+
+
+def test_a_path_that_is_no_tree_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ImplementationError) as info:
+        kimpl.factory(str(tmp_path / "nowhere"))
+    assert "\n" not in str(info.value) and "nowhere" in str(info.value)
+    (tmp_path / "Makefile").write_text("VERSION = 6\n")
+    line = kimpl.describe_kernel_impl(str(tmp_path))
+    assert line.startswith("unavailable: ") and "missing" in line and "\n" not in line
+
+
+def test_set_default_tree_is_exported_to_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(kimpl.ENV_VAR, raising=False)
+    monkeypatch.setattr(kimpl, "_default_tree", None)
+    kimpl.set_default_tree(tmp_path)
+    assert os.environ[kimpl.ENV_VAR] == str(tmp_path) and kimpl.default_tree() == tmp_path
+    kimpl.set_default_tree(None)
+    assert kimpl.ENV_VAR not in os.environ
+
+
+# ---- on a real tree ----------------------------------------------------------------------------------
+
+
+def _linux_src() -> Path | None:
+    env = os.environ.get(kimpl.ENV_VAR)
+    return Path(env) if env else default_linux_src()
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(_linux_src() is None,
+                    reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
+class TestOnTheTree:
+    def test_resolves_with_the_trees_version_and_the_v612_caps(self) -> None:
+        ker = resolve("kernel")
+        assert ker.name == "kernel"
+        kb = build(_linux_src())
+        assert ker.description == f"real JIT of linux {kb.version} ({_linux_src()})"
+        if kb.features == F_6_12_117:
+            assert ker.caps == replace(resolve("v6.12").caps, name="kernel")
+
+    def test_ftrace_words_are_the_isas_auipc_t0_jalr_t0(self) -> None:
+        ker = resolve("kernel")
+        sled = SledLayout("kernel_function", 2, 0, 4, "t0")
+        func = 0xFFFFFFFF80200000
+        nop = 0x00000013  # addi zero, zero, 0
+        for off, hi, lo in ((0x800, 1, -0x800), (0x7FF, 0, 0x7FF), (-0x800, 0, -0x800), (-0x801, -1, 0x7FF),
+                            (0x1234_5678, 0x12345, 0x678), (-4, 0, -4)):
+            got = ker.patcher.patch(sled, func, func + off, 0)
+            want = _auipc(T0, hi).to_bytes(4, "little") + _jalr(T0, T0, lo).to_bytes(4, "little")
+            assert got == want, (hex(off), got.hex(), want.hex())
+        assert ker.patcher.init_sled(sled, func, 0) == nop.to_bytes(4, "little") * 2
+        assert ker.patcher.unpatch(sled, func, 0) == nop.to_bytes(4, "little") * 2
+
+    def test_ftrace_patch_equals_the_v612_era_patcher(self) -> None:
+        ker, era = resolve("kernel"), resolve("v6.12")
+        rnd = random.Random(6117)
+        edges = (0x7FF, 0x800, 0x801, -0x800, -0x801, (1 << 31) - 0x801, (1 << 31) - 0x800, -(1 << 31),
+                 -(1 << 31) - 0x800, 1 << 32, -(1 << 33))  # ftrace truncates far offsets to 32 bits
+        for sled in era.caps.sleds_for("kernel_function"):
+            for _ in range(3000):
+                func = 0xFFFFFFFF80000000 + rnd.randrange(1 << 29) * 2
+                off = rnd.choice(edges) + rnd.choice((0, 0, 2, -2)) if rnd.random() < 0.4 else rnd.randrange(-(1 << 32),
+                                                                                                          1 << 32)
+                target = (func + off) & ((1 << 64) - 1)
+                assert ker.patcher.patch(sled, func, target, 0) == era.patcher.patch(sled, func, target, 0), (
+                    sled.key, hex(func), hex(target))
+            assert ker.patcher.init_sled(sled, 0xFFFFFFFF80200000, 0) == era.patcher.init_sled(sled, 0xFFFFFFFF80200000, 0)
+
+    def test_a_work_tree_directory_and_a_header_without_make_call_t0(self, tmp_path: Path) -> None:
+        src = _linux_src()
+        assert src is not None
+        kb = build(src)
+        tree = tmp_path / "linux"
+        for rel in NEEDED:
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes((cache_root() / kb.content_hash / "tree" / rel).read_bytes())
+        for rel, data in kimpl._read_ftrace_files(src, kb.tree_name).items():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes(data)
+        ker = kimpl.factory(str(tree))
+        assert ker.description == f"real JIT of linux {kb.version} ({tree})"
+        assert ker.caps == resolve("kernel").caps
+        header = tree / kimpl.FTRACE_H
+        header.write_text(header.read_text().replace("#define make_call_t0", "#define sf_renamed_make_call_t0"))
+        with pytest.raises(ImplementationError) as info:
+            kimpl.factory(str(tree))
+        assert "\n" not in str(info.value) and "make_call_t0" in str(info.value)
+
+    def test_bpf_prologue_poke_goes_through_the_trees_text_poke(self) -> None:
+        ker = resolve("kernel")
+        sled = ker.caps.sleds_for("bpf_prog")[0]
+        func = 0xFFFFFFFF01000000
+        target = func + 0x1800
+        got = ker.patcher.patch(sled, func, target, 0)
+        # 25ad10658dc1: auipc t1, hi; jalr t0, lo(t1)
+        want = _auipc(T1, 2).to_bytes(4, "little") + _jalr(T0, T1, -0x800).to_bytes(4, "little")
+        assert got == want
