@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fuzz.campaign import CellResult, Counts, Finding, derives_from, expectation, judge_case, minimize_finding, resolve, slug
+from fuzz.campaign import CellResult, Counts, Finding, cell_context, judge_case, minimize_finding, slug
 from fuzz.corpus import Entry, atomic_write_text, load_entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,11 +26,9 @@ DICT = ROOT / "corpus" / "fuzz_trampoline.dict"
 
 def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0, out_dir: str = "sledfuzz-out",
                 strict_flags: bool = False, corpus: str | None = None, minimize: bool = True) -> CellResult:
-    impl = resolve(impl_name)
-    origin_name = derives_from(impl_name)
-    origin = resolve(origin_name) if origin_name else None
-    known = {b.commit: sorted(b.invariants) for b in impl.caps.known_bugs}
-    result = CellResult(impl_name, expectation(impl), 0.0, known_bugs=known, origin=origin_name, seed=seed)
+    ctx = cell_context(impl_name)
+    impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
+    result = ctx.new_result(seed)
     art = Path(out_dir) / f"atheris-{slug(impl_name)}"
     art.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art),
@@ -93,8 +91,11 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
                 continue
             msg = next((m for m in j.messages if m.startswith(inv)), inv)
             fnd = Finding(impl_name, inv, msg, found_at, str(crash_json), str(crash_json),
-                        inv in impl.caps.known_invariants, origin_name)
-            small = minimize_finding(entry.case, impl, inv, origin=origin, strict_flags=strict_flags) if minimize \
+                          inv in impl.caps.known_invariants, origin_name,
+                          origin_required=inv not in ctx.origin_invariants)
+            demand = origin if origin is not None and judge_case(entry.case, origin, strict_flags).status == "pass" \
+                else None
+            small = minimize_finding(entry.case, impl, inv, origin=demand, strict_flags=strict_flags) if minimize \
                 else entry.case
             small_j = judge_case(small, impl, strict_flags)
             expect = {impl_name: small_j.verdict}

@@ -116,6 +116,33 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
 
 
+@dataclass(frozen=True)
+class CellContext:
+    """An implementation, the configuration it derives from, and which known bugs are its own."""
+
+    name: str
+    impl: Any
+    origin_name: str | None
+    origin: Any | None
+    known: dict[str, list[str]]
+    inherited: frozenset[str]
+    origin_invariants: frozenset[str]
+
+    def new_result(self, seed: int = 0) -> CellResult:
+        return CellResult(impl=self.name, expect=expectation(self.impl), seconds=0.0, known_bugs=dict(self.known),
+                          inherited=self.inherited, origin=self.origin_name, seed=seed)
+
+
+def cell_context(name: str) -> CellContext:
+    impl = resolve(name)
+    origin_name = derives_from(name)
+    origin = resolve(origin_name) if origin_name else None
+    known = {bug.commit: sorted(bug.invariants) for bug in impl.caps.known_bugs}
+    origin_commits = {b.commit for b in origin.caps.known_bugs} if origin is not None else set()
+    return CellContext(name, impl, origin_name, origin, known, frozenset(c for c in known if c in origin_commits),
+                       origin.caps.known_invariants if origin is not None else frozenset())
+
+
 # --------------------------------------------------------------------------------------------
 # results
 
@@ -162,10 +189,13 @@ class Finding:
     known: bool
     origin: str | None = None
     origin_status: str | None = None  # the minimal case's verdict on the configuration it derives from
+    origin_required: bool = True  # False when the origin declares this invariant's bug itself
 
     @property
     def origin_ok(self) -> bool | None:
-        return None if self.origin is None else self.origin_status == "pass"
+        if self.origin is None or not self.origin_required:
+            return None
+        return self.origin_status == "pass"
 
 
 @dataclass
@@ -178,6 +208,7 @@ class CellResult:
     counts: Counts = field(default_factory=Counts)
     findings: dict[str, Finding] = field(default_factory=dict)
     known_bugs: dict[str, list[str]] = field(default_factory=dict)  # commit -> invariants
+    inherited: frozenset[str] = frozenset()  # known bugs the origin declares too (not this cell's target)
     origin: str | None = None
     seed: int = 0
     interrupted: bool = False
@@ -188,20 +219,31 @@ class CellResult:
         return sorted(inv for inv, f in self.findings.items() if not f.known)
 
     @property
+    def target_bugs(self) -> dict[str, list[str]]:
+        """The bugs this configuration isolates: all its known bugs minus its origin's."""
+        return {c: invs for c, invs in self.known_bugs.items() if c not in self.inherited}
+
+    @property
     def bugs_found(self) -> dict[str, Finding | None]:
         out: dict[str, Finding | None] = {}
-        for commit, invs in self.known_bugs.items():
+        for commit, invs in self.target_bugs.items():
             hits = [self.findings[i] for i in invs if i in self.findings]
             out[commit] = min(hits, key=lambda f: f.seconds) if hits else None
         return out
 
     @property
     def found(self) -> bool:
+        """expect "fail": every target bug found; expect "pass": anything found."""
+        if self.expect == "fail":
+            return bool(self.target_bugs) and all(f is not None for f in self.bugs_found.values())
         return bool(self.findings)
 
     @property
     def first(self) -> Finding | None:
-        return min(self.findings.values(), key=lambda f: f.seconds) if self.findings else None
+        """The first finding of a target bug (else the first finding at all)."""
+        hits = [f for f in self.bugs_found.values() if f is not None]
+        pool = hits or list(self.findings.values())
+        return min(pool, key=lambda f: f.seconds) if pool else None
 
     @property
     def ok(self) -> bool:
@@ -224,7 +266,8 @@ class CellResult:
             "case": first.case_path if first else None,
             "ok": self.ok,
             "derives_from": self.origin,
-            "known_bugs": {
+            "inherited_bugs": sorted(self.inherited),
+            "target_bugs": {
                 commit: ({"invariant": f.invariant, "seconds": round(f.seconds, 3), "case": f.case_path} if f else None)
                 for commit, f in self.bugs_found.items()
             },
@@ -237,6 +280,7 @@ class CellResult:
                     "raw_case": f.raw_path,
                     "message": f.message,
                     "origin_status": f.origin_status,
+                    "origin_required": f.origin_required,
                 }
                 for f in sorted(self.findings.values(), key=lambda f: f.seconds)
             ],
@@ -309,13 +353,10 @@ def search_cell(
 
     start = time.monotonic()
     end = start + seconds if deadline is None else min(start + seconds, deadline)
-    impl = resolve(impl_name)
-    origin_name = derives_from(impl_name)
-    origin = resolve(origin_name) if origin_name else None
-    known = {bug.commit: sorted(bug.invariants) for bug in impl.caps.known_bugs}
-    known_invs = set().union(*known.values()) if known else set()
-    result = CellResult(impl=impl_name, expect=expectation(impl), seconds=0.0, known_bugs=known,
-                        origin=origin_name, seed=seed)
+    ctx = cell_context(impl_name)
+    impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
+    known_invs = impl.caps.known_invariants
+    result = ctx.new_result(seed)
     cell_dir = Path(out_dir) / slug(impl_name) if out_dir else None
     last_emit = [0.0]
 
@@ -326,7 +367,7 @@ def search_cell(
             emit(("progress", impl_name, asdict(result.counts)))
 
     def all_known_found() -> bool:
-        return bool(known) and all(any(i in result.findings for i in invs) for invs in known.values())
+        return bool(result.target_bugs) and result.found
 
     def record(case: Case, judged: Judged) -> None:
         t = time.monotonic() - start
@@ -338,12 +379,14 @@ def search_cell(
                     "seconds_to_find": f"{t:.3f}", "message": msg}
             if cell_dir is not None:
                 raw_path = _write_case(cell_dir / f"{slug(inv)}.raw.json", case, impl_name, judged, prov)
-            finding = Finding(impl_name, inv, msg, t, raw_path, raw_path, inv in known_invs, origin_name)
+            finding = Finding(impl_name, inv, msg, t, raw_path, raw_path, inv in known_invs, origin_name,
+                              origin_required=inv not in ctx.origin_invariants)
             result.findings[inv] = finding
             if emit:
                 emit(("found", impl_name, {"invariant": inv, "seconds": t, "path": raw_path, "known": finding.known}))
+            demand = origin if origin is not None and judge_case(case, origin, strict_flags).status == "pass" else None
             if minimize:
-                small = minimize_finding(case, impl, inv, origin=origin, strict_flags=strict_flags,
+                small = minimize_finding(case, impl, inv, origin=demand, strict_flags=strict_flags,
                                          seconds=min(MINIMIZE_SECONDS, max(2.0, end - time.monotonic())))
             else:
                 small = case

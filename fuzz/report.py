@@ -74,34 +74,34 @@ class Display:
         """What the events said about ``impl`` (for cells that never returned: interrupted)."""
         if impl not in self.counts and not self.found.get(impl):
             return None
-        from fuzz.campaign import derives_from, resolve
+        from fuzz.campaign import cell_context
 
-        caps = resolve(impl).caps
-        res = CellResult(impl=impl, expect=self.expects.get(impl, "pass"), seconds=time.monotonic() - self.start,
-                         counts=Counts(**self.counts.get(impl, {})), interrupted=True,
-                         known_bugs={b.commit: sorted(b.invariants) for b in caps.known_bugs},
-                         origin=derives_from(impl))
-        known = caps.known_invariants
+        ctx = cell_context(impl)
+        res = ctx.new_result()
+        res.seconds = time.monotonic() - self.start
+        res.counts = Counts(**self.counts.get(impl, {}))
+        res.interrupted = True
+        known = ctx.impl.caps.known_invariants
         for inv, d in self.found.get(impl, {}).items():
             res.findings[inv] = Finding(impl, inv, inv, float(d.get("seconds", 0.0)), str(d.get("path", "")),
                                         str(d.get("min_path") or d.get("path", "")), inv in known, res.origin,
-                                        d.get("origin_status"))
+                                        d.get("origin_status"), origin_required=inv not in ctx.origin_invariants)
         return res
 
 
 def matrix_md(cells: list[CellResult]) -> str:
     """The configuration x invariant matrix as a markdown table, then the minimal case paths."""
-    invs: list[str] = sorted({i for c in cells for invs in c.known_bugs.values() for i in invs}
+    invs: list[str] = sorted({i for c in cells for invs in c.target_bugs.values() for i in invs}
                              | {i for c in cells for i in c.findings})
     head = ["configuration", "expect", "result", *invs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
-        declared = {i for invs in c.known_bugs.values() for i in invs}
+        declared = {i for invs in c.target_bugs.values() for i in invs}
         row = [f"`{c.impl}`", c.expect, _result(c)]
         for inv in invs:
             f = c.findings.get(inv)
             if f is not None:
-                mark = "found" if f.known else "NEW"
+                mark = ("found" if inv in declared else "known") if f.known else "NEW"
                 row.append(f"{mark} {f.seconds:.2f}s")
             elif inv in declared:
                 row.append("declared" if _bug_found_via_other(c, inv) else "missed")
@@ -125,7 +125,7 @@ def matrix_md(cells: list[CellResult]) -> str:
 
 def _bug_found_via_other(c: CellResult, inv: str) -> bool:
     """True when the bug declaring ``inv`` was found through another of its invariants."""
-    return any(inv in invs and any(i in c.findings for i in invs) for invs in c.known_bugs.values())
+    return any(inv in invs and any(i in c.findings for i in invs) for invs in c.target_bugs.values())
 
 
 def _result(c: CellResult) -> str:
