@@ -122,6 +122,7 @@ def _compare(case: Case, era: Implementation, ker: Implementation, stats: Counte
         stats["ftrace patches"] += 1
 
 
+@pytest.mark.slow
 @needs_tree
 def test_v612_era_emits_the_kernels_bytes_for_strategy_requests() -> None:
     try:
