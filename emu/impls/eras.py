@@ -142,7 +142,15 @@ BUGS: dict[str, KnownBug] = {
                          "to the parent (body skipped), SKIP_FRAME returns through an unwritten [sp-8]",
                          "I-BODY-RUNS", "I-RETURN-TARGET", "I-RETURN-VALUE", "I-PARENT-RA", "I-NO-FAULT",
                          "I-TERMINATES", "I-SP", "I-CALLEE-SAVED", "I-ARGS-PASSED", "I-RETVAL-SEEN", "I-ORDER",
-                         "I-PROG-PROTOCOL", "I-STACK-BOUNDS", "I-UNWIND", "I-SLED-CONSISTENT", "I-TEARDOWN"),
+                         "I-PROG-PROTOCOL", "I-STACK-BOUNDS", "I-UNWIND", "I-SLED-CONSISTENT", "I-TEARDOWN",
+                         # knock-on: the original entered past its prologue trashes the trampoline's
+                         # frame, so what later programs read from ctx is garbage too
+                         "I-ARGS-SEEN", "I-NARGS", "I-IP-ARG", "I-NO-RECURSION"),
+    # 25ad10658dc1 v2 also added frame A ("we will miss one layer when unwinding"): the one-frame
+    # v6.3 trampoline lets an unwinder skip the traced function. Declared apart from the sled
+    # mismatch above so that v6.3 on its own BPF-program targets may break only I-UNWIND.
+    "25ad10658dc1/unwind": KnownBug("25ad10658dc1", frozenset({"I-UNWIND"}),
+                                    "one trampoline frame: the unwinder misses the traced function's layer"),
 }
 
 #: What reverting a fix flips back. Applying the overrides to an era that carries the fix gives
@@ -182,7 +190,7 @@ V6_3 = Era(
     frames="one", skip=16, orig_call="skip_frame", retval="a5_only", max_arg_slots=8,
     mv_s1_before_branch=False, size_pass="same_im", struct_ops_frame="no_frame_rule", struct_ops_ret="slot",
     ro_copy=False, prog_a0="raw", fixes=_V63_FIXES,
-    known_bugs=(BUGS["7112cd26e606"], BUGS["2f1b0d3d7331"], BUGS["10541b374aa0"]),
+    known_bugs=(BUGS["7112cd26e606"], BUGS["2f1b0d3d7331"], BUGS["10541b374aa0"], BUGS["25ad10658dc1/unwind"]),
 )
 
 V6_6 = Era(
