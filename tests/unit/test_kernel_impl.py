@@ -191,3 +191,26 @@ class TestOnTheTree:
         # 25ad10658dc1: auipc t1, hi; jalr t0, lo(t1)
         want = _auipc(T1, 2).to_bytes(4, "little") + _jalr(T0, T1, -0x800).to_bytes(4, "little")
         assert got == want
+
+
+# ---- the CLI's use of it -----------------------------------------------------------------------------
+
+
+def test_impls_lists_kernel_as_unavailable_without_a_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.cli import main
+
+    assert main(["impls", "--linux-src", str(tmp_path)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("kernel ")]
+    assert len(lines) == 1 and "unavailable: " in lines[0] and "missing Makefile" in lines[0]
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(_linux_src() is None,
+                    reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
+def test_impls_lists_kernel_with_the_trees_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.cli import main
+
+    assert main(["impls"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("kernel ")]
+    assert len(lines) == 1
+    assert f"real JIT of linux {build(_linux_src()).version} " in lines[0]
