@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -101,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=ENGINES, default="hypothesis")
     p.add_argument("--impl", required=True, metavar="NAME", help="implementation name (see 'sledfuzz impls')")
     p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
-    p.add_argument("--linux-src", metavar="PATH", help="kernel tree for the 'kernel' implementation (reserved)")
+    p.add_argument("--linux-src", metavar="PATH",
+                   help="Linux tree (directory or tarball) for the 'kernel' implementation "
+                        "(default: $SLEDFUZZ_LINUX_SRC, else Debian's linux-source-6.12)")
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     _common_search(p, jobs_default=1)
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict-flags", action="store_true")
     p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
 
-    sub.add_parser("impls", help="list implementations (eras, pairings, bug configurations)")
+    p = sub.add_parser("impls", help="list implementations (eras, pairings, bug configurations, kernel)")
+    p.add_argument("--linux-src", metavar="PATH", help="Linux tree for the 'kernel' line (default as for fuzz)")
 
     p = sub.add_parser("matrix", help="the historical-bug matrix: search each configuration until found")
     p.add_argument("--format", choices=("md", "json"), default="md")
@@ -307,7 +309,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.linux_src is not None:
         if not Path(args.linux_src).exists():
             raise UsageError(f"--linux-src {args.linux_src}: no such file or directory")
-        os.environ["SLEDFUZZ_LINUX_SRC"] = args.linux_src
+        from emu.kernel.impl import set_default_tree
+
+        set_default_tree(args.linux_src)  # also exported as $SLEDFUZZ_LINUX_SRC for workers
     impl = _resolve(args.impl)
     _check_out_dir(args.out)
     start = time.time()
@@ -440,6 +444,9 @@ def cmd_impls(args: argparse.Namespace) -> int:
         else:
             name, line = str(item), ""
         print(f"{name:32s} {line}")
+    from emu.kernel.impl import describe_kernel_impl
+
+    print(f"{'kernel':32s} {describe_kernel_impl(getattr(args, 'linux_src', None))}")
     return EXIT_CLEAN
 
 
