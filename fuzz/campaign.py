@@ -344,6 +344,8 @@ def search_cell(
     minimize: bool = True,
     emit: Emit | None = None,
     deadline: float | None = None,
+    minimize_seconds: float = MINIMIZE_SECONDS,
+    stop_on: frozenset[str] | None = None,
 ) -> CellResult:
     """Search one implementation; see the module docstring for what is kept and written."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -367,13 +369,21 @@ def search_cell(
             emit(("progress", impl_name, asdict(result.counts)))
 
     def all_known_found() -> bool:
-        return bool(result.target_bugs) and result.found
+        """Every awaited bug (``stop_on``, default: the target bugs) has been seen."""
+        wanted = result.bugs_found if stop_on is None else {c: f for c, f in result.bugs_found.items() if c in stop_on}
+        return bool(wanted) and all(f is not None for f in wanted.values())
+
+    target_invs = {i for invs in result.target_bugs.values() for i in invs}
 
     def record(case: Case, judged: Judged) -> None:
+        """Write each new invariant's case at once; minimise the case once, for its most
+        interesting new invariant (a target bug's, else an undeclared one, else any)."""
         t = time.monotonic() - start
-        for inv, msg in _by_invariant(judged):
-            if inv in result.findings:
-                continue
+        new = [(inv, msg) for inv, msg in _by_invariant(judged) if inv not in result.findings]
+        if not new:
+            return
+        fresh: list[tuple[Finding, dict[str, str]]] = []
+        for inv, msg in new:
             raw_path = ""
             prov = {"impl": impl_name, "invariant": inv, "found_by": f"sledfuzz hypothesis search, seed {seed}",
                     "seconds_to_find": f"{t:.3f}", "message": msg}
@@ -382,23 +392,28 @@ def search_cell(
             finding = Finding(impl_name, inv, msg, t, raw_path, raw_path, inv in known_invs, origin_name,
                               origin_required=inv not in ctx.origin_invariants)
             result.findings[inv] = finding
+            fresh.append((finding, prov))
             if emit:
                 emit(("found", impl_name, {"invariant": inv, "seconds": t, "path": raw_path, "known": finding.known}))
-            demand = origin if origin is not None and judge_case(case, origin, strict_flags).status == "pass" else None
-            if minimize:
-                small = minimize_finding(case, impl, inv, origin=demand, strict_flags=strict_flags,
-                                         seconds=min(MINIMIZE_SECONDS, max(2.0, end - time.monotonic())))
-            else:
-                small = case
-            small_j = judge_case(small, impl, strict_flags)
-            origin_j = judge_case(small, origin, strict_flags) if origin is not None else None
-            finding.origin_status = origin_j.status if origin_j else None
+        primary = min(fresh, key=lambda fp: (fp[0].invariant not in target_invs, fp[0].known))[0]
+        demand = origin if origin is not None and judge_case(case, origin, strict_flags).status == "pass" else None
+        small = case
+        if minimize:
+            small = minimize_finding(case, impl, primary.invariant, origin=demand, strict_flags=strict_flags,
+                                     seconds=min(minimize_seconds, max(2.0, end - time.monotonic())))
+        small_j = judge_case(small, impl, strict_flags)
+        origin_j = judge_case(small, origin, strict_flags) if origin is not None else None
+        raw_origin = judge_case(case, origin, strict_flags) if origin is not None else None
+        for finding, prov in fresh:
+            use_small = finding.invariant in small_j.invariants
+            chosen, chosen_j, chosen_o = (small, small_j, origin_j) if use_small else (case, judged, raw_origin)
+            finding.origin_status = chosen_o.status if chosen_o else None
             if cell_dir is not None:
-                prov = dict(prov, minimized="yes" if minimize else "no")
-                finding.case_path = _write_case(cell_dir / f"{slug(inv)}.json", small, impl_name, small_j, prov,
-                                                origin_name, origin_j)
+                prov = dict(prov, minimized="yes" if minimize and use_small else "no")
+                finding.case_path = _write_case(cell_dir / f"{slug(finding.invariant)}.json", chosen, impl_name,
+                                                chosen_j, prov, origin_name, chosen_o)
             if emit:
-                emit(("minimized", impl_name, {"invariant": inv, "path": finding.case_path,
+                emit(("minimized", impl_name, {"invariant": finding.invariant, "path": finding.case_path,
                                                "origin_status": finding.origin_status}))
 
     examples = [0]
