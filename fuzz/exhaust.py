@@ -25,6 +25,7 @@ from fuzz.shape import (
     BPF_PROG_MAX_SLOTS,
     ENTER_PATTERNS,
     FLAG_VARIANTS,
+    STRUCT_OPS_MAX_SLOTS,
     UNSPECIFIED_FLAGS,
     EnterPattern,
     FlagVariant,
@@ -79,6 +80,8 @@ def enumerate_shapes(caps: Capabilities, *, max_links: int = 3, max_args: int = 
                 nslots = sum((size + 7) // 8 for size, _ in args)
                 if target == "bpf_prog" and nslots > BPF_PROG_MAX_SLOTS:
                     continue  # a BPF program takes at most five arguments (R1-R5)
+                if target == "struct_ops" and nslots > STRUCT_OPS_MAX_SLOTS:
+                    continue  # no struct_ops member has stack arguments (SEMANTICS 3.3)
                 if target == "struct_ops":
                     for enter in ("run", "stats", "skip"):
                         for ret_size in STRUCT_OPS_RET_SIZES:

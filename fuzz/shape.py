@@ -55,6 +55,10 @@ REACH_EDGE_DELTAS: tuple[int, ...] = (REACH_END - 4, REACH_MIN, REACH_END - 0x10
 #: tail-call counter).
 BPF_PROG_MAX_SLOTS = 5
 
+#: struct_ops members stay in registers: the one-frame trampoline would read stack arguments at the
+#: two-frame offsets (SEMANTICS 3.3, an [I] hazard with no known member to trigger it).
+STRUCT_OPS_MAX_SLOTS = 8
+
 EnterPattern = Literal["run", "stats", "skip", "stats-then-skip"]
 ENTER_PATTERNS: tuple[EnterPattern, ...] = ("run", "stats", "skip", "stats-then-skip")
 
@@ -307,6 +311,9 @@ def draw_shape(draw: Draw, caps: Capabilities, *, strict_flags: bool = False, ma
     )
     if target == "bpf_prog":  # R1-R5 only: no structs that would push past a4
         args = tuple((8, False) for _ in args)
+    if target == "struct_ops":  # no struct_ops member has stack arguments (SEMANTICS 3.3, latent hazard)
+        while sum((size + 7) // 8 for size, _ in args) > STRUCT_OPS_MAX_SLOTS:
+            args = args[:-1]
     if target == "struct_ops":
         kinds: tuple[LinkKind, ...] = ("fentry",)
         ret_size = pick(draw, (8, 4, 2, 1, 0))
