@@ -1,0 +1,167 @@
+"""Every subcommand end to end: exit codes, outputs, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, main
+from fuzz.corpus import load_entry
+from fuzz.minimize import size
+
+ROOT = Path(__file__).resolve().parents[2]
+REG = ROOT / "corpus" / "regressions"
+SEED_BUG = "ftrace=v6.6,tramp=v6.3"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_finds_the_bug_configuration_and_reports_nothing_on_the_clean_one(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "run", "--time", "8", "--jobs", "2", "--no-progress", "--out", str(tmp_path),
+                       "--impl", "v6.19-pre-9f1e16fb1fc9", "--impl", "v6.19")
+    assert code == EXIT_CLEAN, out
+    rows = {r["impl"]: r for r in json.loads((tmp_path / "matrix.json").read_text())}
+    assert rows["v6.19-pre-9f1e16fb1fc9"]["found"] and rows["v6.19-pre-9f1e16fb1fc9"]["invariant"] == "I-SIZE"
+    assert rows["v6.19"]["expect"] == "pass" and not rows["v6.19"]["found"]
+    case = Path(rows["v6.19-pre-9f1e16fb1fc9"]["case"])
+    assert case.exists() and load_entry(case).expect["v6.19"].status == "pass"  # passes where it derives from
+    assert "| configuration | expect | result |" in out
+    assert "judged" in out and "refused" in out and "unspecified" in out
+    assert not list(tmp_path.rglob("*.tmp")), "no temp files left behind"
+
+
+def test_matrix_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "matrix", "--format", "json", "--time-per-cell", "20", "--jobs", "2", "--out",
+                       str(tmp_path), "--impl", "v6.19-pre-10541b374aa0", "--impl", SEED_BUG)
+    rows = json.loads(out)
+    assert code == EXIT_CLEAN
+    assert [r["impl"] for r in rows] == ["v6.19-pre-10541b374aa0", SEED_BUG]
+    for r in rows:
+        assert {"impl", "expect", "found", "invariant", "seconds", "case"} <= set(r)
+        assert r["expect"] == "fail" and r["found"] is True
+        assert isinstance(r["seconds"], float) and Path(r["case"]).exists()
+    assert rows[0]["invariant"] == "I-PROG-PROTOCOL"
+
+
+def test_fuzz_hypothesis_reports_findings_with_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "fuzz", "--impl", SEED_BUG, "--time", "3", "--out", str(tmp_path), "--no-progress")
+    assert code == EXIT_FINDINGS
+    assert "FOUND" in out and "(known bug)" in out and "on ftrace=v6.6,tramp=v6.19: pass" in out
+
+
+def test_fuzz_hypothesis_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "fuzz", "--impl", "v6.19", "--time", "3", "--out", str(tmp_path), "--no-progress")
+    assert code == EXIT_CLEAN
+    assert "no violations found" in out and "judged" in out
+
+
+def test_fuzz_atheris_reports_the_seed_bug(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "fuzz", "--engine", "atheris", "--impl", SEED_BUG, "--time", "30", "--out", str(tmp_path))
+    assert code == EXIT_FINDINGS, out
+    assert "FOUND I-BODY-RUNS" in out or "FOUND I-RETURN-VALUE" in out
+    crash = list((tmp_path / "atheris-ftrace_v6.6_tramp_v6.3").glob("crash-*"))
+    names = {p.name for p in crash}
+    assert any(n.endswith(".json") for n in names) and any(not n.endswith(".json") for n in names)
+    for p in crash:
+        if p.suffix == ".json":
+            assert p.with_suffix("").name in names  # the case JSON sits next to libFuzzer's crash file
+
+
+def test_fuzz_atheris_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "fuzz", "--engine", "atheris", "--impl", "v6.19", "--time", "4", "--out", str(tmp_path))
+    assert code == EXIT_CLEAN, out
+    assert "no violations found" in out
+
+
+def test_replay_passes_on_the_corpus_and_fails_on_a_changed_verdict(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    src = REG / "9f1e16fb1fc9-size-pass-im.json"
+    code, out, _ = run(capsys, "replay", str(src))
+    assert code == EXIT_CLEAN and "0 changed" in out
+    data = json.loads(src.read_text())
+    data["expect"]["v6.19"] = {"status": "fail", "invariants": ["I-SIZE"]}
+    bad = tmp_path / "changed.json"
+    bad.write_text(json.dumps(data))
+    code, out, _ = run(capsys, "replay", str(src), str(bad))
+    assert code == EXIT_FINDINGS
+    assert f"CHANGED {bad} [v6.19]: expected fail I-SIZE, got pass" in out
+    assert "1 changed" in out
+
+
+def test_explain_shows_the_violation_and_the_annotated_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", str(REG / "10541b374aa0-stale-start.json"))
+    assert code == EXIT_FINDINGS
+    assert "VIOLATION I-PROG-PROTOCOL" in out
+    assert "HOST CALL __bpf_prog_enter" in out and "<== host call" in out
+    assert "image+0x0" in out and "sled func+0x0" in out  # regions
+    assert "observation and model part at step" in out and "\n>>" in out
+    assert "sd s1" in out or "c.sdsp" in out  # capstone disassembly
+    code, out, _ = run(capsys, "explain", str(REG / "10541b374aa0-stale-start.json"), "--impl", "v6.19")
+    assert code == EXIT_CLEAN and "verdict: pass" in out
+
+
+def test_minimize_keeps_the_violation_and_shrinks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    big = tmp_path / "raw.json"
+    from model.case import Arg, Body, Case, Function, Link
+
+    case = Case(target="kernel_function", sled="2,0/w",
+                function=Function(args=(Arg(8), Arg(8), Arg(4)), values=(3, 4, 5), body=Body(k=9, coeffs=(1, 2))),
+                links=(Link("fentry", r0=5, cookie=9), Link("fexit", r0=7), Link("fentry", enter=3)))
+    big.write_text(case.to_json())
+    out_path = tmp_path / "small.json"
+    code, _, err = run(capsys, "minimize", str(big), "--impl", SEED_BUG, "-o", str(out_path))
+    assert code == EXIT_CLEAN, err
+    small = load_entry(out_path)
+    assert small.expect[SEED_BUG].status == "fail"
+    assert small.expect["ftrace=v6.6,tramp=v6.19"].status == "pass"
+    assert size(small.case) < size(case)
+    code, _, err = run(capsys, "minimize", str(big), "--impl", "v6.19")
+    assert code == 2 and "does not fail on v6.19" in err
+
+
+def test_exhaust_counts_and_finds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "exhaust", "--impl", "v6.19", "--count-only")
+    assert code == EXIT_CLEAN
+    count = int(out.split()[0])
+    assert count > 10_000
+    code, out, _ = run(capsys, "exhaust", "--impl", "v6.19-pre-10541b374aa0", "--max-links", "1", "--max-args", "1",
+                       "--jobs", "2", "--out", str(tmp_path))
+    assert code == EXIT_FINDINGS
+    assert out.splitlines()[0].endswith("(max links 1, max args 1)")
+    assert "I-PROG-PROTOCOL" in out and "enter=skip" in out
+    summary = json.loads((tmp_path / "exhaust-v6.19-pre-10541b374aa0.json").read_text())
+    assert summary["shapes"] == int(out.split()[0]) and summary["violating"]
+    code, out, _ = run(capsys, "exhaust", "--impl", "v6.19", "--max-links", "1", "--max-args", "1", "--jobs", "2",
+                       "--out", str(tmp_path))
+    assert code == EXIT_CLEAN and "0 shapes violate" in out
+
+
+def test_sigterm_ends_run_with_the_summary_so_far(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "fuzz.cli", "run", "--time", "120", "--jobs", "2", "--no-progress",
+                             "--out", str(tmp_path), "--impl", SEED_BUG, "--impl", "v6.19"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob("ftrace_v6.6_tramp_v6.3/*.json")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_FINDINGS, err
+    assert "interrupted" in out and "interrupted" in err
+    assert "| configuration |" in out and "judged" in out
+    rows = {r["impl"]: r for r in json.loads((tmp_path / "matrix.json").read_text())}
+    assert rows[SEED_BUG]["found"]
+    assert "Traceback" not in err
