@@ -325,8 +325,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(report.fuzz_report(res, time.time() - start))
         return EXIT_FINDINGS if res.findings else EXIT_CLEAN
     expects = {args.impl: expectation(impl)}
-    specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False)
-             for i in range(args.jobs)]
+    specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
+                      engine="hypothesis") for i in range(args.jobs)]
     display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time)
     with display:
         results, interrupted = run_cells(specs, jobs=args.jobs, on_event=display.on_event)
