@@ -244,7 +244,6 @@ class Scenario:
         self._shadow: dict[int, bytes] = {}  # code/data regions as written for the previous case
         self._stray: list[tuple[int, int]] = []  # guest writes outside every region: zero them next time
         self._run: _Run | None = None
-        self._body_hook: Any = None
         self._body_hook_addr: int | None = None
         self._built: dict[tuple[int, TrampRequest, int, int], _Built] = {}
         self._pokes: dict[tuple[Any, ...], tuple[PokeCheck, ...] | PokeResult] = {}
@@ -258,19 +257,8 @@ class Scenario:
     # ---- memory ------------------------------------------------------------------------------
 
     def _write(self, addr: int, data: bytes) -> None:
-        """engine.write, split at page boundaries: unicorn 2.1.4 does not drop translated code in
-        the second of two separately mapped regions one write spans (so a rewritten sled would
-        keep running its old bytes)."""
-        eng = self.engine
-        end = addr + len(data)
-        if (addr ^ (end - 1)) >> 12 == 0:
-            eng.write(addr, data)
-            return
-        pos = addr
-        while pos < end:
-            nxt = min((pos | 0xFFF) + 1, end)
-            eng.write(pos, data[pos - addr : nxt - addr])
-            pos = nxt
+        """engine.write (the engine drops stale translations itself, also across mapped regions)."""
+        self.engine.write(addr, data)
 
     def _map(self, addr: int, size: int) -> None:
         lo, hi = addr >> 12, (addr + size + 0xFFF) >> 12
@@ -297,7 +285,6 @@ class Scenario:
             self._mapped.clear()
             self._shadow.clear()
             self._stray.clear()
-            self._body_hook_addr = None
             self._map(HOST_FIXED, 0x2000)
 
     def _install(self, regions: list[tuple[int, bytes]], volatile: frozenset[int]) -> None:
@@ -418,11 +405,10 @@ class Scenario:
         run.events.append(Event(kind, link, a0, a1, a2, sp, fp, ra, ctx, nregs, ip, cookie, ret, frames))
         return ret
 
-    def _on_body(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
+    def _on_body(self, eng: Engine, addr: int) -> None:
         run = self._run
         if run is None:
             return
-        eng = self.engine
         vals = eng.regs(_BODY_X)
         sp = vals[8]
         nstack = max(0, run.slots - 8)
@@ -453,21 +439,12 @@ class Scenario:
             run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
 
     def _set_body_hook(self, addr: int) -> None:
-        """A code hook at the body's first instruction that records and never redirects control."""
+        """An observer at the body's first instruction: records, never redirects control."""
         if addr == self._body_hook_addr:
             return
-        add = getattr(self.engine, "add_observer", None)
-        if add is not None:  # an engine that offers observation hooks itself
-            add(addr, self._on_body)
-            self._body_hook_addr = addr
-            return
-        from unicorn import UC_HOOK_CODE
-
-        uc = self.engine._uc  # type: ignore[attr-defined]
-        if self._body_hook is not None:
-            uc.hook_del(self._body_hook)
-        self._body_hook = uc.hook_add(UC_HOOK_CODE, self._on_body, begin=addr, end=addr)
-        uc.ctl_remove_cache(addr, addr + 4)  # blocks translated before the hook existed
+        if self._body_hook_addr is not None:
+            self.engine.remove_observer(self._body_hook_addr)
+        self.engine.add_observer(addr, self._on_body)
         self._body_hook_addr = addr
 
     # ---- building ----------------------------------------------------------------------------

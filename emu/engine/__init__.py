@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, RunResult, StopKind
+from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, ObserverFn, RunResult, StopKind
 
-__all__ = ["Engine", "EngineError", "HostFn", "HostStop", "MemWrite", "RunResult", "StopKind", "get_engine"]
+__all__ = ["Engine", "EngineError", "HostFn", "HostStop", "MemWrite", "ObserverFn", "RunResult", "StopKind",
+           "get_engine"]
 
 
 def get_engine(name: str = "unicorn") -> Engine:

@@ -67,6 +67,8 @@ class RunResult:
 
 
 HostFn = Callable[["Engine"], "int | None"]
+#: An observer: fn(engine, addr) when execution reaches addr; it never redirects control.
+ObserverFn = Callable[["Engine", int], None]
 
 
 class Engine(Protocol):
@@ -108,6 +110,13 @@ class Engine(Protocol):
         ...
 
     def clear_host_calls(self) -> None: ...
+
+    def add_observer(self, addr: int, fn: ObserverFn) -> None:
+        """Call fn(engine, addr) each time execution reaches addr, before that instruction runs,
+        without redirecting control (replaces an earlier observer at addr; persists across runs)."""
+        ...
+
+    def remove_observer(self, addr: int) -> None: ...
 
     def run(
         self,

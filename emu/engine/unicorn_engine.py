@@ -25,12 +25,20 @@ Unicorn 2.1.4 quirks handled here (each has a unit test):
 - After a run that ends in a fault or passes through a host call (a PC write from a hook),
   `uc_mem_write` no longer invalidates stale translations of the code it overwrites; so `write`
   drops the translations itself whenever it touches a page code has run from.
+- One `uc_mem_write` spanning two separately mapped regions leaves stale translated code in the
+  second; so a write that touches a page code has run from goes page by page.
+
+Hooks are registered with `uc_hook_add` directly (one ctypes callback straight into the bound
+method, not the binding's three Python frames per call), runs start with `uc_emu_start`, and the
+mapped regions are mirrored in Python (`uc_mem_regions` costs ~2.5 us per region through ctypes,
+and a long-lived engine holds hundreds).
 """
 
 from __future__ import annotations
 
+import bisect
 import ctypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +62,14 @@ from unicorn import (
 )
 from unicorn import unicorn_const as ucc
 from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0
-from unicorn.unicorn_py3.unicorn import uclib
+from unicorn.unicorn_py3 import unicorn as _binding
+from unicorn.unicorn_py3.unicorn import (
+    HOOK_CODE_CFUNC,
+    HOOK_INTR_CFUNC,
+    HOOK_MEM_ACCESS_CFUNC,
+    HOOK_MEM_INVALID_CFUNC,
+    uclib,
+)
 
 from emu.engine.base import (
     MASK64,
@@ -63,12 +78,14 @@ from emu.engine.base import (
     HostFn,
     HostStop,
     MemWrite,
+    ObserverFn,
     RunResult,
     StopKind,
 )
 
 _unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy out of them
 UcError: type[Exception] = _unicorn.UcError
+_uc_hook_h: Any = getattr(_binding, "uc_hook_h")  # noqa: B009 - not in the binding's __all__
 
 _RA = 1
 _A0 = 10
@@ -179,10 +196,34 @@ class UnicornEngine:
         self._ninsn: dict[tuple[int, int], int] = {}
         self._ninsn_pages: dict[int, set[tuple[int, int]]] = {}
         self._code_pages: set[int] = set()  # pages that may hold translated blocks
-        uc = self._uc
-        uc.hook_add(UC_HOOK_BLOCK, self._on_block)
-        uc.hook_add(UC_HOOK_INTR, self._on_intr)
-        uc.hook_add(_HOOK_INVALID, self._on_invalid)
+        self._regions: list[tuple[int, int]] = []  # mapped [begin, end), sorted: unicorn's, mirrored
+        self._cfuncs: dict[int, Any] = {}  # hook handle -> its ctypes callback (kept alive)
+        self._observers: dict[int, tuple[int, ObserverFn]] = {}  # addr -> (handle, fn)
+        self._hook_exc: BaseException | None = None  # raised by a Python callback during a run
+        self._raw_hook(UC_HOOK_BLOCK, HOOK_CODE_CFUNC(self._on_block))
+        self._raw_hook(UC_HOOK_INTR, HOOK_INTR_CFUNC(self._on_intr))
+        self._raw_hook(_HOOK_INVALID, HOOK_MEM_INVALID_CFUNC(self._on_invalid))
+
+    def _raw_hook(self, kind: int, cfunc: Any, begin: int = 1, end: int = 0) -> int:
+        """uc_hook_add with a ctypes callback of ours (the binding's hook_add adds three Python
+        frames to every call); returns the handle."""
+        h = _uc_hook_h()
+        err = uclib.uc_hook_add(self._uch, ctypes.byref(h), kind, ctypes.cast(cfunc, ctypes.c_void_p), None,
+                                ctypes.c_uint64(begin), ctypes.c_uint64(end))
+        if err != 0:
+            raise EngineError(f"uc_hook_add({kind:#x}) failed: {_unicorn.UcError(err)}")
+        self._cfuncs[h.value] = cfunc
+        return int(h.value)
+
+    def _raw_hook_del(self, h: int) -> None:
+        uclib.uc_hook_del(self._uch, _uc_hook_h(h))
+        self._cfuncs.pop(h, None)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A Python callback raised: remember the first exception and stop (re-raised by run)."""
+        if self._hook_exc is None:
+            self._hook_exc = exc
+        uclib.uc_emu_stop(self._uch)
 
     # ---- memory -------------------------------------------------------------------------------
 
@@ -195,24 +236,31 @@ class UnicornEngine:
         lo = base & ~(PAGE_SIZE - 1)
         hi = (base + size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         perms = UC_PROT_ALL if executable else UC_PROT_READ | UC_PROT_WRITE
+        regions = self._regions
+        i = max(bisect.bisect_right(regions, (lo, 1 << 65)) - 1, 0)
         cur = lo
-        for rb, re_, _ in sorted(self._uc.mem_regions()):
-            rend = re_ + 1
-            if rend <= cur or rb >= hi:
-                continue
-            if rb > cur:
-                self._uc.mem_map(cur, rb - cur, perms)
-            cur = max(cur, rend)
-            if cur >= hi:
+        gaps: list[tuple[int, int]] = []
+        while i < len(regions) and cur < hi:
+            rb, rend = regions[i]
+            if rb >= hi:
                 break
+            if rend > cur:
+                if rb > cur:
+                    gaps.append((cur, rb))
+                cur = rend
+            i += 1
         if cur < hi:
-            self._uc.mem_map(cur, hi - cur, perms)
-        if self._host_pages.intersection(range(lo >> 12, hi >> 12)):
+            gaps.append((cur, hi))
+        for b, e in gaps:
+            self._uc.mem_map(b, e - b, perms)
+            bisect.insort(regions, (b, e))
+        if gaps and self._host_pages.intersection(range(lo >> 12, hi >> 12)):
             self._host_dirty = True
 
     def unmap_all(self) -> None:
         for rb, re_, _ in list(self._uc.mem_regions()):
             self._uc.mem_unmap(rb, re_ + 1 - rb)
+        self._regions.clear()
         self._uc.ctl_flush_tb()
         self._code_pages.clear()
         self._ninsn.clear()
@@ -223,6 +271,16 @@ class UnicornEngine:
     def write(self, addr: int, data: bytes) -> None:
         n = len(data)
         if n == 0:
+            return
+        first, last = addr >> 12, (addr + n - 1) >> 12
+        if last != first and not self._code_pages.isdisjoint(range(first, last + 1)):
+            # Page by page: one uc_mem_write across two mapped regions keeps stale code (module doc).
+            data = bytes(data)
+            pos, end = addr, addr + n
+            while pos < end:
+                nxt = min((pos | (PAGE_SIZE - 1)) + 1, end)
+                self.write(pos, data[pos - addr : nxt - addr])
+                pos = nxt
             return
         if uclib.uc_mem_write(self._uch, addr, bytes(data), n) != 0:
             raise EngineError(f"write of {n} bytes at {addr:#x}: not mapped")
@@ -332,14 +390,14 @@ class UnicornEngine:
         if addr & 1:
             raise EngineError(f"host call address {addr:#x} is odd")
         if addr not in self._host_hooks:
-            self._host_hooks[addr] = self._uc.hook_add(UC_HOOK_CODE, self._on_host, begin=addr, end=addr)
+            self._host_hooks[addr] = self._raw_hook(UC_HOOK_CODE, HOOK_CODE_CFUNC(self._on_host), addr, addr)
         self._host[addr] = fn
         self._host_pages.add(addr >> 12)
         self._host_dirty = True
 
     def clear_host_calls(self) -> None:
         for h in self._host_hooks.values():
-            self._uc.hook_del(h)
+            self._raw_hook_del(h)
         self._host_hooks.clear()
         self._host.clear()
         self._host_pages.clear()
@@ -353,66 +411,101 @@ class UnicornEngine:
             self._touched(addr, 2)
         self._host_dirty = False
 
+    # ---- observers ----------------------------------------------------------------------------
+
+    def add_observer(self, addr: int, fn: ObserverFn) -> None:
+        """Call fn(engine, addr) whenever execution reaches addr, before that instruction runs;
+        control is not redirected (fn may read guest state and write memory, e.g. a poke).
+        Replaces an earlier observer at addr; persists across runs until removed."""
+        self.remove_observer(addr)
+        cb = HOOK_CODE_CFUNC(self._observer_cb(fn))
+        self._observers[addr] = (self._raw_hook(UC_HOOK_CODE, cb, addr, addr), fn)
+        self._uc.ctl_remove_cache(addr, addr + 4)  # blocks translated before the hook existed
+
+    def remove_observer(self, addr: int) -> None:
+        hit = self._observers.pop(addr, None)
+        if hit is not None:
+            self._raw_hook_del(hit[0])
+            self._uc.ctl_remove_cache(addr, addr + 4)
+
+    def _observer_cb(self, fn: ObserverFn) -> Callable[[int, int, int, Any], None]:
+        def cb(_uc: int, addr: int, _size: int, _ud: Any) -> None:
+            try:
+                fn(self, addr)
+            except BaseException as e:  # re-raised by run()
+                self._failed(e)
+
+        return cb
+
     # ---- hooks (called from unicorn) ----------------------------------------------------------
 
-    def _on_block(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
-        key = (addr, size)
-        n = self._ninsn.get(key)
-        if n is None:
-            n = self._block_insns(addr, size)
-        steps = self._steps + n
-        if steps >= self._limit:
-            # The block would use up the budget: stop before it runs (pc = addr) and let the exact
-            # counter run the rest. Also at exactly the budget, since the next block may start
-            # with a trapping instruction that no block hook reports before it traps.
-            self._over = True
-            uc.emu_stop()
-            return
-        self._steps = steps
-        self._blocks.append(key)
+    def _on_block(self, _uc: int, addr: int, size: int, _ud: Any) -> None:
+        try:
+            key = (addr, size)
+            n = self._ninsn.get(key)
+            if n is None:
+                n = self._block_insns(addr, size)
+            steps = self._steps + n
+            if steps >= self._limit:
+                # The block would use up the budget: stop before it runs (pc = addr) and let the
+                # exact counter run the rest. Also at exactly the budget, since the next block may
+                # start with a trapping instruction that no block hook reports before it traps.
+                self._over = True
+                uclib.uc_emu_stop(self._uch)
+                return
+            self._steps = steps
+            self._blocks.append(key)
+        except BaseException as e:  # re-raised by run()
+            self._failed(e)
 
-    def _on_intr(self, uc: Any, intno: int, _ud: Any) -> None:
+    def _on_intr(self, _uc: int, intno: int, _ud: Any) -> None:
         # unicorn 2.1.4 has already advanced pc by 4 past the trapping instruction.
         if self._trap is None:
             self._trap = (intno, (self.get_pc() - 4) & MASK64)
-        uc.emu_stop()
+        uclib.uc_emu_stop(self._uch)
 
-    def _on_invalid(self, uc: Any, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
+    def _on_invalid(self, _uc: int, access: int, addr: int, size: int, value: int, _ud: Any) -> bool:
         if self._invalid is None:
             self._invalid = (access, addr, self.get_pc())
         return False
 
-    def _on_write(self, uc: Any, access: int, addr: int, size: int, value: int, _ud: Any) -> None:
+    def _on_write(self, _uc: int, access: int, addr: int, size: int, value: int, _ud: Any) -> None:
         self._writes.append((addr, size, value & ((1 << (8 * size)) - 1), self.get_pc()))
 
-    def _on_host(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
-        fn = self._host.get(addr)
-        if fn is None:  # a hook left over by a re-registration race; behave like the c.ret
-            self._set_pc(self.reg(_RA))
-            return
+    def _on_host(self, _uc: int, addr: int, size: int, _ud: Any) -> None:
         try:
-            ret = fn(self)
-        except HostStop as e:
-            self._host_stop = (addr, e.reason)
-            uc.emu_stop()
-            return
-        except EngineError as e:  # the callee looked at guest state that is not there
-            self._host_stop = (addr, f"host call at {addr:#x}: {e}")
-            uc.emu_stop()
-            return
-        if ret is not None:
-            self.set_reg(_A0, ret)
-        self._set_pc(self.reg(_RA))
+            fn = self._host.get(addr)
+            if fn is None:  # a hook left over by a re-registration race; behave like the c.ret
+                self._set_pc(self.reg(_RA))
+                return
+            try:
+                ret = fn(self)
+            except HostStop as e:
+                self._host_stop = (addr, e.reason)
+                uclib.uc_emu_stop(self._uch)
+                return
+            except EngineError as e:  # the callee looked at guest state that is not there
+                self._host_stop = (addr, f"host call at {addr:#x}: {e}")
+                uclib.uc_emu_stop(self._uch)
+                return
+            if ret is not None:
+                self._u64.value = ret & MASK64
+                uclib.uc_reg_write(self._uch, UC_RISCV_REG_X0 + _A0, self._u64_ref)
+            # (a pc written with uc_reg_write_batch does not redirect a running emulation)
+            uclib.uc_reg_read(self._uch, UC_RISCV_REG_X0 + _RA, self._u64_ref)
+            uclib.uc_reg_write(self._uch, UC_RISCV_REG_PC, self._u64_ref)
+        except BaseException as e:  # re-raised by run()
+            self._failed(e)
 
     def _set_log_ranges(self, key: tuple[tuple[int, int], ...] | None) -> None:
         if key == self._log_key:
             return
         for h in self._log_hooks:
-            self._uc.hook_del(h)
+            self._raw_hook_del(h)
         self._log_hooks = []
         spans = [(0, MASK64)] if key is None else _complement(key)
         for b, e in spans:
-            self._log_hooks.append(self._uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write, begin=b, end=e))
+            self._log_hooks.append(self._raw_hook(UC_HOOK_MEM_WRITE, HOOK_MEM_ACCESS_CFUNC(self._on_write), b, e))
         self._log_key = key
 
     # ---- running ------------------------------------------------------------------------------
@@ -445,11 +538,7 @@ class UnicornEngine:
             self._set_pc(pc)
             return RunResult("budget", pc, None, 0, ())
 
-        err = 0
-        try:
-            self._uc.emu_start(pc, sentinel, 0, 0)
-        except UcError as e:
-            err = int(getattr(e, "errno", -1))
+        err = self._start(pc, sentinel, 0)
         if self._over and not err:
             err = self._finish_budget(sentinel, budget)
         writes = tuple(MemWrite(*w) for w in self._writes)
@@ -485,6 +574,7 @@ class UnicornEngine:
         for a, n in self._blocks:
             cp.add(a >> 12)
             cp.add((a + n + 3) >> 12)
+        cp.add(at >> 12)  # a block that trapped before its hook ran is translated too
         return RunResult(stop, at, fault_addr, steps, writes, detail)
 
     def _finish_budget(self, sentinel: int, budget: int) -> int:
@@ -498,12 +588,21 @@ class UnicornEngine:
         uc = self._uc
         uc.ctl_flush_tb()  # cached blocks were translated without counting code
         try:
-            uc.emu_start(self.get_pc(), sentinel, 0, left)
-        except UcError as e:
-            return int(getattr(e, "errno", -1))
+            return self._start(self.get_pc(), sentinel, left)
         finally:
             uc.ctl_flush_tb()  # unicorn drops its counter at the next count=0 start; be explicit
-        return 0
+
+    def _start(self, pc: int, sentinel: int, count: int) -> int:
+        """uc_emu_start; the error code (0: none). An exception a Python callback raised (ours or
+        one added through the binding, e.g. a tracer) is raised here, as the binding would."""
+        self._hook_exc = None
+        self._uc._hook_exception = None
+        err = int(uclib.uc_emu_start(self._uch, pc, sentinel, 0, count))
+        exc = self._hook_exc or self._uc._hook_exception
+        if exc is not None:
+            self._hook_exc = self._uc._hook_exception = None
+            raise exc
+        return err
 
     def _word_at(self, addr: int) -> int | None:
         try:
