@@ -140,10 +140,23 @@ def cell_context(name: str) -> CellContext:
     impl = resolve(name)
     origin_name = derives_from(name)
     origin = resolve(origin_name) if origin_name else None
-    known = {bug.commit: sorted(bug.invariants) for bug in impl.caps.known_bugs}
-    origin_commits = {b.commit for b in origin.caps.known_bugs} if origin is not None else set()
-    return CellContext(name, impl, origin_name, origin, known, frozenset(c for c in known if c in origin_commits),
+    known = {key: sorted(bug.invariants) for key, bug in bug_keys(impl.caps.known_bugs).items()}
+    origin_bugs = set(origin.caps.known_bugs) if origin is not None else set()
+    inherited = frozenset(key for key, bug in bug_keys(impl.caps.known_bugs).items() if bug in origin_bugs)
+    return CellContext(name, impl, origin_name, origin, known, inherited,
                        origin.caps.known_invariants if origin is not None else frozenset())
+
+
+def bug_keys(bugs: Iterable[Any]) -> dict[str, Any]:
+    """Known bugs by commit; a commit declaring several bugs gets ``COMMIT#2``, ``COMMIT#3``..."""
+    out: dict[str, Any] = {}
+    for bug in bugs:
+        key, n = bug.commit, 1
+        while key in out:
+            n += 1
+            key = f"{bug.commit}#{n}"
+        out[key] = bug
+    return out
 
 
 # --------------------------------------------------------------------------------------------
