@@ -512,10 +512,12 @@ class Scenario:
         if isinstance(core, CoreRefusal):
             return Observation(refused=core.errno, refused_reason=core.reason, parent_ret=parent_ret)
         caps = impl.caps
-        if case.target == "kernel_function" and not caps.kernel_direct_calls:
-            return Observation(refused=ENOTSUPP, refused_reason="register_fentry: no ftrace direct calls",
-                               parent_ret=parent_ret)
         sled = _sled_of(caps, case)
+        if case.target == "kernel_function" and not caps.kernel_direct_calls:
+            # No trampoline attaches, but ftrace still patches this sled (to ftrace_caller): its
+            # in-flight states are judged all the same (I-TORN).
+            return Observation(refused=ENOTSUPP, refused_reason="register_fentry: no ftrace direct calls",
+                               parent_ret=parent_ret, torn=self._torn_states(case, impl, sled, lay.ftrace_caller))
         req = self.request(case, core.order, core.flags)
         built = self._jit(impl, req, lay.image, caps.page_size)
         t1 = time.perf_counter()

@@ -93,7 +93,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
             fnd = Finding(impl_name, inv, msg, found_at, str(crash_json), str(crash_json),
                           inv in impl.caps.known_invariants, origin_name,
                           origin_required=inv not in ctx.origin_invariants)
-            demand = origin if origin is not None and judge_case(entry.case, origin, strict_flags).status == "pass" \
+            demand = origin if origin is not None and judge_case(entry.case, origin, strict_flags).passed \
                 else None
             small = minimize_finding(entry.case, impl, inv, origin=demand, strict_flags=strict_flags) if minimize \
                 else entry.case

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fuzz.corpus import Entry, ExpectedVerdict, atomic_write_text
+from fuzz.oracle import PASSING
 from model.case import Case
 
 Expect = Literal["pass", "fail"]
@@ -68,6 +69,11 @@ class Judged:
     @property
     def verdict(self) -> ExpectedVerdict:
         return ExpectedVerdict(self.status, self.invariants if self.status == "fail" else frozenset())
+
+    @property
+    def passed(self) -> bool:
+        """Judged and correct (ran as the model says, or refused as it says)."""
+        return self.status in PASSING
 
 
 def judge_case(case: Case, impl: Any, strict_flags: bool = False) -> Judged:
@@ -211,7 +217,7 @@ class Finding:
     def origin_ok(self) -> bool | None:
         if self.origin is None or not self.origin_required:
             return None
-        return self.origin_status == "pass"
+        return self.origin_status in PASSING
 
 
 @dataclass
@@ -344,7 +350,7 @@ def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | Non
         j = judge_case(c, impl, strict_flags)
         if j.status != "fail" or invariant not in j.invariants:
             return False
-        return origin is None or judge_case(c, origin, strict_flags).status == "pass"
+        return origin is None or judge_case(c, origin, strict_flags).passed
 
     return minimize(case, keep, deadline=time.monotonic() + seconds)
 
@@ -417,7 +423,7 @@ def search_cell(
             if emit:
                 emit(("found", impl_name, {"invariant": inv, "seconds": t, "path": raw_path, "known": finding.known}))
         primary = min(fresh, key=lambda fp: (fp[0].invariant not in target_invs, fp[0].known))[0]
-        demand = origin if origin is not None and judge_case(case, origin, strict_flags).status == "pass" else None
+        demand = origin if origin is not None and judge_case(case, origin, strict_flags).passed else None
         small = case
         if minimize:
             small = minimize_finding(case, impl, primary.invariant, origin=demand, strict_flags=strict_flags,

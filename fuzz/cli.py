@@ -413,7 +413,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         raise UsageError(f"--invariant {inv}: the case violates {', '.join(sorted(judged.invariants))} on {name}, not {inv}")
     origin_name = args.origin or derives_from(name)
     origin = _resolve(origin_name) if origin_name else None
-    if origin is not None and judge_case(case, origin, args.strict_flags).status != "pass":
+    if origin is not None and not judge_case(case, origin, args.strict_flags).passed:
         origin, origin_name = None, None  # the original does not pass there either: do not demand it
     small = minimize_finding(case, impl, inv, origin=origin, strict_flags=args.strict_flags, seconds=args.time)
     small_j = judge_case(small, impl, args.strict_flags)

@@ -50,6 +50,16 @@ class Verdict:
         """Nothing to report: pass, refused as expected, or not judged."""
         return self.status != "fail"
 
+    @property
+    def passed(self) -> bool:
+        """Judged and correct: it ran as the model says, or was refused as the model says.
+        (A counterexample must pass on the configuration its bug configuration derives from.)"""
+        return self.status in PASSING
+
+
+#: Verdict statuses that mean "judged, and correct".
+PASSING: frozenset[str] = frozenset({"pass", "refused"})
+
 
 def _flags(case: Case) -> int | None:
     try:

@@ -31,7 +31,9 @@ from model.semantics import (
     PLANTED,
     TRAMPOLINE_EVENT_KINDS,
     Expected,
+    Invalid,
     Refusal,
+    Unspecified,
     Verdict,
 )
 
@@ -576,8 +578,10 @@ def _torn(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -
     """Every state a task can execute while a patch is in flight (between the patcher's word writes,
     at every interruption point its concurrency model allows) lands where a consistent old or new
     sled would. A two-word patch without stop_machine under preemption can pair an old auipc with
-    a new jalr: the bug 8547649981e6 closed by making FUNCTION_TRACER depend on !PREEMPTION."""
-    if not isinstance(expected, Expected):
+    a new jalr: the bug 8547649981e6 closed by making FUNCTION_TRACER depend on !PREEMPTION.
+    Judged on refused requests too: ftrace patches the sled whether or not a BPF trampoline can
+    attach (an era without direct calls still patches sleds to ftrace_caller)."""
+    if isinstance(expected, (Invalid, Unspecified)):
         return None
     for t in obs.torn:
         if t.reachable and t.landed not in t.allowed:

@@ -16,12 +16,7 @@ FILES = sorted(REGRESSIONS.glob("*.json"))
 
 #: Known differences (as pyelftools keeps for readelf): (file, implementation) -> why. Each is an
 #: expected failure that must start passing (strict) once the cause is fixed.
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("fd2e08128944-struct-ops-u64-return.json", "v6.19-pre-fd2e08128944"):
-        "the era model does not reproduce fd2e08128944 yet: a 64-bit struct_ops return keeps its high half",
-    ("fd2e08128944-struct-ops-u64-return.json", "v6.11"):
-        "same: v6.11 declares fd2e08128944 but returns the full 64-bit value",
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
 def _params() -> list[object]:
