@@ -206,7 +206,10 @@ V6_6 = Era(
     frames="two", skip=8, orig_call="skip_frame", retval="a0_a5", max_arg_slots=8,
     mv_s1_before_branch=False, size_pass="same_im", struct_ops_frame="func_addr", struct_ops_ret="slot",
     ro_copy=False, prog_a0="sext32", fixes=_V66_FIXES,
-    known_bugs=(BUGS["10541b374aa0"], BUGS["1732ebc4a261"], BUGS["fd2e08128944"]),
+    # fd2e08128944 is in v6.6's code too, but unobservable here: under the modern core's non-NULL
+    # func_addr, 1732ebc4a261 sends every struct_ops call out through t0 before its return value
+    # matters. A declared bug is a promise that the search finds it, so it is not declared.
+    known_bugs=(BUGS["10541b374aa0"], BUGS["1732ebc4a261"]),
 )
 
 V6_8 = Era(

@@ -26,11 +26,7 @@ WITH_BUGS = [n for n in SHIPPED if resolve(n).caps.known_bugs]
 #: Known differences between the eras and the model, each with its cause; the owners of
 #: emu/impls and model/ are told. (configuration, what) -> why. "find:COMMIT" means the search
 #: cannot find that declared bug; "extra:INVARIANT" an undeclared violation seen on that era.
-KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("v6.6", "find:fd2e08128944"): "masked by 1732ebc4a261 on v6.6: with the modern core's non-NULL func_addr "
-                                   "every struct_ops call takes the entry-style epilogue and returns through t0 "
-                                   "before its return value could be judged",
-}
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
