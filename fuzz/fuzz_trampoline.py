@@ -30,7 +30,6 @@ if __package__ in (None, ""):  # run as a plain script (OSS-Fuzz style): the rep
 with atheris.instrument_imports():
     import emu.impls.registry
     import emu.scenario
-
     import fuzz.oracle
     import model.invariants
     import model.semantics
