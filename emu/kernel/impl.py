@@ -35,7 +35,15 @@ from emu.impls.eras import BUGS, ERAS, REVERTS, Era
 from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
 from emu.impls.registry import ImplementationError, capabilities
 from emu.kernel.adapter import KernelJit
-from emu.kernel.build import KernelBuild, KernelBuildError, build, cache_root, default_linux_src
+from emu.kernel.build import (
+    KernelBuild,
+    KernelBuildError,
+    _content_hash,
+    _write_atomic,
+    build,
+    cache_root,
+    default_linux_src,
+)
 from emu.kernel.probe import KernelFeatures
 
 ENV_VAR = "SLEDFUZZ_LINUX_SRC"
@@ -143,22 +151,6 @@ class FtraceEncoder:
             return int(self._out[0]), int(self._out[1])
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _digest(files: dict[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(f"{rel}\0{len(files[rel])}\0".encode())
-        h.update(files[rel])
-    return h.hexdigest()
-
-
 def _read_ftrace_files(src: Path, tree_name: str) -> dict[str, bytes]:
     """The ftrace files of a directory, or of a tarball (cached by path, size and mtime)."""
     if src.is_dir():
@@ -180,7 +172,7 @@ def _read_ftrace_files(src: Path, tree_name: str) -> dict[str, bytes]:
             files = {rel: (stored / rel).read_bytes() for rel in FTRACE_FILES}
         except OSError:
             files = {}
-        if files and _digest(files) == known:
+        if files and _content_hash(files) == known:
             return files
     if shutil.which("tar") is None:
         raise FtraceError("no 'tar' to read the tarball")
@@ -193,7 +185,7 @@ def _read_ftrace_files(src: Path, tree_name: str) -> dict[str, bytes]:
         if missing:
             raise FtraceError(f"{src}: missing {', '.join(missing)} ({proc.stderr.strip()[:200]})")
         files = {rel: (root / rel).read_bytes() for rel in FTRACE_FILES}
-    digest = _digest(files)
+    digest = _content_hash(files)
     for rel, data in files.items():
         _write_atomic(cache_root() / "ftrace" / digest / "tree" / rel, data)
     index = index if isinstance(index, dict) else {}
