@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,7 @@ from unicorn.unicorn_py3.unicorn import (
     uclib,
 )
 
+from emu.engine import blockhook
 from emu.engine.base import (
     MASK64,
     PAGE_SIZE,
@@ -200,16 +202,33 @@ class UnicornEngine:
         self._cfuncs: dict[int, Any] = {}  # hook handle -> its ctypes callback (kept alive)
         self._observers: dict[int, tuple[int, ObserverFn]] = {}  # addr -> (handle, fn)
         self._hook_exc: BaseException | None = None  # raised by a Python callback during a run
-        self._raw_hook(UC_HOOK_BLOCK, HOOK_CODE_CFUNC(self._on_block))
+        self._bh: Any = None  # the native block hook's state (blockhook.c), None: the Python hook
+        self._bh_ptr = 0
+        self._bh_hosts_dirty = True
+        lib = blockhook.load()
+        if lib is not None:
+            st = lib.bh_new(ctypes.cast(uclib.uc_mem_read, ctypes.c_void_p),
+                            ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p))
+            if st:
+                self._bh = st.contents
+                self._bh_ptr = ctypes.addressof(self._bh)
+                self._bh_lib = lib
+                self._bh_fin = weakref.finalize(self, lib.bh_free, self._bh_ptr)
+                self._raw_hook(UC_HOOK_BLOCK, ctypes.cast(lib.bh_block, ctypes.c_void_p), user_data=self._bh_ptr)
+        #: True when budget/step counting runs in the native block hook (blockhook.c), False when
+        #: it fell back to the Python hook (`emu.engine.blockhook.why_not` says why).
+        self.native_block_hook = self._bh is not None
+        if self._bh is None:
+            self._raw_hook(UC_HOOK_BLOCK, HOOK_CODE_CFUNC(self._on_block))
         self._raw_hook(UC_HOOK_INTR, HOOK_INTR_CFUNC(self._on_intr))
         self._raw_hook(_HOOK_INVALID, HOOK_MEM_INVALID_CFUNC(self._on_invalid))
 
-    def _raw_hook(self, kind: int, cfunc: Any, begin: int = 1, end: int = 0) -> int:
+    def _raw_hook(self, kind: int, cfunc: Any, begin: int = 1, end: int = 0, user_data: int | None = None) -> int:
         """uc_hook_add with a ctypes callback of ours (the binding's hook_add adds three Python
         frames to every call); returns the handle."""
         h = _uc_hook_h()
-        err = uclib.uc_hook_add(self._uch, ctypes.byref(h), kind, ctypes.cast(cfunc, ctypes.c_void_p), None,
-                                ctypes.c_uint64(begin), ctypes.c_uint64(end))
+        err = uclib.uc_hook_add(self._uch, ctypes.byref(h), kind, ctypes.cast(cfunc, ctypes.c_void_p),
+                                ctypes.c_void_p(user_data), ctypes.c_uint64(begin), ctypes.c_uint64(end))
         if err != 0:
             raise EngineError(f"uc_hook_add({kind:#x}) failed: {_unicorn.UcError(err)}")
         self._cfuncs[h.value] = cfunc
@@ -265,6 +284,8 @@ class UnicornEngine:
         self._code_pages.clear()
         self._ninsn.clear()
         self._ninsn_pages.clear()
+        if self._bh is not None:
+            self._bh_lib.bh_clear(self._bh_ptr)
         self._host_dirty = True
         self._sentinel = None
 
@@ -307,13 +328,37 @@ class UnicornEngine:
         code = self._code_pages
         if first in code or (last != first and not code.isdisjoint(range(first, last + 1))):
             self._uc.ctl_remove_cache(addr, addr + n)
+        bh = self._bh
+        if bh is not None and bh.nnew:
+            self._bh_drain()
+        drop: list[int] = []
         for page in range(first, last + 1):
             keys = pages.pop(page, None)
             if keys:
-                for k in keys:
-                    self._ninsn.pop(k, None)
+                if bh is None:
+                    for k in keys:
+                        self._ninsn.pop(k, None)
+                else:
+                    for a, sz in keys:
+                        drop += (a, sz)
             if page in self._host_pages:
                 self._host_dirty = True
+        if drop:
+            self._bh_lib.bh_drop(self._bh_ptr, (ctypes.c_uint64 * len(drop))(*drop), len(drop) // 2)
+
+    def _bh_drain(self) -> None:
+        """Mirror the keys the native hook added to its count cache into the page index (so a
+        write drops them, as with the Python dict)."""
+        bh = self._bh
+        n = bh.nnew
+        flat = bh.newkeys[: 2 * n]
+        bh.nnew = 0
+        pages = self._ninsn_pages
+        for i in range(0, 2 * n, 2):
+            a, sz = flat[i], flat[i + 1]
+            key = (a, sz)
+            for page in range(a >> 12, ((a + max(sz, 1) - 1) >> 12) + 1):
+                pages.setdefault(page, set()).add(key)
 
     # ---- registers ----------------------------------------------------------------------------
 
@@ -394,6 +439,7 @@ class UnicornEngine:
         self._host[addr] = fn
         self._host_pages.add(addr >> 12)
         self._host_dirty = True
+        self._bh_hosts_dirty = True
 
     def clear_host_calls(self) -> None:
         for h in self._host_hooks.values():
@@ -402,6 +448,7 @@ class UnicornEngine:
         self._host.clear()
         self._host_pages.clear()
         self._host_dirty = False
+        self._bh_hosts_dirty = True
 
     def _place_host_rets(self) -> None:
         for addr in self._host:
@@ -524,10 +571,25 @@ class UnicornEngine:
             self._uc.ctl_remove_cache(max(sentinel - 4, 0), min(sentinel + 4, MASK64))
             self._sentinel = sentinel
         self._set_log_ranges(log_writes_outside)
-        self._blocks.clear()
-        self._steps = 0
-        self._limit = budget
-        self._over = False
+        bh = self._bh
+        if bh is not None:
+            if self._bh_hosts_dirty:
+                hosts = list(self._host)
+                if self._bh_lib.bh_set_hosts(self._bh_ptr, (ctypes.c_uint64 * len(hosts))(*hosts), len(hosts)):
+                    raise EngineError("native block hook: out of memory")
+                self._bh_hosts_dirty = False
+            bh.steps = 0
+            bh.limit = min(max(budget, 0), MASK64)
+            bh.over = 0
+            bh.failed = 0
+            bh.has_last = 0
+            bh.nrun = 0
+            bh.epoch += 1
+        else:
+            self._blocks.clear()
+            self._steps = 0
+            self._limit = budget
+            self._over = False
         self._writes = []
         self._trap = None
         self._invalid = None
@@ -539,8 +601,10 @@ class UnicornEngine:
             return RunResult("budget", pc, None, 0, ())
 
         err = self._start(pc, sentinel, 0)
-        if self._over and not err:
+        if (self._over if bh is None else bh.over) and not err:
             err = self._finish_budget(sentinel, budget)
+        if bh is not None and bh.failed:
+            raise EngineError("native block hook: out of memory")
         writes = tuple(MemWrite(*w) for w in self._writes)
 
         stop: StopKind
@@ -571,20 +635,36 @@ class UnicornEngine:
             stop = "sentinel" if at == sentinel else "budget"
         steps = budget if stop == "budget" else self._count_steps(at)
         cp = self._code_pages
-        for a, n in self._blocks:
-            cp.add(a >> 12)
-            cp.add((a + n + 3) >> 12)
+        if bh is None:
+            for a, n in self._blocks:
+                cp.add(a >> 12)
+                cp.add((a + n + 3) >> 12)
+        else:
+            flat = bh.runkeys[: 2 * bh.nrun]
+            for i in range(0, len(flat), 2):
+                a = flat[i]
+                cp.add(a >> 12)
+                cp.add((a + flat[i + 1] + 3) >> 12)
         cp.add(at >> 12)  # a block that trapped before its hook ran is translated too
         return RunResult(stop, at, fault_addr, steps, writes, detail)
 
     def _finish_budget(self, sentinel: int, budget: int) -> int:
         """The block hook stopped at a block that would overrun the budget: run the rest of the
         budget with unicorn's exact instruction counter (the error code, 0 when none)."""
-        self._over = False
-        left = budget - self._steps
+        bh = self._bh
+        if bh is None:
+            self._over = False
+            left = budget - self._steps
+        else:
+            bh.over = 0
+            left = budget - bh.steps
         if left <= 0:
             return 0
-        self._limit = 1 << 62  # the counter enforces the budget now; the hook only records
+        # the counter enforces the budget now; the hook only records
+        if bh is None:
+            self._limit = 1 << 62
+        else:
+            bh.limit = 1 << 62
         uc = self._uc
         uc.ctl_flush_tb()  # cached blocks were translated without counting code
         try:
@@ -644,6 +724,17 @@ class UnicornEngine:
         """Completed instructions: whole blocks entered, plus the part of the last one before
         stop_pc. Block sizes come from the translation, lengths from memory after the run (code
         the guest rewrote during the run may be miscounted; nothing here does that)."""
+        bh = self._bh
+        if bh is not None:
+            if not bh.has_last:
+                return 0
+            addr, size = bh.last_addr, bh.last_size
+            if addr not in self._host and addr <= stop_pc < addr + size:
+                n = int(self._bh_lib.bh_count(self._bh_ptr, self._uch, addr, size))
+                if n < 0:
+                    raise EngineError("native block hook: out of memory")
+                return int(bh.steps) - n + self._count_range(addr, stop_pc)
+            return int(bh.steps)
         blocks = self._blocks
         if not blocks:
             return 0

@@ -1,0 +1,245 @@
+/* Native UC_HOOK_BLOCK callback for emu/engine/unicorn_engine.py (built at first use, loaded
+ * with ctypes). It does what the engine's Python block hook does, without a Python call per
+ * block: keep a running count of the instructions of the blocks entered, and stop before the
+ * first block that would take the count to the limit. Instruction counts are cached per
+ * (address, size) like the Python dict; the engine mirrors the keys page-wise (from `newkeys`)
+ * and drops them when it rewrites memory, so the cache has the same lifetime as before.
+ * The layout of bh_state's leading public fields is mirrored by a ctypes Structure. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (*mem_read_fn)(void *uc, uint64_t addr, void *buf, uint64_t size);
+typedef int (*emu_stop_fn)(void *uc);
+
+typedef struct {
+    uint64_t addr;
+    uint64_t size;
+    uint64_t epoch; /* run in which the block was last recorded in runkeys */
+    uint32_t n;
+    uint32_t used; /* 0 empty, 1 full, 2 deleted */
+} bh_entry;
+
+typedef struct {
+    /* public (mirrored in Python) */
+    uint64_t steps;    /* instructions in the whole blocks entered so far */
+    uint64_t limit;    /* stop at a block that would take steps to this */
+    uint64_t over;     /* stopped at the budget */
+    uint64_t failed;   /* out of memory: stopped */
+    uint64_t has_last; /* a block was entered this run */
+    uint64_t last_addr;
+    uint64_t last_size;
+    uint64_t epoch;    /* bumped by the engine per run */
+    uint64_t nnew;     /* (addr, size) pairs inserted into the cache since the engine drained */
+    uint64_t *newkeys;
+    uint64_t nrun;     /* distinct (addr, size) pairs entered this run */
+    uint64_t *runkeys;
+    /* private */
+    mem_read_fn mem_read;
+    emu_stop_fn emu_stop;
+    uint64_t capnew, caprun;
+    bh_entry *tab;
+    uint64_t cap, fill; /* fill counts full and deleted slots */
+    uint64_t *hosts;
+    uint64_t nhosts;
+} bh_state;
+
+static uint64_t mix(uint64_t addr, uint64_t size) {
+    uint64_t h = addr * 0x9E3779B97F4A7C15ull ^ (size + 0x632BE59BD9B4E019ull);
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 29);
+}
+
+void bh_free(bh_state *st) {
+    if (!st)
+        return;
+    free(st->tab);
+    free(st->newkeys);
+    free(st->runkeys);
+    free(st->hosts);
+    free(st);
+}
+
+bh_state *bh_new(void *mem_read, void *emu_stop) {
+    bh_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->mem_read = (mem_read_fn)mem_read;
+    st->emu_stop = (emu_stop_fn)emu_stop;
+    st->cap = 1024;
+    st->tab = calloc(st->cap, sizeof *st->tab);
+    st->capnew = st->caprun = 256;
+    st->newkeys = malloc(2 * st->capnew * sizeof(uint64_t));
+    st->runkeys = malloc(2 * st->caprun * sizeof(uint64_t));
+    if (!st->tab || !st->newkeys || !st->runkeys) {
+        bh_free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static bh_entry *find(bh_state *st, uint64_t addr, uint64_t size) {
+    uint64_t mask = st->cap - 1, i = mix(addr, size) & mask;
+    for (;;) {
+        bh_entry *e = &st->tab[i];
+        if (e->used == 0)
+            return NULL;
+        if (e->used == 1 && e->addr == addr && e->size == size)
+            return e;
+        i = (i + 1) & mask;
+    }
+}
+
+static int grow(bh_state *st) {
+    uint64_t live = 0;
+    for (uint64_t i = 0; i < st->cap; i++)
+        live += st->tab[i].used == 1;
+    uint64_t ncap = st->cap;
+    while (live * 4 >= ncap)
+        ncap *= 2;
+    bh_entry *nt = calloc(ncap, sizeof *nt);
+    if (!nt)
+        return -1;
+    for (uint64_t i = 0; i < st->cap; i++) {
+        bh_entry *e = &st->tab[i];
+        if (e->used != 1)
+            continue;
+        uint64_t j = mix(e->addr, e->size) & (ncap - 1);
+        while (nt[j].used)
+            j = (j + 1) & (ncap - 1);
+        nt[j] = *e;
+    }
+    free(st->tab);
+    st->tab = nt;
+    st->cap = ncap;
+    st->fill = live;
+    return 0;
+}
+
+static int push(uint64_t **buf, uint64_t *cap, uint64_t *n, uint64_t addr, uint64_t size) {
+    if (*n == *cap) {
+        uint64_t *nb = realloc(*buf, 4 * *cap * sizeof(uint64_t));
+        if (!nb)
+            return -1;
+        *buf = nb;
+        *cap *= 2;
+    }
+    (*buf)[2 * *n] = addr;
+    (*buf)[2 * *n + 1] = size;
+    (*n)++;
+    return 0;
+}
+
+static bh_entry *insert(bh_state *st, uint64_t addr, uint64_t size, uint32_t n) {
+    if ((st->fill + 1) * 2 > st->cap && grow(st) != 0)
+        return NULL;
+    if (push(&st->newkeys, &st->capnew, &st->nnew, addr, size) != 0)
+        return NULL;
+    uint64_t mask = st->cap - 1, i = mix(addr, size) & mask;
+    while (st->tab[i].used == 1)
+        i = (i + 1) & mask;
+    bh_entry *e = &st->tab[i];
+    if (e->used == 0)
+        st->fill++;
+    e->addr = addr;
+    e->size = size;
+    e->n = n;
+    e->epoch = 0;
+    e->used = 1;
+    return e;
+}
+
+static int is_host(const bh_state *st, uint64_t addr) {
+    for (uint64_t i = 0; i < st->nhosts; i++)
+        if (st->hosts[i] == addr)
+            return 1;
+    return 0;
+}
+
+/* Instructions in [lo, hi) decoded by length from memory (0 when unreadable), as the engine's
+ * _count_range: a trailing partial instruction counts. */
+static uint32_t count_range(bh_state *st, void *uc, uint64_t lo, uint64_t hi) {
+    if (hi <= lo)
+        return 0;
+    uint64_t len = hi - lo;
+    unsigned char small[4096];
+    unsigned char *code = len <= sizeof small ? small : malloc(len);
+    if (!code)
+        return 0;
+    uint32_t n = 0;
+    if (st->mem_read(uc, lo, code, len) == 0) {
+        for (uint64_t i = 0; i < len; n++)
+            i += (code[i] & 3) != 3 ? 2 : 4;
+    }
+    if (code != small)
+        free(code);
+    return n;
+}
+
+static bh_entry *lookup(bh_state *st, void *uc, uint64_t addr, uint64_t size) {
+    bh_entry *e = find(st, addr, size);
+    if (e)
+        return e;
+    uint32_t n = is_host(st, addr) ? 1 : count_range(st, uc, addr, addr + size);
+    return insert(st, addr, size, n);
+}
+
+/* The engine's _block_insns: cached count of a block (inserted when new); -1 out of memory. */
+int64_t bh_count(bh_state *st, void *uc, uint64_t addr, uint64_t size) {
+    bh_entry *e = lookup(st, uc, addr, size);
+    return e ? (int64_t)e->n : -1;
+}
+
+void bh_block(void *uc, uint64_t addr, uint32_t size, void *user_data) {
+    bh_state *st = user_data;
+    bh_entry *e = lookup(st, uc, addr, size);
+    if (!e) {
+        st->failed = 1;
+        st->emu_stop(uc);
+        return;
+    }
+    uint64_t steps = st->steps + e->n;
+    if (steps >= st->limit) {
+        /* would use up the budget: stop before the block runs (see the engine's _on_block) */
+        st->over = 1;
+        st->emu_stop(uc);
+        return;
+    }
+    st->steps = steps;
+    st->has_last = 1;
+    st->last_addr = addr;
+    st->last_size = size;
+    if (e->epoch != st->epoch) {
+        e->epoch = st->epoch;
+        if (push(&st->runkeys, &st->caprun, &st->nrun, addr, size) != 0) {
+            st->failed = 1;
+            st->emu_stop(uc);
+        }
+    }
+}
+
+void bh_drop(bh_state *st, const uint64_t *pairs, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) {
+        bh_entry *e = find(st, pairs[2 * i], pairs[2 * i + 1]);
+        if (e)
+            e->used = 2;
+    }
+}
+
+void bh_clear(bh_state *st) {
+    memset(st->tab, 0, st->cap * sizeof *st->tab);
+    st->fill = 0;
+    st->nnew = 0;
+}
+
+int bh_set_hosts(bh_state *st, const uint64_t *addrs, uint64_t n) {
+    uint64_t *h = malloc((n ? n : 1) * sizeof(uint64_t));
+    if (!h)
+        return -1;
+    memcpy(h, addrs, n * sizeof(uint64_t));
+    free(st->hosts);
+    st->hosts = h;
+    st->nhosts = n;
+    return 0;
+}
