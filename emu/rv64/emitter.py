@@ -13,6 +13,9 @@ argument: ``emit_ld(rd, off, rs1)``, ``emit_sd(rs1, off, rs2)`` (unlike ``encode
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar, cast
+
 from emu.rv64 import encode as E
 from emu.rv64.offsets import ReachError, check_reach, fits_signed, sign_extend
 from emu.rv64.regs import RA, SP, T1, ZERO, is_creg
@@ -31,6 +34,38 @@ def _s64(value: int) -> int:
 def _uint_below(value: int, bits: int) -> bool:
     """The kernel's is_<n>b_uint: the value taken as unsigned is below 2^bits (negatives fail)."""
     return 0 <= value < (1 << bits)
+
+
+_F = TypeVar("_F", bound=Callable[..., None])
+_MEMO_MAX = 1 << 16  # entries per helper; the cache is emptied when full
+
+
+def _memo(fn: _F) -> _F:
+    """Remember the bytes a helper appends for (rvc, arguments): the helpers are pure functions
+    of those (position-dependent ``emit_call`` is not memoized, the ``emit_jump_and_link`` it calls
+    is), and the JITs emit the same few hundred shapes over and over. A call that raises is not
+    remembered, so errors are raised exactly as before."""
+    cache: dict[tuple[object, ...], bytes] = {}
+
+    def helper(self: Emitter, *args: int, **kwargs: int) -> None:
+        if kwargs:
+            fn(self, *args, **kwargs)
+            return
+        key = (self.rvc, *args)
+        hit = cache.get(key)
+        if hit is not None:
+            self._buf += hit
+            return
+        start = len(self._buf)
+        fn(self, *args)
+        if len(cache) >= _MEMO_MAX:
+            cache.clear()
+        cache[key] = bytes(self._buf[start:])
+
+    helper.__name__ = fn.__name__
+    helper.__qualname__ = fn.__qualname__
+    helper.__doc__ = fn.__doc__
+    return cast(_F, helper)
 
 
 class Emitter:
@@ -91,10 +126,12 @@ class Emitter:
 
     # ---------------------------------------------------------------- bpf_jit.h helpers
 
+    @_memo
     def emit_nop(self) -> None:
         """rv_nop(): always the 4-byte ``addi x0, x0, 0``, never c.nop."""
         self.emit(E.addi(ZERO, ZERO, 0))
 
+    @_memo
     def emit_jalr(self, rd: int, rs: int, imm: int) -> None:
         """emit_jalr: c.jalr when linking through ra, c.jr when not linking; offset 0 and rs != x0."""
         if self.rvc and rd == RA and rs and not imm:
@@ -104,6 +141,7 @@ class Emitter:
         else:
             self.emit(E.jalr(rd, rs, imm))
 
+    @_memo
     def emit_mv(self, rd: int, rs: int) -> None:
         """emit_mv: c.mv unless either register is x0; otherwise ``addi rd, rs, 0``."""
         if self.rvc and rd and rs:
@@ -111,6 +149,7 @@ class Emitter:
         else:
             self.emit(E.addi(rd, rs, 0))
 
+    @_memo
     def emit_add(self, rd: int, rs1: int, rs2: int) -> None:
         """emit_add: c.add for the two-operand shape rd == rs1, neither rd nor rs2 x0."""
         if self.rvc and rd and rd == rs1 and rs2:
@@ -118,6 +157,7 @@ class Emitter:
         else:
             self.emit(E.add(rd, rs1, rs2))
 
+    @_memo
     def emit_addi(self, rd: int, rs: int, imm: int) -> None:
         """emit_addi: three compressed shapes, tried in this order.
 
@@ -134,6 +174,7 @@ class Emitter:
         else:
             self.emit(E.addi(rd, rs, imm))
 
+    @_memo
     def emit_li(self, rd: int, imm: int) -> None:
         """emit_li (12-bit only): c.li for rd != x0 and a 6-bit signed value, else addi from x0."""
         if self.rvc and rd and fits_signed(imm, 6):
@@ -141,6 +182,7 @@ class Emitter:
         else:
             self.emit(E.addi(rd, ZERO, imm))
 
+    @_memo
     def emit_lui(self, rd: int, imm: int) -> None:
         """emit_lui: c.lui when rd is neither x0 nor sp and the field is a nonzero 6-bit signed value.
 
@@ -152,6 +194,7 @@ class Emitter:
         else:
             self.emit(E.lui(rd, imm & 0xFFFFF if -0x80000 <= imm <= 0x80000 else imm))
 
+    @_memo
     def emit_slli(self, rd: int, rs: int, imm: int) -> None:
         """emit_slli: c.slli for rd == rs (not x0) and a shift of 1..63."""
         if self.rvc and rd and rd == rs and 0 < imm < 64:
@@ -159,6 +202,7 @@ class Emitter:
         else:
             self.emit(E.slli(rd, rs, imm))
 
+    @_memo
     def emit_andi(self, rd: int, rs: int, imm: int) -> None:
         """emit_andi: c.andi for a creg rd == rs and a 6-bit signed value (0 included)."""
         if self.rvc and is_creg(rd) and rd == rs and fits_signed(imm, 6):
@@ -166,6 +210,7 @@ class Emitter:
         else:
             self.emit(E.andi(rd, rs, imm))
 
+    @_memo
     def emit_srli(self, rd: int, rs: int, imm: int) -> None:
         """emit_srli: c.srli for a creg rd == rs and a shift of 1..63."""
         if self.rvc and is_creg(rd) and rd == rs and 0 < imm < 64:
@@ -173,6 +218,7 @@ class Emitter:
         else:
             self.emit(E.srli(rd, rs, imm))
 
+    @_memo
     def emit_srai(self, rd: int, rs: int, imm: int) -> None:
         """emit_srai: c.srai for a creg rd == rs and a shift of 1..63."""
         if self.rvc and is_creg(rd) and rd == rs and 0 < imm < 64:
@@ -180,6 +226,7 @@ class Emitter:
         else:
             self.emit(E.srai(rd, rs, imm))
 
+    @_memo
     def emit_sub(self, rd: int, rs1: int, rs2: int) -> None:
         """emit_sub: c.sub for creg rd == rs1 and creg rs2."""
         if self.rvc and is_creg(rd) and rd == rs1 and is_creg(rs2):
@@ -187,6 +234,7 @@ class Emitter:
         else:
             self.emit(E.sub(rd, rs1, rs2))
 
+    @_memo
     def emit_or(self, rd: int, rs1: int, rs2: int) -> None:
         """emit_or: c.or for creg rd == rs1 and creg rs2."""
         if self.rvc and is_creg(rd) and rd == rs1 and is_creg(rs2):
@@ -194,6 +242,7 @@ class Emitter:
         else:
             self.emit(E.or_(rd, rs1, rs2))
 
+    @_memo
     def emit_and(self, rd: int, rs1: int, rs2: int) -> None:
         """emit_and: c.and for creg rd == rs1 and creg rs2."""
         if self.rvc and is_creg(rd) and rd == rs1 and is_creg(rs2):
@@ -201,6 +250,7 @@ class Emitter:
         else:
             self.emit(E.and_(rd, rs1, rs2))
 
+    @_memo
     def emit_xor(self, rd: int, rs1: int, rs2: int) -> None:
         """emit_xor: c.xor for creg rd == rs1 and creg rs2."""
         if self.rvc and is_creg(rd) and rd == rs1 and is_creg(rs2):
@@ -208,6 +258,7 @@ class Emitter:
         else:
             self.emit(E.xor(rd, rs1, rs2))
 
+    @_memo
     def emit_lw(self, rd: int, off: int, rs1: int) -> None:
         """emit_lw: c.lwsp from sp (rd != x0, 4-aligned offset < 256); c.lw for cregs (offset < 128)."""
         if self.rvc and rs1 == SP and rd and _uint_below(off, 8) and not off & 0x3:
@@ -217,6 +268,7 @@ class Emitter:
         else:
             self.emit(E.lw(rd, rs1, off))
 
+    @_memo
     def emit_sw(self, rs1: int, off: int, rs2: int) -> None:
         """emit_sw: c.swsp to sp (any rs2, 4-aligned offset < 256); c.sw for cregs (offset < 128)."""
         if self.rvc and rs1 == SP and _uint_below(off, 8) and not off & 0x3:
@@ -226,6 +278,7 @@ class Emitter:
         else:
             self.emit(E.sw(rs2, rs1, off))
 
+    @_memo
     def emit_addiw(self, rd: int, rs: int, imm: int) -> None:
         """emit_addiw: c.addiw for rd == rs (not x0) and a 6-bit signed value (0 included)."""
         if self.rvc and rd and rd == rs and fits_signed(imm, 6):
@@ -233,6 +286,7 @@ class Emitter:
         else:
             self.emit(E.addiw(rd, rs, imm))
 
+    @_memo
     def emit_ld(self, rd: int, off: int, rs1: int) -> None:
         """emit_ld: c.ldsp from sp (rd != x0, 8-aligned offset < 512); c.ld for cregs (< 256)."""
         if self.rvc and rs1 == SP and rd and _uint_below(off, 9) and not off & 0x7:
@@ -242,6 +296,7 @@ class Emitter:
         else:
             self.emit(E.ld(rd, rs1, off))
 
+    @_memo
     def emit_sd(self, rs1: int, off: int, rs2: int) -> None:
         """emit_sd: c.sdsp to sp (any rs2, 8-aligned offset < 512); c.sd for cregs (< 256)."""
         if self.rvc and rs1 == SP and _uint_below(off, 9) and not off & 0x7:
@@ -251,6 +306,7 @@ class Emitter:
         else:
             self.emit(E.sd(rs2, rs1, off))
 
+    @_memo
     def emit_subw(self, rd: int, rs1: int, rs2: int) -> None:
         """emit_subw: c.subw for creg rd == rs1 and creg rs2."""
         if self.rvc and is_creg(rd) and rd == rs1 and is_creg(rs2):
@@ -258,25 +314,30 @@ class Emitter:
         else:
             self.emit(E.subw(rd, rs1, rs2))
 
+    @_memo
     def emit_sextw(self, rd: int, rs: int) -> None:
         """sext.w = addiw rd, rs, 0 (through emit_addiw, so c.addiw when rd == rs)."""
         self.emit_addiw(rd, rs, 0)
 
+    @_memo
     def emit_sextb(self, rd: int, rs: int) -> None:
         """sext.b without Zbb: slli 56 then srai 56."""
         self.emit_slli(rd, rs, 56)
         self.emit_srai(rd, rd, 56)
 
+    @_memo
     def emit_sexth(self, rd: int, rs: int) -> None:
         """sext.h without Zbb: slli 48 then srai 48."""
         self.emit_slli(rd, rs, 48)
         self.emit_srai(rd, rd, 48)
 
+    @_memo
     def emit_zexth(self, rd: int, rs: int) -> None:
         """zext.h without Zbb: slli 48 then srli 48."""
         self.emit_slli(rd, rs, 48)
         self.emit_srli(rd, rd, 48)
 
+    @_memo
     def emit_zextw(self, rd: int, rs: int) -> None:
         """zext.w without Zba: slli 32 then srli 32."""
         self.emit_slli(rd, rs, 32)
@@ -284,6 +345,7 @@ class Emitter:
 
     # ---------------------------------------------------------------- bpf_jit_comp64.c helpers
 
+    @_memo
     def emit_imm(self, rd: int, val: int) -> None:
         """emit_imm: materialise a 64-bit constant with a value-dependent number of instructions.
 
@@ -316,6 +378,7 @@ class Emitter:
         if lower:
             self.emit_addi(rd, rd, lower)
 
+    @_memo
     def emit_jump_and_link(self, rd: int, rvoff: int, fixed_addr: bool) -> None:
         """emit_jump_and_link: one 4-byte ``jal`` or ``auipc t1; jalr rd, lo(t1)``.
 
