@@ -90,6 +90,8 @@ UcError: type[Exception] = _unicorn.UcError
 _uc_hook_h: Any = getattr(_binding, "uc_hook_h")  # noqa: B009 - not in the binding's __all__
 
 _RA = 1
+_READ_BUF = 4096
+_CTL_REMOVE_CACHE = (ucc.UC_CTL_IO_WRITE << 30) | (2 << 26) | ucc.UC_CTL_TB_REMOVE_CACHE
 _A0 = 10
 _C_RET = b"\x82\x80"  # c.jr ra
 _HOOK_INVALID = (
@@ -177,6 +179,8 @@ class UnicornEngine:
         self._u64 = ctypes.c_uint64()
         self._u64_ref = ctypes.byref(self._u64)
         self._u64_chars = ctypes.cast(ctypes.pointer(self._u64), ctypes.POINTER(ctypes.c_char))
+        self._rbuf = ctypes.create_string_buffer(_READ_BUF)  # reused by short reads
+        self._rview = memoryview(self._rbuf).cast("B")
         self._batches: dict[tuple[int, ...], _Batch] = {}
         self._host: dict[int, HostFn] = {}
         self._host_hooks: dict[int, int] = {}
@@ -233,6 +237,13 @@ class UnicornEngine:
             raise EngineError(f"uc_hook_add({kind:#x}) failed: {_unicorn.UcError(err)}")
         self._cfuncs[h.value] = cfunc
         return int(h.value)
+
+    def _remove_cache(self, lo: int, hi: int) -> None:
+        """uc_ctl(UC_CTL_TB_REMOVE_CACHE) straight through ctypes (the binding's
+        ctl_remove_cache adds ~3 us of Python per call; writes to code pages call this)."""
+        err = uclib.uc_ctl(self._uch, _CTL_REMOVE_CACHE, ctypes.c_uint64(lo), ctypes.c_uint64(hi))
+        if err != 0:
+            raise _unicorn.UcError(err)
 
     def _raw_hook_del(self, h: int) -> None:
         uclib.uc_hook_del(self._uch, _uc_hook_h(h))
@@ -308,6 +319,10 @@ class UnicornEngine:
         self._touched(addr, n)
 
     def read(self, addr: int, size: int) -> bytes:
+        if size <= _READ_BUF:
+            if uclib.uc_mem_read(self._uch, addr, self._rbuf, size) != 0:
+                raise EngineError(f"read of {size} bytes at {addr:#x}: not mapped")
+            return self._rview[:size].tobytes()
         buf = ctypes.create_string_buffer(size)
         if uclib.uc_mem_read(self._uch, addr, buf, size) != 0:
             raise EngineError(f"read of {size} bytes at {addr:#x}: not mapped")
@@ -327,7 +342,7 @@ class UnicornEngine:
         pages = self._ninsn_pages
         code = self._code_pages
         if first in code or (last != first and not code.isdisjoint(range(first, last + 1))):
-            self._uc.ctl_remove_cache(addr, addr + n)
+            self._remove_cache(addr, addr + n)
         bh = self._bh
         if bh is not None and bh.nnew:
             self._bh_drain()
@@ -467,13 +482,13 @@ class UnicornEngine:
         self.remove_observer(addr)
         cb = HOOK_CODE_CFUNC(self._observer_cb(fn))
         self._observers[addr] = (self._raw_hook(UC_HOOK_CODE, cb, addr, addr), fn)
-        self._uc.ctl_remove_cache(addr, addr + 4)  # blocks translated before the hook existed
+        self._remove_cache(addr, addr + 4)  # blocks translated before the hook existed
 
     def remove_observer(self, addr: int) -> None:
         hit = self._observers.pop(addr, None)
         if hit is not None:
             self._raw_hook_del(hit[0])
-            self._uc.ctl_remove_cache(addr, addr + 4)
+            self._remove_cache(addr, addr + 4)
 
     def _observer_cb(self, fn: ObserverFn) -> Callable[[int, int, int, Any], None]:
         def cb(_uc: int, addr: int, _size: int, _ud: Any) -> None:
@@ -568,7 +583,7 @@ class UnicornEngine:
             self._place_host_rets()
         if sentinel != self._sentinel:
             # Drop blocks translated while another address was the exit (module doc).
-            self._uc.ctl_remove_cache(max(sentinel - 4, 0), min(sentinel + 4, MASK64))
+            self._remove_cache(max(sentinel - 4, 0), min(sentinel + 4, MASK64))
             self._sentinel = sentinel
         self._set_log_ranges(log_writes_outside)
         bh = self._bh
