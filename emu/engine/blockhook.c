@@ -11,6 +11,7 @@
 
 typedef int (*mem_read_fn)(void *uc, uint64_t addr, void *buf, uint64_t size);
 typedef int (*emu_stop_fn)(void *uc);
+typedef void (*code_fn)(void *uc, uint64_t addr, uint32_t size, void *user_data);
 
 typedef struct {
     uint64_t addr;
@@ -42,6 +43,7 @@ typedef struct {
     uint64_t cap, fill; /* fill counts full and deleted slots */
     uint64_t *hosts;
     uint64_t nhosts;
+    code_fn host_cb; /* the engine's host-call callback (a ctypes function pointer) */
 } bh_state;
 
 static uint64_t mix(uint64_t addr, uint64_t size) {
@@ -242,4 +244,15 @@ int bh_set_hosts(bh_state *st, const uint64_t *addrs, uint64_t n) {
     st->hosts = h;
     st->nhosts = n;
     return 0;
+}
+
+void bh_set_host_cb(bh_state *st, void *cb) { st->host_cb = (code_fn)cb; }
+
+/* One UC_HOOK_CODE over [lowest, highest] host-call address instead of one hook per address
+ * (unicorn scans every code hook for every instruction it translates): only the registered
+ * host-call addresses reach the engine's callback. */
+void bh_host(void *uc, uint64_t addr, uint32_t size, void *user_data) {
+    bh_state *st = user_data;
+    if (st->host_cb && is_host(st, addr))
+        st->host_cb(uc, addr, size, NULL);
 }

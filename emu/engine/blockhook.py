@@ -114,6 +114,8 @@ def load() -> ctypes.CDLL | None:
     lib.bh_clear.argtypes = [vp]
     lib.bh_set_hosts.restype = ctypes.c_int
     lib.bh_set_hosts.argtypes = [vp, vp, _U64]
+    lib.bh_set_host_cb.restype = None
+    lib.bh_set_host_cb.argtypes = [vp, vp]
     _loaded = lib
     why_not = ""
     return lib

@@ -183,7 +183,8 @@ class UnicornEngine:
         self._rview = memoryview(self._rbuf).cast("B")
         self._batches: dict[tuple[int, ...], _Batch] = {}
         self._host: dict[int, HostFn] = {}
-        self._host_hooks: dict[int, int] = {}
+        self._host_hooks: dict[int, int] = {}  # Python block hook: one code hook per address
+        self._host_span: tuple[int, int, int] | None = None  # native: (lo, hi, handle) of the range hook
         self._host_pages: set[int] = set()
         self._host_dirty = False
         self._sentinel: int | None = None
@@ -219,6 +220,8 @@ class UnicornEngine:
                 self._bh_lib = lib
                 self._bh_fin = weakref.finalize(self, lib.bh_free, self._bh_ptr)
                 self._raw_hook(UC_HOOK_BLOCK, ctypes.cast(lib.bh_block, ctypes.c_void_p), user_data=self._bh_ptr)
+                self._host_cfunc = HOOK_CODE_CFUNC(self._on_host)
+                lib.bh_set_host_cb(self._bh_ptr, ctypes.cast(self._host_cfunc, ctypes.c_void_p))
         #: True when budget/step counting runs in the native block hook (blockhook.c), False when
         #: it fell back to the Python hook (`emu.engine.blockhook.why_not` says why).
         self.native_block_hook = self._bh is not None
@@ -449,12 +452,14 @@ class UnicornEngine:
         holds a `c.ret` from the next run on (the hook fires before that instruction runs)."""
         if addr & 1:
             raise EngineError(f"host call address {addr:#x} is odd")
-        if addr not in self._host_hooks:
+        if self._bh is None and addr not in self._host_hooks:
             self._host_hooks[addr] = self._raw_hook(UC_HOOK_CODE, HOOK_CODE_CFUNC(self._on_host), addr, addr)
         self._host[addr] = fn
         self._host_pages.add(addr >> 12)
         self._host_dirty = True
         self._bh_hosts_dirty = True
+        if self._bh is not None:
+            self._bh_sync_hosts()
 
     def clear_host_calls(self) -> None:
         for h in self._host_hooks.values():
@@ -464,6 +469,27 @@ class UnicornEngine:
         self._host_pages.clear()
         self._host_dirty = False
         self._bh_hosts_dirty = True
+        if self._bh is not None:
+            self._bh_sync_hosts()
+
+    def _bh_sync_hosts(self) -> None:
+        """Native hooks: hand the host-call addresses to blockhook.c (its block counts and its
+        host filter) and keep one code hook over [lowest, highest] of them (one hook per address
+        would make unicorn scan them all for every instruction it translates)."""
+        hosts = sorted(self._host)
+        if self._bh_lib.bh_set_hosts(self._bh_ptr, (ctypes.c_uint64 * len(hosts))(*hosts), len(hosts)):
+            raise EngineError("native block hook: out of memory")
+        self._bh_hosts_dirty = False
+        span = (hosts[0], hosts[-1]) if hosts else None
+        if span == (self._host_span[:2] if self._host_span else None):
+            return
+        if self._host_span is not None:
+            self._raw_hook_del(self._host_span[2])
+            self._host_span = None
+        if span is not None:
+            h = self._raw_hook(UC_HOOK_CODE, ctypes.cast(self._bh_lib.bh_host, ctypes.c_void_p), span[0], span[1],
+                               user_data=self._bh_ptr)
+            self._host_span = (span[0], span[1], h)
 
     def _place_host_rets(self) -> None:
         for addr in self._host:
@@ -589,10 +615,7 @@ class UnicornEngine:
         bh = self._bh
         if bh is not None:
             if self._bh_hosts_dirty:
-                hosts = list(self._host)
-                if self._bh_lib.bh_set_hosts(self._bh_ptr, (ctypes.c_uint64 * len(hosts))(*hosts), len(hosts)):
-                    raise EngineError("native block hook: out of memory")
-                self._bh_hosts_dirty = False
+                self._bh_sync_hosts()
             bh.steps = 0
             bh.limit = min(max(budget, 0), MASK64)
             bh.over = 0

@@ -91,3 +91,21 @@ def test_native_and_python_hooks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     # Rewrites of the same addresses (count cache invalidation) and new addresses alike.
     progs = [(_program(rng), TEXT + 0x100 * rng.randint(0, 40), rng.randint(1, 300)) for _ in range(300)]
     assert _run_all(_engine(True, monkeypatch), progs) == _run_all(_engine(False, monkeypatch), progs)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_code_between_host_calls_runs_normally(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native engine hooks the whole span of host-call addresses at once: an instruction in a
+    gap of that span must run as usual (no host call), the next host address must still call."""
+    if native and not HAVE_CC:
+        pytest.skip("no C compiler")
+    e = _engine(native, monkeypatch)
+    e.map(HOST, 0x1000)
+    calls: list[int] = []
+    e.add_host_call(HOST, lambda eng: calls.append(0) or 5)
+    e.add_host_call(HOST + 8, lambda eng: calls.append(8) or (eng.reg(A0) + 100))
+    e.run(TEXT, TEXT, 1)  # places the c.ret stubs
+    e.write(HOST + 4, code(addi(A0, A0, 3)))
+    e.set_regs([(A0, 1), (1, TEXT + 0x40)])
+    r = e.run(HOST + 4, TEXT + 0x40, 100)
+    assert (r.stop, r.steps, calls, e.reg(A0)) == ("sentinel", 2, [8], 104)
