@@ -12,6 +12,7 @@
 typedef int (*mem_read_fn)(void *uc, uint64_t addr, void *buf, uint64_t size);
 typedef int (*emu_stop_fn)(void *uc);
 typedef void (*code_fn)(void *uc, uint64_t addr, uint32_t size, void *user_data);
+typedef int (*reg_fn)(void *uc, int regid, void *value);
 
 typedef struct {
     uint64_t addr;
@@ -35,6 +36,9 @@ typedef struct {
     uint64_t *newkeys;
     uint64_t nrun;     /* distinct (addr, size) pairs entered this run */
     uint64_t *runkeys;
+    uint64_t host_done;    /* set by the engine's host callback: return to ra now */
+    uint64_t host_ret_set; /* ... and write host_ret to a0 first */
+    uint64_t host_ret;
     /* private */
     mem_read_fn mem_read;
     emu_stop_fn emu_stop;
@@ -44,6 +48,8 @@ typedef struct {
     uint64_t *hosts;
     uint64_t nhosts;
     code_fn host_cb; /* the engine's host-call callback (a ctypes function pointer) */
+    reg_fn reg_read, reg_write;
+    int reg_a0, reg_ra, reg_pc;
 } bh_state;
 
 static uint64_t mix(uint64_t addr, uint64_t size) {
@@ -246,13 +252,32 @@ int bh_set_hosts(bh_state *st, const uint64_t *addrs, uint64_t n) {
     return 0;
 }
 
-void bh_set_host_cb(bh_state *st, void *cb) { st->host_cb = (code_fn)cb; }
+void bh_set_host_cb(bh_state *st, void *cb, void *reg_read, void *reg_write, int a0, int ra, int pc) {
+    st->host_cb = (code_fn)cb;
+    st->reg_read = (reg_fn)reg_read;
+    st->reg_write = (reg_fn)reg_write;
+    st->reg_a0 = a0;
+    st->reg_ra = ra;
+    st->reg_pc = pc;
+}
 
 /* One UC_HOOK_CODE over [lowest, highest] host-call address instead of one hook per address
  * (unicorn scans every code hook for every instruction it translates): only the registered
  * host-call addresses reach the engine's callback. */
 void bh_host(void *uc, uint64_t addr, uint32_t size, void *user_data) {
     bh_state *st = user_data;
-    if (st->host_cb && is_host(st, addr))
-        st->host_cb(uc, addr, size, NULL);
+    if (!st->host_cb || !is_host(st, addr))
+        return;
+    st->host_done = st->host_ret_set = 0;
+    st->host_cb(uc, addr, size, NULL);
+    if (st->host_done) {
+        /* what the Python hook does after the host function returned: a0, then pc = ra */
+        uint64_t v;
+        if (st->host_ret_set) {
+            v = st->host_ret;
+            st->reg_write(uc, st->reg_a0, &v);
+        }
+        st->reg_read(uc, st->reg_ra, &v);
+        st->reg_write(uc, st->reg_pc, &v);
+    }
 }

@@ -39,6 +39,9 @@ class BhState(ctypes.Structure):
         ("newkeys", _P64),
         ("nrun", _U64),
         ("runkeys", _P64),
+        ("host_done", _U64),
+        ("host_ret_set", _U64),
+        ("host_ret", _U64),
     ]
 
 
@@ -115,7 +118,7 @@ def load() -> ctypes.CDLL | None:
     lib.bh_set_hosts.restype = ctypes.c_int
     lib.bh_set_hosts.argtypes = [vp, vp, _U64]
     lib.bh_set_host_cb.restype = None
-    lib.bh_set_host_cb.argtypes = [vp, vp]
+    lib.bh_set_host_cb.argtypes = [vp, vp, vp, vp, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     _loaded = lib
     why_not = ""
     return lib

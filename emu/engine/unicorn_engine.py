@@ -221,7 +221,10 @@ class UnicornEngine:
                 self._bh_fin = weakref.finalize(self, lib.bh_free, self._bh_ptr)
                 self._raw_hook(UC_HOOK_BLOCK, ctypes.cast(lib.bh_block, ctypes.c_void_p), user_data=self._bh_ptr)
                 self._host_cfunc = HOOK_CODE_CFUNC(self._on_host)
-                lib.bh_set_host_cb(self._bh_ptr, ctypes.cast(self._host_cfunc, ctypes.c_void_p))
+                lib.bh_set_host_cb(self._bh_ptr, ctypes.cast(self._host_cfunc, ctypes.c_void_p),
+                                   ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p),
+                                   ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p),
+                                   UC_RISCV_REG_X0 + _A0, UC_RISCV_REG_X0 + _RA, UC_RISCV_REG_PC)
         #: True when budget/step counting runs in the native block hook (blockhook.c), False when
         #: it fell back to the Python hook (`emu.engine.blockhook.why_not` says why).
         self.native_block_hook = self._bh is not None
@@ -575,6 +578,13 @@ class UnicornEngine:
             except EngineError as e:  # the callee looked at guest state that is not there
                 self._host_stop = (addr, f"host call at {addr:#x}: {e}")
                 uclib.uc_emu_stop(self._uch)
+                return
+            bh = self._bh
+            if bh is not None:  # blockhook.c writes a0 and returns to ra (same steps as below)
+                if ret is not None:
+                    bh.host_ret = ret & MASK64
+                    bh.host_ret_set = 1
+                bh.host_done = 1
                 return
             if ret is not None:
                 self._u64.value = ret & MASK64
