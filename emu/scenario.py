@@ -29,8 +29,10 @@ so that a run never depends on the history of the engine.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +108,9 @@ ENTRY_SP_OFFSET = STACK_SIZE - 0x100
 CANARY = 0xCA9A_71E5_0000_0000
 N_CANARIES = 8
 MAX_FRAMES = 3
+#: Bytes of stack _frames reads at once from the first frame record up.
+_FRAME_WINDOW = 512
+_U64X2 = struct.Struct("<QQ").unpack_from
 
 _X = {name: i for i, name in enumerate(
     ("zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7",
@@ -177,6 +182,12 @@ def _call_seq(at_end: int, target: int) -> tuple[int, bytes]:
     e.emit_imm(T6, target)
     e.emit(E.jalr(RA, T6, 0))
     return at_end - e.pos, e.code
+
+
+@functools.cache
+def _u64s(n: int) -> Callable[[bytes], tuple[int, ...]]:
+    """Unpacker for n little-endian u64 words (one per ctx size)."""
+    return struct.Struct(f"<{n}Q").unpack
 
 
 def _sext32(v: int) -> int:
@@ -343,15 +354,27 @@ class Scenario:
         return fn
 
     def _frames(self, eng: Engine, fp: int, run: _Run) -> tuple[int, ...]:
-        """Return addresses along the fp chain: [fp-8], then [[fp-16]-8], ... inside the stack."""
-        out: list[int] = []
+        """Return addresses along the fp chain: [fp-8], then [[fp-16]-8], ... inside the stack.
+
+        One read of the stack from the first frame record up (frames lie above it, usually within
+        a few hundred bytes); a record outside that window is read on its own.
+        """
         lo, hi = run.stack_lo, run.stack_hi
+        if not (lo + 16 <= fp <= hi) or fp & 7:
+            return ()
+        base = fp - 16
+        win = eng.read(base, min(hi - base, _FRAME_WINDOW))
+        end = len(win) - 16
+        out: list[int] = []
         for _ in range(MAX_FRAMES):
             if not (lo + 16 <= fp <= hi) or fp & 7:
                 break
-            raw = eng.read(fp - 16, 16)
-            out.append(int.from_bytes(raw[8:], "little"))
-            fp = int.from_bytes(raw[:8], "little")
+            off = fp - 16 - base
+            if 0 <= off <= end:
+                fp, ret = _U64X2(win, off)
+            else:
+                fp, ret = _U64X2(eng.read(fp - 16, 16), 0)
+            out.append(ret)
         return tuple(out)
 
     def _host(self, eng: Engine, run: _Run, role: int) -> int | None:
@@ -388,9 +411,8 @@ class Scenario:
             if link >= len(case.links):
                 raise HostStop(f"call to the program stub of link {link}; the case has {len(case.links)} links")
             n = run.slots
-            raw = eng.read((a0 - 16) & MASK64, 8 * (n + 3))
-            vals = [int.from_bytes(raw[8 * k : 8 * k + 8], "little") for k in range(n + 3)]
-            ip, nregs, ctx = vals[0], vals[1], tuple(vals[2:])
+            vals = _u64s(n + 3)(eng.read((a0 - 16) & MASK64, 8 * (n + 3)))
+            ip, nregs, ctx = vals[0], vals[1], vals[2:]
             if run.last_run_ctx is not None:
                 cookie = _try_u64(eng, run.last_run_ctx)
             r0 = case.links[link].r0
@@ -415,8 +437,7 @@ class Scenario:
         stack: tuple[int, ...] = ()
         if nstack:
             try:
-                raw = eng.read(sp, 8 * nstack)
-                stack = tuple(int.from_bytes(raw[8 * k : 8 * k + 8], "little") for k in range(nstack))
+                stack = _u64s(nstack)(eng.read(sp, 8 * nstack))
             except Exception:  # an sp the trampoline broke: the invariants see no stack args
                 stack = ()
         run.entries.append(BodyEntry(tuple(vals[:8]), stack, sp, vals[9], addr))
