@@ -129,6 +129,39 @@ _ROWS = 256
 _SCRAMBLE: tuple[tuple[int, ...], ...] = tuple(tuple(_RNG.getrandbits(64) for _ in range(16)) for _ in range(_ROWS))
 
 
+#: Per-case constants, computed once: the thunks' scramble table per row, the planted registers,
+#: the canary words, the zeroed data region.
+_SCRAMBLE_BYTES: tuple[bytes, ...] = tuple(
+    b"".join(v.to_bytes(8, "little") for v in row[: len(_THUNK_SCRAMBLED)]) for row in _SCRAMBLE
+)
+_PLANTED_REGS: tuple[tuple[int, int], ...] = tuple((_X[name], v) for name, v in PLANTED.items())
+_CANARY_BYTES = b"".join(((CANARY + i) & MASK64).to_bytes(8, "little") for i in range(N_CANARIES))
+_ZERO_DATA = bytes(DATA_SIZE)
+_STACK_IMAGES: dict[tuple[int, ...], bytes] = {}
+
+
+@functools.cache
+def _row_regs(ri: int, nv: int) -> tuple[tuple[int, int], ...]:
+    """Scramble row ri's values for the argument registers the case leaves unset (a_nv..a7) and
+    the temporaries t0-t6."""
+    row = _SCRAMBLE[ri]
+    return (*((A0 + i, row[i]) for i in range(nv, 8)), *((r, row[8 + k]) for k, r in enumerate((T0, T1, 7, 28, 29, 30, T6))))
+
+
+def _stack_image(stack_args: tuple[int, ...]) -> bytes:
+    """The stack region at the parent's call: zeros, then the stack arguments at the entry sp and
+    the canaries above them (one image per distinct stack-argument tuple, kept)."""
+    img = _STACK_IMAGES.get(stack_args)
+    if img is None:
+        above = b"".join(v.to_bytes(8, "little") for v in stack_args) + _CANARY_BYTES
+        img = bytes(ENTRY_SP_OFFSET) + above
+        img += bytes(STACK_SIZE - len(img))
+        if len(_STACK_IMAGES) > 1024:
+            _STACK_IMAGES.clear()
+        _STACK_IMAGES[stack_args] = img
+    return img
+
+
 class LayoutError(ValueError):
     """The case's regions overlap (or hit the fixed host pages): no run can be built."""
 
@@ -587,29 +620,23 @@ class Scenario:
         start, call = _call_seq(parent_ret, call_target)
         regions.append((start, call + _SENTINEL_INSN))
         # data and stack: rewritten every time (the guest writes there)
-        regions.append((lay.data, bytes(DATA_SIZE)))
+        regions.append((lay.data, _ZERO_DATA))
         entry_sp = (lay.stack + ENTRY_SP_OFFSET) & MASK64
         values = case.function.values
         stack_args = values[8:]
         canary_at = entry_sp + 8 * len(stack_args)
-        canaries = tuple((CANARY + i) & MASK64 for i in range(N_CANARIES))
-        above = b"".join(v.to_bytes(8, "little") for v in (*stack_args, *canaries))
-        stack_img = bytes(ENTRY_SP_OFFSET) + above
-        stack_img += bytes(STACK_SIZE - len(stack_img))
-        regions.append((lay.stack, stack_img))
+        regions.append((lay.stack, _stack_image(stack_args)))
         _check_overlaps(regions)
         self._guard_stack(lay.stack, regions)
         volatile = frozenset((lay.data, lay.stack))
         self._install(regions, volatile)
 
         # registers as the parent leaves them at its call
-        row = _SCRAMBLE[((case.seed * 0x9E3779B97F4A7C15) & MASK64) >> 56]
-        self.engine.write(SCRAMBLE_TABLE, b"".join(v.to_bytes(8, "little") for v in row[:len(_THUNK_SCRAMBLED)]))
-        regs: list[tuple[int, int]] = [(_X[name], v) for name, v in PLANTED.items()]
-        regs += [(A0 + i, values[i]) for i in range(min(8, len(values)))]
-        regs += [(A0 + i, row[i]) for i in range(len(values), 8)]
-        regs += [(r, row[8 + k]) for k, r in enumerate((T0, T1, 7, 28, 29, 30, T6))]
-        regs += [(SP, entry_sp), (RA, row[15])]
+        ri = ((case.seed * 0x9E3779B97F4A7C15) & MASK64) >> 56
+        self.engine.write(SCRAMBLE_TABLE, _SCRAMBLE_BYTES[ri])
+        nv = min(8, len(values))
+        regs = [*_PLANTED_REGS, *[(A0 + i, values[i]) for i in range(nv)], *_row_regs(ri, nv), (SP, entry_sp)]
+        regs.append((RA, _SCRAMBLE[ri][15]))
         self.engine.set_regs(regs)
         if body_addr:
             self._set_body_hook(body_addr)
@@ -634,7 +661,7 @@ class Scenario:
             final = tuple(self.engine.regs(_FINAL_X))
         else:
             trap = Trap(res_run.stop, res_run.pc, res_run.fault_addr, res_run.detail)
-        canaries_ok = self.engine.read(canary_at, 8 * N_CANARIES) == b"".join(c.to_bytes(8, "little") for c in canaries)
+        canaries_ok = self.engine.read(canary_at, 8 * N_CANARIES) == _CANARY_BYTES
         pokes = tuple(run.teardown_pokes) + self._poke_checks(case, impl, sled, image.addr, post_init, patched)
         torn = self._torn_states(case, impl, sled, image.addr)
         obs = Observation(
