@@ -370,8 +370,10 @@ class Scenario:
             for lo, hi in spans:
                 if lo < w.addr + w.size and w.addr < hi:
                     hit = True
-                    if lo not in volatile:
-                        self._shadow.pop(lo, None)
+                    if lo not in volatile and lo in self._shadow:
+                        # the guest wrote into code or ops memory: the region is no longer what the
+                        # shadow says, and if the next case lays nothing there it must be zeroed
+                        self._stray.append((lo, len(self._shadow.pop(lo))))
             if not hit:
                 self._stray.append((w.addr, w.size))
 
@@ -567,6 +569,10 @@ class Scenario:
             return Observation(refused=core.errno, refused_reason=core.reason, parent_ret=parent_ret)
         caps = impl.caps
         sled = _sled_of(caps, case)
+        if not case.links and case.target != "struct_ops":
+            # Nothing attached: the core unregisters an empty trampoline, so the sled stays as
+            # ftrace (or the BPF JIT) left it and the function simply runs.
+            return self._run_image(case, impl, sled, None, None, budget, t0)
         if case.target == "kernel_function" and not caps.kernel_direct_calls:
             # No trampoline attaches, but ftrace still patches this sled (to ftrace_caller): its
             # in-flight states are judged all the same (I-TORN).
@@ -586,12 +592,21 @@ class Scenario:
         assert image is not None
         if isinstance(image, Refused):
             return Observation(refused=image.errno, refused_reason=image.reason, sized_len=sized, parent_ret=parent_ret)
+        return self._run_image(case, impl, sled, image, sized, budget, t1)
 
+    def _run_image(self, case: Case, impl: Implementation, sled: SledLayout, image: Image | None,
+                   sized: int | None, budget: int, t1: float) -> Observation:
+        """Lay out parent, sled (patched to ``image``, or as initialised when ``image`` is None:
+        nothing attached), body, image and hosts; run; collect the Observation."""
+        lay = case.layout
+        parent_ret = (lay.parent + PARENT_RET_OFFSET) & MASK64
         body_addr = (lay.func + sled.entry_bytes) & MASK64 if case.target != "struct_ops" else 0
         regions: list[tuple[int, bytes]] = []
         post_init = b""
         patched = b""
-        if case.target == "kernel_function":
+        if image is None:
+            post_init = patched = impl.patcher.init_sled(sled, lay.func, lay.ftrace_caller)
+        elif case.target == "kernel_function":
             post_init = impl.patcher.init_sled(sled, lay.func, lay.ftrace_caller)
             patched = impl.patcher.patch(sled, lay.func, image.addr, lay.ftrace_caller)
             if sled.call_ops:
@@ -614,9 +629,10 @@ class Scenario:
         elif case.target == "bpf_prog":
             body = compile_body(case.function.body, case.function.nr_slots, body_addr + 4, helper)
             regions.append(((lay.func - sled.pre_bytes) & MASK64, patched + _TCC_INIT + body))
-        regions.append((image.addr, image.code))
+        if image is not None:
+            regions.append((image.addr, image.code))
         regions.append((lay.hosts, _HOSTS_BLOB))
-        call_target = image.addr if case.target == "struct_ops" else lay.func
+        call_target = image.addr if image is not None and case.target == "struct_ops" else lay.func
         start, call = _call_seq(parent_ret, call_target)
         regions.append((start, call + _SENTINEL_INSN))
         # data and stack: rewritten every time (the guest writes there)
@@ -662,12 +678,16 @@ class Scenario:
         else:
             trap = Trap(res_run.stop, res_run.pc, res_run.fault_addr, res_run.detail)
         canaries_ok = self.engine.read(canary_at, 8 * N_CANARIES) == _CANARY_BYTES
-        pokes = tuple(run.teardown_pokes) + self._poke_checks(case, impl, sled, image.addr, post_init, patched)
-        torn = self._torn_states(case, impl, sled, image.addr)
+        if image is not None:
+            pokes = tuple(run.teardown_pokes) + self._poke_checks(case, impl, sled, image.addr, post_init, patched)
+            torn = self._torn_states(case, impl, sled, image.addr)
+        else:
+            pokes = ()
+            torn = self._torn_states(case, impl, sled, lay.ftrace_caller)
         obs = Observation(
             refused=None,
             sized_len=sized,
-            emitted_len=image.used_len,
+            emitted_len=image.used_len if image is not None else None,
             events=tuple(run.events),
             body_entries=tuple(run.entries),
             final=final,
@@ -682,9 +702,9 @@ class Scenario:
             torn=torn,
             parent_ret=parent_ret,
             body_addr=body_addr,
-            image_addr=image.addr,
-            ip_after_call=image.ip_after_call,
-            ip_epilogue=image.ip_epilogue,
+            image_addr=image.addr if image is not None else None,
+            ip_after_call=image.ip_after_call if image is not None else None,
+            ip_epilogue=image.ip_epilogue if image is not None else None,
         )
         self.timing["collect"] += time.perf_counter() - t3
         return obs

@@ -70,7 +70,12 @@ def test_fuzz_hypothesis_on_a_clean_configuration(capsys: pytest.CaptureFixture[
 def test_fuzz_atheris_reports_the_seed_bug(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--engine", "atheris", "--impl", SEED_BUG, "--time", "30", "--out", str(tmp_path))
     assert code == EXIT_FINDINGS, out
-    assert "FOUND I-BODY-RUNS" in out or "FOUND I-RETURN-VALUE" in out
+    from emu.impls.registry import resolve
+
+    seed_invs = {i for b in resolve(SEED_BUG).caps.known_bugs if b.commit == "25ad10658dc1" for i in b.invariants}
+    found = [line for line in out.splitlines() if line.startswith("FOUND ")]
+    assert found and all("(known bug)" in line for line in found), out
+    assert any(line.split()[1] in seed_invs for line in found), out  # the seed's bug, 25ad10658dc1
     crash = list((tmp_path / "atheris-ftrace_v6.6_tramp_v6.3").glob("crash-*"))
     names = {p.name for p in crash}
     assert any(n.endswith(".json") for n in names) and any(not n.endswith(".json") for n in names)
