@@ -157,6 +157,21 @@ def layouts(draw: st.DrawFn, *, perturb: bool = True) -> Layout:
     )
 
 
+def _target_kinds(
+    target: TargetKind | Sequence[TargetKind] | None,
+    caps: Capabilities | None,
+    sleds: Mapping[TargetKind, Sequence[str]] | Sequence[str] | None,
+) -> tuple[TargetKind, ...]:
+    """The target kinds asked for (all the caps declare when None) that have a sled layout."""
+    if target is None:
+        kinds: tuple[TargetKind, ...] = tuple(sorted(caps.targets)) if caps is not None else TARGET_KINDS
+    elif isinstance(target, str):
+        kinds = (target,)
+    else:
+        kinds = tuple(target)
+    return tuple(k for k in kinds if _sled_keys(k, sleds, caps))
+
+
 def _sled_keys(target: TargetKind, sleds: Mapping[TargetKind, Sequence[str]] | Sequence[str] | None,
                caps: Capabilities | None) -> tuple[str, ...]:
     if sleds is not None:
@@ -190,13 +205,7 @@ def cases(
     what an implementation declares. struct_ops functions stay within ``struct_ops_max_slots``
     (no known struct_ops member has stack arguments: SEMANTICS 3.3). ``teardown`` None draws it.
     """
-    if target is None:
-        kinds: tuple[TargetKind, ...] = tuple(sorted(caps.targets)) if caps is not None else TARGET_KINDS
-    elif isinstance(target, str):
-        kinds = (target,)
-    else:
-        kinds = tuple(target)
-    kinds = tuple(k for k in kinds if _sled_keys(k, sleds, caps))
+    kinds = _target_kinds(target, caps, sleds)
     if not kinds:
         raise ValueError("no target kind has a sled to draw from")
     kind = draw(st.sampled_from(kinds))
@@ -377,13 +386,7 @@ def fuzz_cases(
     ``strict_flags``, the unspecified ones; every declared sled; enter 0 / 1 / >= 2; cookies;
     fmod_ret values with zero low halves; layouts on the rounding edge and at the reach limits.
     Shrinks towards: derived flags, few links, few arguments, the default layout, zero values."""
-    if target is None:
-        kinds: tuple[TargetKind, ...] = tuple(sorted(caps.targets)) if caps is not None else TARGET_KINDS
-    elif isinstance(target, str):
-        kinds = (target,)
-    else:
-        kinds = tuple(target)
-    kinds = tuple(k for k in kinds if _sled_keys(k, None, caps))
+    kinds = _target_kinds(target, caps, None)
     kind = draw(st.sampled_from(kinds))
     key = draw(st.sampled_from(_sled_keys(kind, None, caps)))
     sled = caps.sled_for(kind, key) if caps is not None else None
