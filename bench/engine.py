@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emu.engine import Engine, get_engine
+from emu.rv64.encode import addi, jal, jalr, ld, sd
 
 TEXT = 0xFFFFFFFF80000000
 HOST = 0xFFFFFFFF80010000
@@ -27,41 +28,20 @@ SP0 = STACK + 0x1000
 FRAME = 64
 
 
-def _i(op: int, f3: int, rd: int, rs1: int, imm: int) -> int:
-    return ((imm & 0xFFF) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op
-
-
-def _sd(rs2: int, rs1: int, imm: int) -> int:
-    imm &= 0xFFF
-    return ((imm >> 5) << 25) | (rs2 << 20) | (rs1 << 15) | (3 << 12) | ((imm & 31) << 7) | 0x23
-
-
-def _jal(rd: int, off: int) -> int:
-    o = off & 0x1FFFFF
-    return (
-        (((o >> 20) & 1) << 31)
-        | (((o >> 1) & 0x3FF) << 21)
-        | (((o >> 11) & 1) << 20)
-        | (((o >> 12) & 0xFF) << 12)
-        | (rd << 7)
-        | 0x6F
-    )
-
-
 def program() -> tuple[bytes, int, int]:
     """(code, instruction count without host calls, logged stores)."""
     ra, sp, s0, a0, a1, a2, t0 = 1, 2, 8, 10, 11, 12, 5
-    w: list[int] = [_i(0x13, 0, sp, sp, -FRAME), _sd(ra, sp, 56)]
-    w += [_sd(r, sp, 48 - 8 * k) for k, r in enumerate((s0, 9, 18, 19, 20))]  # s0, s1, s2..s4
+    w: list[int] = [addi(sp, sp, -FRAME), sd(ra, sp, 56)]
+    w += [sd(r, sp, 48 - 8 * k) for k, r in enumerate((s0, 9, 18, 19, 20))]  # s0, s1, s2..s4
     logged = 0
     for call in range(4):
-        w += [_i(0x13, 0, t0, t0, call + 1), _i(0x13, 0, a1, a1, 3)] * 8  # 16 ALU ops
-        w += [_sd(a0, a2, 16 * call), _sd(t0, a2, 16 * call + 8)]
+        w += [addi(t0, t0, call + 1), addi(a1, a1, 3)] * 8  # 16 ALU ops
+        w += [sd(a0, a2, 16 * call), sd(t0, a2, 16 * call + 8)]
         logged += 2
         here = TEXT + 4 * len(w)
-        w.append(_jal(ra, HOST + 0x10 * call - here))
-    w += [_i(0x03, 3, r, sp, 48 - 8 * k) for k, r in enumerate((s0, 9, 18, 19, 20))]
-    w += [_i(0x03, 3, ra, sp, 56), _i(0x13, 0, sp, sp, FRAME), _i(0x67, 0, 0, ra, 0)]
+        w.append(jal(ra, HOST + 0x10 * call - here))
+    w += [ld(r, sp, 48 - 8 * k) for k, r in enumerate((s0, 9, 18, 19, 20))]
+    w += [ld(ra, sp, 56), addi(sp, sp, FRAME), jalr(0, ra, 0)]
     return b"".join(x.to_bytes(4, "little") for x in w), len(w), logged
 
 
@@ -112,7 +92,7 @@ def raw_unicorn_ips(n: int = 20_000_000) -> float:
 
     u = Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
     u.mem_map(TEXT, 0x1000)
-    u.mem_write(TEXT, (_i(0x13, 0, 10, 10, 1).to_bytes(4, "little") + _jal(0, -4).to_bytes(4, "little")))
+    u.mem_write(TEXT, (addi(10, 10, 1).to_bytes(4, "little") + jal(0, -4).to_bytes(4, "little")))
     t = time.perf_counter()
     u.emu_start(TEXT, TEXT + 0x800, 0, n)
     return n / (time.perf_counter() - t)
