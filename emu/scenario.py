@@ -136,8 +136,8 @@ _SCRAMBLE_BYTES: tuple[bytes, ...] = tuple(
 )
 _PLANTED_REGS: tuple[tuple[int, int], ...] = tuple((_X[name], v) for name, v in PLANTED.items())
 _CANARY_BYTES = b"".join(((CANARY + i) & MASK64).to_bytes(8, "little") for i in range(N_CANARIES))
-_ZERO_DATA = bytes(DATA_SIZE)
-_STACK_IMAGES: dict[tuple[int, ...], bytes] = {}
+#: Bytes of the per-case fill pattern (repeated over the stack and the data region).
+_FILL_PERIOD = 64
 
 
 @functools.cache
@@ -148,18 +148,26 @@ def _row_regs(ri: int, nv: int) -> tuple[tuple[int, int], ...]:
     return (*((A0 + i, row[i]) for i in range(nv, 8)), *((r, row[8 + k]) for k, r in enumerate((T0, T1, 7, 28, 29, 30, T6))))
 
 
-def _stack_image(stack_args: tuple[int, ...]) -> bytes:
-    """The stack region at the parent's call: zeros, then the stack arguments at the entry sp and
-    the canaries above them (one image per distinct stack-argument tuple, kept)."""
-    img = _STACK_IMAGES.get(stack_args)
-    if img is None:
-        above = b"".join(v.to_bytes(8, "little") for v in stack_args) + _CANARY_BYTES
-        img = bytes(ENTRY_SP_OFFSET) + above
-        img += bytes(STACK_SIZE - len(img))
-        if len(_STACK_IMAGES) > 1024:
-            _STACK_IMAGES.clear()
-        _STACK_IMAGES[stack_args] = img
-    return img
+def fill_pattern(seed: int) -> bytes:
+    """The case's fill: ``_FILL_PERIOD`` bytes of non-zero 64-bit words derived from its seed.
+
+    Memory an implementation might read before writing it (the stack below the entry sp, where
+    the trampoline's slots live, and the data region) starts each run with this instead of zeros,
+    so a missing clear (a skipped fmod_ret program's return slot) reads a value that shows.
+    """
+    rng = random.Random(seed ^ 0xF111_9A77)
+    return b"".join((rng.getrandbits(64) | 1 << 63 | 1).to_bytes(8, "little") for _ in range(_FILL_PERIOD // 8))
+
+
+def _filled(pattern: bytes, size: int) -> bytes:
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+def _stack_image(stack_args: tuple[int, ...], pattern: bytes) -> bytes:
+    """The stack region at the parent's call: the fill pattern, with the stack arguments at the
+    entry sp and the canaries above them."""
+    above = b"".join(v.to_bytes(8, "little") for v in stack_args) + _CANARY_BYTES
+    return _filled(pattern, ENTRY_SP_OFFSET) + above + _filled(pattern, STACK_SIZE - ENTRY_SP_OFFSET - len(above))
 
 
 class LayoutError(ValueError):
@@ -311,25 +319,49 @@ class Scenario:
             self.engine.map(missing[0] << 12, (missing[-1] + 1 - missing[0]) << 12)
             self._mapped.update(range(missing[0], missing[-1] + 1))
 
-    def _guard_stack(self, stack: int, regions: list[tuple[int, bytes]]) -> None:
-        """Keep the pages just below and above the stack region unmapped, as in a fresh engine.
-
-        A runaway recursion (47c9214dcbea) walks sp down until it faults at the first unmapped
-        byte below the stack; if an earlier case had mapped that page the run would go on, and its
-        outcome would depend on history. When a guard page was mapped for another case, start
-        over from an empty address space (rare: generated layouts keep stacks 64 KiB apart).
+    def _unmap_unused(self, regions: list[tuple[int, bytes]]) -> None:
+        """Unmap every page an earlier case mapped that this case does not use, so the address
+        space is exactly a new engine's plus this case's regions: an access there faults as it
+        would on a fresh engine (a runaway recursion, 47c9214dcbea, walks sp down to the first
+        unmapped byte; a wild jump or load must not find an earlier case's memory). It also keeps
+        the engine's memory bounded over long runs.
         """
-        guards = {((stack >> 12) - 1) & 0xFFFFFFFFFFFFF, ((stack + STACK_SIZE) >> 12) & 0xFFFFFFFFFFFFF}
-        stale = guards & self._mapped
+        used = {p for a, d in regions for p in range(a >> 12, (a + len(d) + 0xFFF) >> 12)}
+        used.update(range(HOST_FIXED >> 12, (HOST_FIXED + 0x2000) >> 12))
+        stale = sorted(self._mapped - used)
         if not stale:
             return
-        used = {p for a, d in regions for p in range(a >> 12, (a + len(d) + 0xFFF) >> 12)}
-        if stale - used:
-            self.engine.unmap_all()
-            self._mapped.clear()
-            self._shadow.clear()
-            self._stray.clear()
-            self._map(HOST_FIXED, 0x2000)
+        run_lo = prev = stale[0]
+        for p in [*stale[1:], None]:
+            if p is not None and p == prev + 1:
+                prev = p
+                continue
+            self.engine.unmap(run_lo << 12, (prev + 1 - run_lo) << 12)
+            if p is not None:
+                run_lo = prev = p
+        self._mapped.difference_update(stale)
+        # Shadowed regions and stray writes that lost a page: zero what is left of them now (on
+        # the pages still mapped) and forget them; the rest is handled by _install as before.
+        gone = set(stale)
+        for addr, old in list(self._shadow.items()):
+            if not gone.isdisjoint(range(addr >> 12, (addr + len(old) + 0xFFF) >> 12)):
+                del self._shadow[addr]
+                self._zero_mapped(addr, len(old))
+        strays, self._stray = self._stray, []
+        for addr, size in strays:
+            if gone.isdisjoint(range(addr >> 12, (addr + size + 0xFFF) >> 12)):
+                self._stray.append((addr, size))
+            else:
+                self._zero_mapped(addr, size)
+
+    def _zero_mapped(self, addr: int, size: int) -> None:
+        """Zero the part of [addr, addr+size) that lies on mapped pages."""
+        pos, end = addr, addr + size
+        while pos < end:
+            nxt = min((pos | 0xFFF) + 1, end)
+            if pos >> 12 in self._mapped:
+                self._write(pos, bytes(nxt - pos))
+            pos = nxt
 
     def _install(self, regions: list[tuple[int, bytes]], volatile: frozenset[int]) -> None:
         """Make memory hold exactly ``regions``, and zeros wherever an earlier case left bytes.
@@ -494,14 +526,54 @@ class Scenario:
         else:
             run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
 
-    def _set_body_hook(self, addr: int) -> None:
-        """An observer at the body's first instruction: records, never redirects control."""
+    def _set_body_hook(self, addr: int | None) -> None:
+        """An observer at the body's first instruction: records, never redirects control. None:
+        no body (struct_ops) and no observer, so none is left where an earlier case's body was."""
         if addr == self._body_hook_addr:
             return
         if self._body_hook_addr is not None:
             self.engine.remove_observer(self._body_hook_addr)
-        self.engine.add_observer(addr, self._on_body)
-        self._body_hook_addr = addr
+            self._body_hook_addr = None
+        if addr is not None:
+            self.engine.add_observer(addr, self._on_body)
+            self._body_hook_addr = addr
+
+    def _foreign_entries(self, crossings: tuple[tuple[int, int, int], ...], func: int, body_addr: int,
+                         function: tuple[int, int]) -> tuple[int, ...]:
+        """The pcs where control came into the traced function from outside other than its start
+        (the parent's call, the first entry), its body, or the return address of a call the
+        function made (a block inside that ends in a call, then left). I-SLED-CONSISTENT."""
+        lo, hi = function
+        returns: set[int] = set()
+        out: list[int] = []
+        first = True
+        for frm_lo, frm_hi, to in crossings:
+            if lo <= to < hi:
+                if not (to == body_addr or (first and to == func) or to in returns):
+                    out.append(to)
+                first = False
+            elif frm_hi > frm_lo and self._ends_in_call(frm_lo, frm_hi):
+                returns.add(frm_hi)
+        return tuple(out)
+
+    def _ends_in_call(self, lo: int, hi: int) -> bool:
+        """Whether the block [lo, hi) ends in a call (jal/jalr with a link register, c.jalr)."""
+        try:
+            code = self.engine.read(lo, hi - lo)
+        except EngineError:
+            return False
+        i, last = 0, 0
+        while i < len(code):
+            last = i
+            i += 2 if code[i] & 3 != 3 else 4
+        insn = code[last:]
+        if len(insn) == 4:
+            w = int.from_bytes(insn, "little")
+            return w & 0x7F in (0x6F, 0x67) and (w >> 7) & 31 != 0
+        if len(insn) == 2:
+            h = int.from_bytes(insn, "little")
+            return h & 0xF07F == 0x9002 and (h >> 7) & 31 != 0  # c.jalr rs1 (rs2 = 0)
+        return False
 
     # ---- building ----------------------------------------------------------------------------
 
@@ -623,39 +695,44 @@ class Scenario:
                                    image_addr=image.addr)
             patched = res.site
         helper = host_addr(lay, ROLE_HELPER)
+        function: tuple[int, int] | None = None  # the traced function's bytes: sled and body
         if case.target == "kernel_function":
             body = compile_body(case.function.body, case.function.nr_slots, body_addr, helper)
             regions.append(((lay.func - sled.pre_bytes) & MASK64, patched + body))
         elif case.target == "bpf_prog":
             body = compile_body(case.function.body, case.function.nr_slots, body_addr + 4, helper)
             regions.append(((lay.func - sled.pre_bytes) & MASK64, patched + _TCC_INIT + body))
+        if case.target != "struct_ops":
+            function = (regions[-1][0], regions[-1][0] + len(regions[-1][1]))
         if image is not None:
             regions.append((image.addr, image.code))
         regions.append((lay.hosts, _HOSTS_BLOB))
         call_target = image.addr if image is not None and case.target == "struct_ops" else lay.func
         start, call = _call_seq(parent_ret, call_target)
         regions.append((start, call + _SENTINEL_INSN))
-        # data and stack: rewritten every time (the guest writes there)
-        regions.append((lay.data, _ZERO_DATA))
+        # data and stack: rewritten every time (the guest writes there), with the case's fill
+        pattern = fill_pattern(case.seed)
+        regions.append((lay.data, _filled(pattern, DATA_SIZE)))
         entry_sp = (lay.stack + ENTRY_SP_OFFSET) & MASK64
         values = case.function.values
         stack_args = values[8:]
         canary_at = entry_sp + 8 * len(stack_args)
-        regions.append((lay.stack, _stack_image(stack_args)))
+        regions.append((lay.stack, _stack_image(stack_args, pattern)))
         _check_overlaps(regions)
-        self._guard_stack(lay.stack, regions)
+        self._unmap_unused(regions)
         volatile = frozenset((lay.data, lay.stack))
         self._install(regions, volatile)
 
-        # registers as the parent leaves them at its call
+        # registers as the parent leaves them at its call (every other register as on a new CPU)
         ri = ((case.seed * 0x9E3779B97F4A7C15) & MASK64) >> 56
         self.engine.write(SCRAMBLE_TABLE, _SCRAMBLE_BYTES[ri])
         nv = min(8, len(values))
         regs = [*_PLANTED_REGS, *[(A0 + i, values[i]) for i in range(nv)], *_row_regs(ri, nv), (SP, entry_sp)]
         regs.append((RA, _SCRAMBLE[ri][15]))
+        self.engine.reset_cpu()
         self.engine.set_regs(regs)
-        if body_addr:
-            self._set_body_hook(body_addr)
+        self._set_body_hook(body_addr or None)
+        self.engine.watch(function)
         run = _Run(case, impl, image, (case.seed ^ (case.seed >> 17)) % _ROWS)
         self._run = run
         t2 = time.perf_counter()
@@ -669,6 +746,7 @@ class Scenario:
 
         writes = tuple(Write(w.addr, w.size, w.value, w.pc) for w in res_run.writes)
         self._after_run(writes, volatile)
+        foreign = self._foreign_entries(res_run.crossings, lay.func, body_addr, function) if function else ()
         trap: Trap | None = None
         final: tuple[int, ...] | None = None
         return_pc: int | None = None
@@ -690,6 +768,7 @@ class Scenario:
             emitted_len=image.used_len if image is not None else None,
             events=tuple(run.events),
             body_entries=tuple(run.entries),
+            foreign_entries=foreign,
             final=final,
             return_pc=return_pc,
             trap=trap,

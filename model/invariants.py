@@ -570,6 +570,9 @@ def _sled_consistent(case: Case, caps: Capabilities, expected: Verdict, obs: Obs
     for k, entry in enumerate(obs.body_entries):
         if entry.pc != exp.body_addr:
             return f"body entry {k} at pc={_h(entry.pc)} want {_h(exp.body_addr)} (func+{exp.body_addr - case.layout.func})"
+    for pc in obs.foreign_entries:
+        return (f"control entered the function at pc={_h(pc)} (func{pc - case.layout.func:+d}); "
+                f"only the body at {_h(exp.body_addr)} (func+{exp.body_addr - case.layout.func}) may be entered")
     return None
 
 

@@ -115,6 +115,9 @@ class Observation:
     emitted_len: int | None = None
     events: tuple[Event, ...] = ()
     body_entries: tuple[BodyEntry, ...] = ()
+    #: pcs where control came into the traced function from outside other than its start, its
+    #: body or a call's return address (the scenario watches the whole function; I-SLED-CONSISTENT)
+    foreign_entries: tuple[int, ...] = ()
     final: tuple[int, ...] | None = None  # FINAL_REGS values at the return to the parent
     return_pc: int | None = None
     trap: Trap | None = None

@@ -64,6 +64,9 @@ class RunResult:
     steps: int
     writes: tuple[MemWrite, ...]
     detail: str = ""
+    #: Transfers of control across the watched region (``Engine.watch``), in order: (start, end)
+    #: of the block control came from (0, 0 for the run's first block) and the pc it went to.
+    crossings: tuple[tuple[int, int, int], ...] = ()
 
 
 HostFn = Callable[["Engine"], "int | None"]
@@ -81,6 +84,19 @@ class Engine(Protocol):
         ...
 
     def unmap_all(self) -> None: ...
+
+    def unmap(self, base: int, size: int) -> None:
+        """Unmap [base, base+size) rounded out to pages (pages not mapped are skipped)."""
+        ...
+
+    def watch(self, span: tuple[int, int] | None) -> None:
+        """Record every transfer of control into or out of [lo, hi) in ``RunResult.crossings``
+        (from the next run on; None: stop recording)."""
+        ...
+
+    def reset_cpu(self) -> None:
+        """Put every CPU register (x, f, CSRs) back to what a new engine starts with."""
+        ...
 
     def write(self, addr: int, data: bytes) -> None: ...
 

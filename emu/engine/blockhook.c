@@ -39,10 +39,13 @@ typedef struct {
     uint64_t host_done;    /* set by the engine's host callback: return to ra now */
     uint64_t host_ret_set; /* ... and write host_ret to a0 first */
     uint64_t host_ret;
+    uint64_t watch_lo, watch_hi; /* record crossings of [lo, hi) (none when hi <= lo) */
+    uint64_t ncross;             /* crossings this run: (from start, from end, to) triples */
+    uint64_t *cross;
     /* private */
     mem_read_fn mem_read;
     emu_stop_fn emu_stop;
-    uint64_t capnew, caprun;
+    uint64_t capnew, caprun, capcross;
     bh_entry *tab;
     uint64_t cap, fill; /* fill counts full and deleted slots */
     uint64_t *hosts;
@@ -66,6 +69,7 @@ void bh_free(bh_state *st) {
     free(st->newkeys);
     free(st->runkeys);
     free(st->hosts);
+    free(st->cross);
     free(st);
 }
 
@@ -80,7 +84,9 @@ bh_state *bh_new(void *mem_read, void *emu_stop) {
     st->capnew = st->caprun = 256;
     st->newkeys = malloc(2 * st->capnew * sizeof(uint64_t));
     st->runkeys = malloc(2 * st->caprun * sizeof(uint64_t));
-    if (!st->tab || !st->newkeys || !st->runkeys) {
+    st->capcross = 64;
+    st->cross = malloc(3 * st->capcross * sizeof(uint64_t));
+    if (!st->tab || !st->newkeys || !st->runkeys || !st->cross) {
         bh_free(st);
         return NULL;
     }
@@ -136,6 +142,26 @@ static int push(uint64_t **buf, uint64_t *cap, uint64_t *n, uint64_t addr, uint6
     (*buf)[2 * *n] = addr;
     (*buf)[2 * *n + 1] = size;
     (*n)++;
+    return 0;
+}
+
+/* A transfer of control into or out of the watched region: (from start, from end, to). */
+static int cross(bh_state *st, uint64_t addr) {
+    int in = addr >= st->watch_lo && addr < st->watch_hi;
+    int was = st->has_last && st->last_addr >= st->watch_lo && st->last_addr < st->watch_hi;
+    if (in == was)
+        return 0;
+    if (st->ncross == st->capcross) {
+        uint64_t *nb = realloc(st->cross, 6 * st->capcross * sizeof(uint64_t));
+        if (!nb)
+            return -1;
+        st->cross = nb;
+        st->capcross *= 2;
+    }
+    uint64_t *t = &st->cross[3 * st->ncross++];
+    t[0] = st->has_last ? st->last_addr : 0;
+    t[1] = st->has_last ? st->last_addr + st->last_size : 0;
+    t[2] = addr;
     return 0;
 }
 
@@ -215,6 +241,11 @@ void bh_block(void *uc, uint64_t addr, uint32_t size, void *user_data) {
         return;
     }
     st->steps = steps;
+    if (st->watch_hi > st->watch_lo && cross(st, addr) != 0) {
+        st->failed = 1;
+        st->emu_stop(uc);
+        return;
+    }
     st->has_last = 1;
     st->last_addr = addr;
     st->last_size = size;

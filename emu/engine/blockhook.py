@@ -42,6 +42,10 @@ class BhState(ctypes.Structure):
         ("host_done", _U64),
         ("host_ret_set", _U64),
         ("host_ret", _U64),
+        ("watch_lo", _U64),
+        ("watch_hi", _U64),
+        ("ncross", _U64),
+        ("cross", _P64),
     ]
 
 

@@ -89,6 +89,10 @@ _unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy 
 UcError: type[Exception] = _unicorn.UcError
 _uc_hook_h: Any = getattr(_binding, "uc_hook_h")  # noqa: B009 - not in the binding's __all__
 
+#: Bytes of host code unicorn may keep translated (its default is 1 GiB, which a long run fills
+#: page by page: RSS grew without bound). When full, unicorn drops every translation and starts
+#: over, which costs a re-translation of the few blocks in use; see docs/results.md (Memory).
+TCG_BUFFER_SIZE = 128 << 20
 _RA = 1
 _READ_BUF = 4096
 _CTL_REMOVE_CACHE = (ucc.UC_CTL_IO_WRITE << 30) | (2 << 26) | ucc.UC_CTL_TB_REMOVE_CACHE
@@ -175,6 +179,8 @@ class UnicornEngine:
 
     def __init__(self) -> None:
         self._uc: Any = _unicorn.Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
+        # Before anything initialises the CPU: a bounded translation buffer (module doc, RSS).
+        self._uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
         self._uch: Any = self._uc._uch
         self._u64 = ctypes.c_uint64()
         self._u64_ref = ctypes.byref(self._u64)
@@ -199,6 +205,7 @@ class UnicornEngine:
         self._trap: tuple[int, int] | None = None  # (cause, pc of the trapping instruction)
         self._invalid: tuple[int, int, int] | None = None  # (access, addr, pc)
         self._host_stop: tuple[int, str] | None = None  # (host address, reason)
+        self._watch: tuple[int, int] | None = None  # region whose crossings runs record
         # Instruction count per translated block, dropped page-wise when memory is rewritten.
         self._ninsn: dict[tuple[int, int], int] = {}
         self._ninsn_pages: dict[int, set[tuple[int, int]]] = {}
@@ -232,6 +239,8 @@ class UnicornEngine:
             self._raw_hook(UC_HOOK_BLOCK, HOOK_CODE_CFUNC(self._on_block))
         self._raw_hook(UC_HOOK_INTR, HOOK_INTR_CFUNC(self._on_intr))
         self._raw_hook(_HOOK_INVALID, HOOK_MEM_INVALID_CFUNC(self._on_invalid))
+        #: The CPU as created: ``reset_cpu`` restores it (x, f and CSRs; nothing survives a run).
+        self._pristine = self._uc.context_save()
 
     def _raw_hook(self, kind: int, cfunc: Any, begin: int = 1, end: int = 0, user_data: int | None = None) -> int:
         """uc_hook_add with a ctypes callback of ours (the binding's hook_add adds three Python
@@ -292,6 +301,46 @@ class UnicornEngine:
             bisect.insort(regions, (b, e))
         if gaps and self._host_pages.intersection(range(lo >> 12, hi >> 12)):
             self._host_dirty = True
+
+    def unmap(self, base: int, size: int) -> None:
+        """Unmap the mapped pages of [base, base+size) (rounded out to pages); what the engine
+        knows about code there is dropped with them."""
+        if size <= 0:
+            return
+        lo = base & ~(PAGE_SIZE - 1)
+        hi = (base + size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        regions = self._regions
+        i = max(bisect.bisect_right(regions, (lo, 1 << 65)) - 1, 0)
+        cut: list[tuple[int, int]] = []
+        while i < len(regions) and regions[i][0] < hi:
+            rb, rend = regions[i]
+            b, e = max(rb, lo), min(rend, hi)
+            if b < e:
+                cut.append((b, e))
+                del regions[i]
+                for keep in ((rb, b), (e, rend)):
+                    if keep[0] < keep[1]:
+                        bisect.insort(regions, keep)
+                        i += 1
+                continue
+            i += 1
+        for b, e in cut:
+            self._touched(b, e - b)  # drop translations and block counts while the pages exist
+            self._uc.mem_unmap(b, e - b)
+            self._code_pages.difference_update(range(b >> 12, e >> 12))
+            if self._host_pages.intersection(range(b >> 12, e >> 12)):
+                self._host_dirty = True
+
+    def watch(self, span: tuple[int, int] | None) -> None:
+        """Record transfers of control into and out of [lo, hi) (RunResult.crossings)."""
+        self._watch = span if span is not None and span[1] > span[0] else None
+        if self._bh is not None:
+            lo, hi = self._watch or (0, 0)
+            self._bh.watch_lo, self._bh.watch_hi = lo, hi
+
+    def reset_cpu(self) -> None:
+        """Every CPU register back to the engine's first state (uc_context_restore)."""
+        self._uc.context_restore(self._pristine)
 
     def unmap_all(self) -> None:
         for rb, re_, _ in list(self._uc.mem_regions()):
@@ -632,6 +681,7 @@ class UnicornEngine:
             bh.failed = 0
             bh.has_last = 0
             bh.nrun = 0
+            bh.ncross = 0
             bh.epoch += 1
         else:
             self._blocks.clear()
@@ -694,7 +744,27 @@ class UnicornEngine:
                 cp.add(a >> 12)
                 cp.add((a + flat[i + 1] + 3) >> 12)
         cp.add(at >> 12)  # a block that trapped before its hook ran is translated too
-        return RunResult(stop, at, fault_addr, steps, writes, detail)
+        return RunResult(stop, at, fault_addr, steps, writes, detail, self._crossings())
+
+    def _crossings(self) -> tuple[tuple[int, int, int], ...]:
+        """The watched region's crossings of the last run (native: recorded by blockhook.c;
+        Python hook: derived from the blocks it recorded in order)."""
+        span = self._watch
+        if span is None:
+            return ()
+        lo, hi = span
+        bh = self._bh
+        if bh is not None:
+            flat = bh.cross[: 3 * bh.ncross]
+            return tuple((flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3))
+        out: list[tuple[int, int, int]] = []
+        prev: tuple[int, int] | None = None
+        for a, n in self._blocks:
+            was = prev is not None and lo <= prev[0] < hi
+            if (lo <= a < hi) != was:
+                out.append((prev[0], prev[0] + prev[1], a) if prev is not None else (0, 0, a))
+            prev = (a, n)
+        return tuple(out)
 
     def _finish_budget(self, sentinel: int, budget: int) -> int:
         """The block hook stopped at a block that would overrun the budget: run the rest of the
