@@ -244,6 +244,25 @@ class _Built:
     image: Image | Refused | None
 
 
+class _OwnedCache:
+    """A bounded memo of pure results per owning object (a JIT, a patcher): an entry is a hit only
+    for the very object that produced it (an id() alone is reused once an object is freed, and a
+    different implementation must never get another's image or poke result)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._entries: dict[tuple[int, Any], tuple[object, Any]] = {}
+        self._limit = limit
+
+    def get(self, owner: object, key: Any) -> Any:
+        hit = self._entries.get((id(owner), key))
+        return hit[1] if hit is not None and hit[0] is owner else None
+
+    def put(self, owner: object, key: Any, value: Any) -> None:
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[(id(owner), key)] = (owner, value)
+
+
 class _Run:
     """Mutable per-run state the host calls fill (kept small: one object, plain lists)."""
 
@@ -297,9 +316,9 @@ class Scenario:
         self._stray: list[tuple[int, int]] = []  # guest writes outside every region: zero them next time
         self._run: _Run | None = None
         self._body_hook_addr: int | None = None
-        self._built: dict[tuple[int, TrampRequest, int, int], _Built] = {}
-        self._pokes: dict[tuple[Any, ...], tuple[PokeCheck, ...] | PokeResult] = {}
-        self._torn: dict[tuple[Any, ...], tuple[TornState, ...]] = {}
+        self._built = _OwnedCache()
+        self._pokes = _OwnedCache()
+        self._torn = _OwnedCache()
         self.timing: dict[str, float] = {"jit": 0.0, "setup": 0.0, "run": 0.0, "collect": 0.0}
         eng = self.engine
         self._map(HOST_FIXED, 0x2000)
@@ -603,8 +622,8 @@ class Scenario:
         )
 
     def _jit(self, impl: Implementation, req: TrampRequest, image_addr: int, page: int) -> _Built:
-        key = (id(impl.jit), req, image_addr, page)
-        hit = self._built.get(key)
+        key = (req, image_addr, page)
+        hit: _Built | None = self._built.get(impl.jit, key)
         if hit is not None:
             return hit
         sized = impl.jit.size(req)
@@ -612,21 +631,17 @@ class Scenario:
         if not isinstance(sized, Refused) and sized <= page:
             image = impl.jit.emit(req, image_addr, sized)
         built = _Built(sized, image)
-        if len(self._built) > 4096:
-            self._built.clear()
-        self._built[key] = built
+        self._built.put(impl.jit, key, built)
         return built
 
     def _bpf_poke(self, impl: Implementation, ip: int, site: bytes, old: PokeKind, new: PokeKind,
                   old_addr: int, new_addr: int) -> PokeResult:
-        key = ("poke", id(impl.jit), ip, site, old, new, old_addr, new_addr)
-        hit = self._pokes.get(key)
+        key = ("poke", ip, site, old, new, old_addr, new_addr)
+        hit = self._pokes.get(impl.jit, key)
         if isinstance(hit, PokeResult):
             return hit
         res = impl.jit.text_poke(ip, site, old, new, old_addr, new_addr)
-        if len(self._pokes) > 4096:
-            self._pokes.clear()
-        self._pokes[key] = res
+        self._pokes.put(impl.jit, key, res)
         return res
 
     # ---- the run -------------------------------------------------------------------------------
@@ -793,8 +808,8 @@ class Scenario:
     def _poke_checks(self, case: Case, impl: Implementation, sled: SledLayout, image: int,
                      post_init: bytes, patched: bytes) -> tuple[PokeCheck, ...]:
         lay = case.layout
-        key = ("checks", id(impl), case.target, sled, lay.func, lay.ftrace_caller, image)
-        hit = self._pokes.get(key)
+        key = ("checks", case.target, sled, lay.func, lay.ftrace_caller, image)
+        hit = self._pokes.get(impl, key)
         if isinstance(hit, tuple):
             return hit
         out: list[PokeCheck] = []
@@ -828,9 +843,7 @@ class Scenario:
                 r = modify(sled, lay.func, plain, image, image, lay.ftrace_caller)
                 out.append(PokeCheck("call->call", "ftrace_modify_call", r.rc, r.site, plain))
         checks = tuple(out)
-        if len(self._pokes) > 4096:
-            self._pokes.clear()
-        self._pokes[key] = checks
+        self._pokes.put(impl, key, checks)
         return checks
 
     def _torn_states(self, case: Case, impl: Implementation, sled: SledLayout, image: int) -> tuple[TornState, ...]:
@@ -840,17 +853,15 @@ class Scenario:
         if ft is None or not hasattr(ft, "concurrency"):
             return ()
         lay = case.layout
-        key = (id(ft), sled, lay.func, lay.ftrace_caller, image)
-        hit = self._torn.get(key)
+        key = (sled, lay.func, lay.ftrace_caller, image)
+        hit: tuple[TornState, ...] | None = self._torn.get(ft, key)
         if hit is not None:
             return hit
         from emu.impls.torn import torn_states
 
         states = torn_states(ft, sled, lay.func, None, image, lay.ftrace_caller)
         states += torn_states(ft, sled, lay.func, image, None, lay.ftrace_caller)
-        if len(self._torn) > 4096:
-            self._torn.clear()
-        self._torn[key] = states
+        self._torn.put(ft, key, states)
         return states
 
 
@@ -894,6 +905,11 @@ def scenario_for(engine: Engine | None = None) -> Scenario:
 
 
 def run_case(case: Case, impl: Implementation, *, engine: Engine | None = None,
-             budget: int = DEFAULT_BUDGET) -> Observation:
-    """Run ``case`` on ``impl`` and return what happened (see the module docstring)."""
+             budget: int = DEFAULT_BUDGET, fresh: bool = False) -> Observation:
+    """Run ``case`` on ``impl`` and return what happened (see the module docstring).
+
+    ``fresh``: on a new engine with no history (not the worker's, and not kept afterwards): what
+    a finding is re-judged on before it is reported (fuzz.fresh)."""
+    if fresh:
+        return Scenario(get_engine()).run(case, impl, budget)
     return scenario_for(engine).run(case, impl, budget)

@@ -31,7 +31,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
     result = ctx.new_result(seed)
     art = Path(out_dir) / f"atheris-{slug(impl_name)}"
     art.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art),
+    env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art), SLEDFUZZ_RUN_OUT=str(out_dir),
                SLEDFUZZ_STRICT_FLAGS="1" if strict_flags else "0",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
     start = time.time()
@@ -76,7 +76,8 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
             data = json.loads(stats_file.read_text())
         except (OSError, ValueError):
             continue
-        c = Counts(**{k: int(data.get(k, 0)) for k in ("cases", "judged", "failed", "refused", "unspecified", "invalid")})
+        c = Counts(**{k: int(data.get(k, 0)) for k in ("cases", "judged", "failed", "refused", "unspecified", "invalid",
+                                                       "harness_faults")})
         result.counts.merge(c)
         stats_file.unlink()
     cell_dir = Path(out_dir) / slug(impl_name)
@@ -84,7 +85,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
         if crash_json.stat().st_mtime < start - 1:
             continue  # a previous run's finding
         entry = load_entry(crash_json)
-        j = judge_case(entry.case, impl, strict_flags)
+        j = judge_case(entry.case, impl, strict_flags, fresh=True)  # the target confirmed it fresh too
         found_at = crash_json.stat().st_mtime - start
         for inv in sorted(j.invariants):
             if inv in result.findings:
@@ -97,7 +98,9 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
                 else None
             small = minimize_finding(entry.case, impl, inv, origin=demand, strict_flags=strict_flags) if minimize \
                 else entry.case
-            small_j = judge_case(small, impl, strict_flags)
+            small_j = judge_case(small, impl, strict_flags, fresh=True)
+            if inv not in small_j.invariants:  # the minimiser's engine disagreed: keep the raw case
+                small, small_j = entry.case, j
             expect = {impl_name: small_j.verdict}
             if origin is not None and origin_name:
                 oj = judge_case(small, origin, strict_flags)

@@ -76,10 +76,11 @@ class Judged:
         return self.status in PASSING
 
 
-def judge_case(case: Case, impl: Any, strict_flags: bool = False) -> Judged:
+def judge_case(case: Case, impl: Any, strict_flags: bool = False, *, fresh: bool = False) -> Judged:
+    """The oracle's verdict as a Judged (``fresh``: on a new engine with no history)."""
     from fuzz.oracle import judge
 
-    verdict = judge(case, impl, strict_flags=strict_flags)
+    verdict = judge(case, impl, strict_flags=strict_flags, fresh=fresh)
     violations = tuple(getattr(verdict, "violations", ()) or ())
     return Judged(
         status=str(verdict.status),
@@ -179,6 +180,8 @@ class Counts:
     refused: int = 0
     unspecified: int = 0
     invalid: int = 0
+    #: failures the reused engine saw that a fresh engine did not (fuzz.fresh; never findings)
+    harness_faults: int = 0
 
     def add(self, status: str) -> None:
         self.cases += 1
@@ -239,6 +242,11 @@ class CellResult:
     @property
     def unexpected(self) -> list[str]:
         return sorted(inv for inv, f in self.findings.items() if not f.known)
+
+    @property
+    def harness_faults(self) -> int:
+        """Failures that did not reproduce on a fresh engine (written to harness-faults/)."""
+        return self.counts.harness_faults
 
     @property
     def target_bugs(self) -> dict[str, list[str]]:
@@ -308,6 +316,7 @@ class CellResult:
             ],
             "unexpected": self.unexpected,
             "counts": asdict(self.counts),
+            "harness_faults": self.harness_faults,
             "search_seconds": round(self.seconds, 3),
             "seed": self.seed,
             "interrupted": self.interrupted,
@@ -404,10 +413,27 @@ def search_cell(
 
     def record(case: Case, judged: Judged) -> None:
         """Write each new invariant's case at once; minimise the case once, for its most
-        interesting new invariant (a target bug's, else an undeclared one, else any)."""
+        interesting new invariant (a target bug's, else an undeclared one, else any).
+
+        Nothing is written as a finding unless a fresh engine gives the same verdict (fuzz.fresh);
+        otherwise the case is a harness fault, written to ``harness-faults/`` and counted."""
+        from fuzz.fresh import confirm, write_harness_fault
+
         t = time.monotonic() - start
         new = [(inv, msg) for inv, msg in _by_invariant(judged) if inv not in result.findings]
         if not new:
+            return
+        confirmed, again = confirm(case, impl, judged, strict_flags)
+        if not confirmed:
+            result.counts.harness_faults += 1
+            path = ""
+            if out_dir:
+                path = write_harness_fault(out_dir, case, impl_name, judged, again,
+                                           {"impl": impl_name, "found_by": f"sledfuzz {engine} search, seed {seed}",
+                                            "seconds_to_find": f"{t:.3f}"})
+            if emit:
+                emit(("harness_fault", impl_name, {"seconds": t, "path": path, "shared": sorted(judged.invariants),
+                                                   "fresh": sorted(again.invariants)}))
             return
         fresh: list[tuple[Finding, dict[str, str]]] = []
         for inv, msg in new:
@@ -428,9 +454,11 @@ def search_cell(
         if minimize:
             small = minimize_finding(case, impl, primary.invariant, origin=demand, strict_flags=strict_flags,
                                      seconds=min(minimize_seconds, max(2.0, end - time.monotonic())))
-        small_j = judge_case(small, impl, strict_flags)
-        origin_j = judge_case(small, origin, strict_flags) if origin is not None else None
-        raw_origin = judge_case(case, origin, strict_flags) if origin is not None else None
+        # what is written is what a fresh engine says (a minimised case that only fails on the
+        # reused engine is dropped for the raw one, which was confirmed above)
+        small_j = judge_case(small, impl, strict_flags, fresh=True) if small is not case else again
+        origin_j = judge_case(small, origin, strict_flags, fresh=True) if origin is not None else None
+        raw_origin = judge_case(case, origin, strict_flags, fresh=True) if origin is not None else None
         for finding, prov in fresh:
             use_small = finding.invariant in small_j.invariants
             chosen, chosen_j, chosen_o = (small, small_j, origin_j) if use_small else (case, judged, raw_origin)

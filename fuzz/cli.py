@@ -1,4 +1,5 @@
-"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error.
+"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error,
+3 harness fault (a failure the reused engine saw and a fresh engine did not; fuzz.fresh).
 
 Every user mistake (missing file, bad JSON, a case field out of range, an unknown
 implementation, a bad option value) is reported as one line on stderr with exit code 2; library
@@ -20,6 +21,12 @@ from fuzz import __version__
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_HARNESS_FAULT = 3  # fuzz.fresh.EXIT_HARNESS_FAULT: outranks 0 and 1, a run with one is not trusted
+
+
+def _harness(code: int, faults: int) -> int:
+    """``code``, or EXIT_HARNESS_FAULT when the run had harness faults and would end 0 or 1."""
+    return EXIT_HARNESS_FAULT if faults and code in (EXIT_CLEAN, EXIT_FINDINGS) else code
 
 ENGINES = ("hypothesis", "atheris")
 
@@ -296,7 +303,7 @@ def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrup
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
     ok = all(c.ok for c in cells) and len(cells) == len(configs) and not interrupted
-    return EXIT_CLEAN if ok else EXIT_FINDINGS
+    return _harness(EXIT_CLEAN if ok else EXIT_FINDINGS, sum(c.harness_faults for c in cells if c is not None))
 
 
 # -- fuzz -----------------------------------------------------------------------------------------------
@@ -323,7 +330,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
                           strict_flags=args.strict_flags, corpus=args.corpus)
         print(report.fuzz_report(res, time.time() - start))
-        return EXIT_FINDINGS if res.findings else EXIT_CLEAN
+        return _harness(EXIT_FINDINGS if res.findings else EXIT_CLEAN, res.harness_faults)
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
                       engine="hypothesis") for i in range(args.jobs)]
@@ -335,7 +342,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     print(report.fuzz_report(cell, time.time() - start))
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
-    return EXIT_FINDINGS if cell is not None and cell.findings else EXIT_CLEAN
+    return _harness(EXIT_FINDINGS if cell is not None and cell.findings else EXIT_CLEAN,
+                    cell.harness_faults if cell is not None else 0)
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -467,7 +475,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     from fuzz import report
 
     print(report.exhaust_report(res))
-    return EXIT_FINDINGS if res.violating else EXIT_CLEAN
+    return _harness(EXIT_FINDINGS if res.violating else EXIT_CLEAN, res.counts.harness_faults)
 
 
 HANDLERS = {

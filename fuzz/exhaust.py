@@ -121,6 +121,8 @@ def _init(impl_name: str, strict: bool, seed: int, out_dir: str, caps_shapes: li
 
 
 def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, list[str], str]]]:
+    from fuzz.fresh import confirm, write_harness_fault
+
     impl = _STATE["impl"]
     counts = Counts()
     bad: list[tuple[int, list[str], str]] = []
@@ -130,6 +132,12 @@ def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, lis
         j = judge_case(case, impl, _STATE["strict"])
         counts.add(j.status)
         if j.status == "fail":
+            confirmed, again = confirm(case, impl, j, _STATE["strict"])
+            if not confirmed:  # the reused engine disagrees with a fresh one: not a finding
+                counts.harness_faults += 1
+                write_harness_fault(_STATE["out"], case, _STATE["name"], j, again,
+                                    {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}"})
+                continue
             path = Path(_STATE["out"]) / f"exhaust-{slug(_STATE['name'])}" / f"shape-{idx:06d}.json"
             entry = Entry(case, {_STATE["name"]: j.verdict},
                           {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}", "shape": shape.describe()})

@@ -35,6 +35,7 @@ with atheris.instrument_imports():
     import model.semantics
     from fuzz.campaign import judge_case, resolve
     from fuzz.corpus import Entry, atomic_write_text
+    from fuzz.fresh import confirm, write_harness_fault
     from fuzz.shape import case_from_draw
     from model.case import MASK64
 
@@ -107,6 +108,13 @@ def TestOneInput(data: bytes) -> None:
     if judged.status != "fail":
         return
     counts["failed"] += 1
+    confirmed, again = confirm(case, impl, judged, _STATE["strict"])
+    if not confirmed:  # the reused engine disagrees with a fresh one: a harness fault, not a finding
+        counts["harness_faults"] = counts.get("harness_faults", 0) + 1
+        write_harness_fault(os.environ.get("SLEDFUZZ_RUN_OUT") or _STATE["out"], case, _STATE["name"], judged, again,
+                            {"found_by": "atheris (fuzz/fuzz_trampoline.py)"})
+        _stats(force=True)
+        return
     _stats(force=True)
     sha1 = hashlib.sha1(data).hexdigest()
     entry = Entry(case, {_STATE["name"]: judged.verdict},

@@ -76,11 +76,13 @@ def judge(
     engine: Engine | None = None,
     budget: int = DEFAULT_BUDGET,
     timing: dict[str, float] | None = None,
+    fresh: bool = False,
 ) -> Verdict:
     """Judge ``case`` on an implementation (object or registry name, e.g. ``v6.19``).
 
     ``timing``, when given, accumulates the seconds spent in ``expect`` and in the invariants
-    (the scenario keeps its own split in ``Scenario.timing``).
+    (the scenario keeps its own split in ``Scenario.timing``). ``fresh`` runs the case on a new
+    engine with no history instead of the worker's (fuzz.fresh re-judges findings that way).
     """
     impl = resolve(impl_or_name) if isinstance(impl_or_name, str) else impl_or_name
     flags = _flags(case)
@@ -94,7 +96,7 @@ def judge(
     if isinstance(exp, Unspecified):
         return Verdict("unspecified", (), impl.name, flags, f"unspecified: {exp.reason}")
     try:
-        obs = run_case(case, impl, engine=engine, budget=budget)
+        obs = run_case(case, impl, engine=engine, budget=budget, fresh=fresh)
     except LayoutError as e:
         return Verdict("invalid", (), impl.name, flags, f"no run can be built: {e}")
     t1 = time.perf_counter()
