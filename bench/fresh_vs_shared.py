@@ -19,6 +19,7 @@ each differing case with both verdicts as a corpus entry.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import time
@@ -32,18 +33,20 @@ from emu.impls.registry import resolve
 from fuzz.campaign import shipped_configurations
 from fuzz.oracle import Verdict, judge
 from fuzz.shape import RandomDraw, case_from_draw
-from model.case import MASK64, Case, Layout
+from model.case import MASK64, Case, CaseError, Layout
 
 ALIAS_SHARE = 1 / 3
 
 
 def _aliased(layout: Layout, prev: Layout, rng: random.Random) -> Layout:
-    """``prev``'s addresses for the next case: the same layout, or function and image swapped
-    (an image where a body was, a body where an image was)."""
+    """``prev``'s code addresses for the next case: the same, or function and image swapped (an
+    image where a body was, a body where an image was). The case keeps its data and stack (its
+    store's pointer points into its own data region)."""
+    out = replace(prev, data=layout.data, stack=layout.stack)
     if rng.random() < 0.5:
-        return prev
+        return out
     func = prev.image & ~0xF
-    return replace(prev, func=func, image=prev.func & ~0xF,
+    return replace(out, func=func, image=prev.func & ~0xF,
                    ftrace_caller=(func + Layout().ftrace_caller - Layout().func) & MASK64)
 
 
@@ -54,7 +57,7 @@ def _hypothesis_pool(name: str, n: int, seed: int) -> list[Case]:
 
 
 def interleaved_cases(configs: Sequence[str], n: int, seed: int, hypothesis_share: float = 0.0,
-                      pool_size: int = 200) -> Iterator[tuple[str, Case]]:
+                      pool_size: int = 50) -> Iterator[tuple[str, Case]]:
     """``n`` (configuration, case) pairs, deterministic for ``seed`` (see the module docstring)."""
     rng = random.Random(seed)
     caps = {name: resolve(name).caps for name in configs}
@@ -72,7 +75,8 @@ def interleaved_cases(configs: Sequence[str], n: int, seed: int, hypothesis_shar
         else:
             case = case_from_draw(RandomDraw((seed << 40) ^ i), caps[name])
         if prev is not None and rng.random() < ALIAS_SHARE:
-            case = replace(case, layout=_aliased(case.layout, prev, rng))
+            with contextlib.suppress(CaseError):  # an aliased layout the case cannot have
+                case = replace(case, layout=_aliased(case.layout, prev, rng))
         prev = case.layout
         yield name, case
 
