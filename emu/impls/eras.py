@@ -135,7 +135,9 @@ BUGS: dict[str, KnownBug] = {
     "8f3e00af8e52": _bug("8f3e00af8e52", "orig_call += 8 keyed on ORIG_STACK (never set on riscv): the orig call "
                          "re-enters the sled, infinite recursion",
                          "I-NO-RECURSION", "I-TERMINATES", "I-BODY-RUNS", "I-ORDER", "I-PROG-PROTOCOL",
-                         "I-STACK-BOUNDS", "I-NO-FAULT", "I-SP", "I-RETURN-VALUE", "I-RETVAL-SEEN", "I-UNWIND"),
+                         "I-STACK-BOUNDS", "I-NO-FAULT", "I-SP", "I-RETURN-VALUE", "I-RETVAL-SEEN", "I-UNWIND",
+                         # the orig call enters the function at func+0, not past the sled
+                         "I-SLED-CONSISTENT"),
     "fd2e08128944": _bug("fd2e08128944", "struct_ops return value sign-extended from 32 bits regardless of its BTF type",
                          "I-RETURN-VALUE"),
     "8547649981e6": _bug("8547649981e6", "two-word sled patched with preemption: a task resumes into old auipc + new jalr",
