@@ -94,7 +94,8 @@ def measure(engine: str, impl: str, seconds: float) -> tuple[float, float, float
                 first = first or rss
                 if now >= WARMUP and not at_warm:
                     at_warm = rss
-                last = rss
+                if now <= seconds:  # not the process's shutdown
+                    last = rss
                 if now >= report:
                     report += 60.0
                     print(f"  {engine}: {now:5.0f} s  RSS {rss:7.1f} MB", flush=True)
