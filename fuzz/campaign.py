@@ -417,7 +417,7 @@ def search_cell(
 
         Nothing is written as a finding unless a fresh engine gives the same verdict (fuzz.fresh);
         otherwise the case is a harness fault, written to ``harness-faults/`` and counted."""
-        from fuzz.fresh import confirm, write_harness_fault
+        from fuzz.fresh import MAX_FILES, confirm, write_harness_fault
 
         t = time.monotonic() - start
         new = [(inv, msg) for inv, msg in _by_invariant(judged) if inv not in result.findings]
@@ -427,7 +427,7 @@ def search_cell(
         if not confirmed:
             result.counts.harness_faults += 1
             path = ""
-            if out_dir:
+            if out_dir and result.counts.harness_faults <= MAX_FILES:
                 path = write_harness_fault(out_dir, case, impl_name, judged, again,
                                            {"impl": impl_name, "found_by": f"sledfuzz {engine} search, seed {seed}",
                                             "seconds_to_find": f"{t:.3f}"})

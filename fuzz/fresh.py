@@ -22,12 +22,15 @@ from fuzz.campaign import Judged, judge_case
 from fuzz.corpus import Entry, atomic_write_text
 from model.case import Case
 
-__all__ = ["EXIT_HARNESS_FAULT", "HARNESS_FAULTS_DIR", "confirm", "same_judgement", "write_harness_fault"]
+__all__ = ["EXIT_HARNESS_FAULT", "HARNESS_FAULTS_DIR", "MAX_FILES", "confirm", "same_judgement",
+           "write_harness_fault"]
 
 #: Where harness faults go, under the run's output directory.
 HARNESS_FAULTS_DIR = "harness-faults"
 #: The exit code of a run whose only problem is a harness fault (documented in docs/cli.md).
 EXIT_HARNESS_FAULT = 3
+#: Files a search writes for its harness faults at most (each one is counted all the same).
+MAX_FILES = 20
 
 
 def same_judgement(a: Judged, b: Judged) -> bool:
