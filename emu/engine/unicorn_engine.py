@@ -515,9 +515,7 @@ class UnicornEngine:
         self._host[addr] = fn
         self._host_pages.add(addr >> 12)
         self._host_dirty = True
-        self._bh_hosts_dirty = True
-        if self._bh is not None:
-            self._bh_sync_hosts()
+        self._bh_hosts_dirty = True  # synced by the next run: registering many costs one hook_add
 
     def clear_host_calls(self) -> None:
         for h in self._host_hooks.values():
