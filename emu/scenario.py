@@ -21,10 +21,19 @@ Memory image of a run (all addresses from the case's layout, except the two fixe
   scrambles every caller-saved register deterministically from the case seed (t6 ends holding
   ``HOST_FIXED``) at the cost of three register writes in Python.
 
-Per worker there is one ``Scenario`` per engine: host calls are registered once, pages are mapped
-once and kept, and memory is rewritten only where it differs from the previous case (rewriting
-code throws away unicorn's translations), with everything a previous case left behind zeroed
-so that a run never depends on the history of the engine.
+Per worker there is one ``Scenario`` per engine: host calls are registered once, memory is
+rewritten only where it differs from the previous case (rewriting code throws away unicorn's
+translations), and nothing else survives a case: everything a previous case left behind is zeroed,
+pages this case does not use are unmapped, every CPU register is reset, the body observer sits only
+at this case's body, and the caches are per implementation object. So a run never depends on the
+history of the engine (``bench/fresh_vs_shared.py`` checks it against a fresh engine per case, and
+findings are re-judged on a fresh engine before they are reported: ``fuzz.fresh``).
+
+The stack and the data region start each run with the case's fill pattern (``fill_pattern``:
+non-zero words from the case seed), not zeros, so an implementation that reads a slot it never
+wrote (a missing clear) reads a value that shows. The whole traced function is watched
+(``Engine.watch``): every entry from outside at a pc other than its start, its body or a call's
+return address is an ``Observation.foreign_entries`` pc (I-SLED-CONSISTENT).
 """
 
 from __future__ import annotations
