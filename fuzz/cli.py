@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N")
     p.add_argument("--count-only", action="store_true", help="print the number of shapes and exit")
     _common_search(p)
+
+    from fuzz.nightly import add_parser as add_nightly_parser  # sledfuzz nightly (docs/nightly.md)
+
+    add_nightly_parser(sub)
     return parser
 
 
@@ -479,6 +483,7 @@ HANDLERS = {
     "impls": cmd_impls,
     "matrix": cmd_matrix,
     "exhaust": cmd_exhaust,
+    "nightly": lambda args: __import__("fuzz.nightly", fromlist=["cmd_nightly"]).cmd_nightly(args),
 }
 
 
