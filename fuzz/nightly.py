@@ -460,9 +460,9 @@ def versions(kernel_trees: dict[str, str]) -> dict[str, Any]:
 
 
 def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
-    """The corpus first (every verdict it expects), then what the shared database holds per configuration."""
+    """Every verdict the corpus expects, judged again."""
     from fuzz.campaign import judge_case
-    from fuzz.corpus import entry_files, entry_from_dict, load_entry
+    from fuzz.corpus import entry_files, load_entry
     from model.case import CaseError
 
     night.phase_name = "replay"
@@ -500,6 +500,14 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
     night.phases["replay"] = rep
     night.say(rep["line"])
 
+
+def phase_shared_db(night: Night, deadline: float) -> None:
+    """What the shared database holds for each configuration, judged before any search."""
+    from fuzz.campaign import judge_case
+    from fuzz.corpus import entry_from_dict
+    from model.case import CaseError
+
+    night.phase_name = "shared database"
     start = time.time()
     db: dict[str, Any] = {"replayed": 0, "still_failing": 0}
     for c in night.configs:
@@ -520,6 +528,7 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
     db["line"] = (f"{db['replayed']} findings from the shared database replayed first, {db['still_failing']} "
                   "still failing")
     night.phases["shared_db"] = db
+    night.say(db["line"])
     night.tick()
 
 
@@ -682,6 +691,7 @@ def _run(args: argparse.Namespace) -> int:
         reserve = report_reserve(args.time)
         if "replay" not in args.skip:
             phase_replay(night, corpus if corpus.is_dir() else None, deadline - reserve)
+        phase_shared_db(night, deadline - reserve)
         if "properties" in args.skip:
             night.phases["properties"] = {"line": "skipped (--skip properties)"}
         elif not has_property_suite():

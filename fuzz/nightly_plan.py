@@ -115,10 +115,11 @@ def campaign_tasks(configs: list[Configuration], *, seconds: float, jobs: int, s
 
     if atheris:
         share = total * (ATHERIS_SHARE if search else 1.0)
-        n = min(len(configs), int(share // ATHERIS_MIN_SECONDS))
+        per = min(seconds, max(ATHERIS_MIN_SECONDS, share / len(configs)))
+        n = min(len(configs), int(share // per)) if per >= ATHERIS_MIN_SECONDS else 0
         first = seed % len(configs)
         for k in range(n):
-            add(configs[(first + k) % len(configs)], "atheris", share / n)
+            add(configs[(first + k) % len(configs)], "atheris", per)
         total -= sum(t.seconds for t in tasks)
     if search and total > 0:
         copies = max(1, -(-(jobs - len(tasks)) // len(configs)))  # ceil: every worker busy

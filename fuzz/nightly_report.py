@@ -21,6 +21,7 @@ PLOT_PIXELS = (1200, 800)  # width, height of progress.png
 PLOT_DPI = 100
 REPORT_FILES = ("summary.json", "summary.md", "junit.xml", "progress.png")
 EXPLAIN_LINES = 14
+RATE_WINDOW = 5.0  # seconds over which the plotted rate is measured
 
 
 def write_reports(summary: dict[str, Any], out: Path) -> list[Path]:
@@ -175,21 +176,24 @@ def render_junit(s: dict[str, Any]) -> str:
 
 
 def series(s: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
-    """Per implementation: times, cases per second between samples, cumulative distinct findings."""
-    out: dict[str, dict[str, list[float]]] = {}
+    """Per implementation: sample times, cases per second over the last RATE_WINDOW seconds, and
+    cumulative distinct findings."""
+    samples: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
     for p in sorted(s.get("timeline", []), key=lambda p: p["t"]):
-        d = out.setdefault(p["impl"], {"t": [], "rate": [], "findings": [], "_cases": [], "_t": []})
-        if d["_t"] and p["t"] > d["_t"][-1]:
-            d["t"].append(p["t"])
-            d["rate"].append(max(0.0, (p["cases"] - d["_cases"][-1]) / (p["t"] - d["_t"][-1])))
-            d["findings"].append(p["findings"])
-        elif not d["_t"]:
-            d["t"].append(p["t"])
-            d["rate"].append(0.0)
-            d["findings"].append(p["findings"])
-        d["_t"].append(p["t"])
-        d["_cases"].append(p["cases"])
-    return {k: {n: v for n, v in d.items() if not n.startswith("_")} for k, d in out.items()}
+        samples[p["impl"]].append((float(p["t"]), int(p["cases"]), int(p["findings"])))
+    out: dict[str, dict[str, list[float]]] = {}
+    for impl, pts in samples.items():
+        d: dict[str, list[float]] = {"t": [], "rate": [], "findings": []}
+        j = 0
+        for t, cases, found in pts:
+            while j + 1 < len(pts) and pts[j + 1][0] <= t - RATE_WINDOW:
+                j += 1
+            t0, c0, _ = pts[j]
+            d["t"].append(t)
+            d["rate"].append(max(0.0, (cases - c0) / (t - t0)) if t > t0 else 0.0)
+            d["findings"].append(found)
+        out[impl] = d
+    return out
 
 
 def render_plot(s: dict[str, Any], path: Path) -> None:
@@ -209,6 +213,9 @@ def render_plot(s: dict[str, Any], path: Path) -> None:
     ax_rate.set_ylabel("cases per second")
     ax_found.set_ylabel("distinct findings (cumulative)")
     ax_found.set_xlabel("seconds since start")
+    from matplotlib.ticker import MaxNLocator
+
+    ax_found.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_rate, ax_found):
         ax.grid(True, alpha=0.3)
     if data:
