@@ -474,6 +474,12 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if res.violating else EXIT_CLEAN
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from fuzz.nightly import cmd_nightly as run_nightly  # docs/nightly.md
+
+    return run_nightly(args)
+
+
 HANDLERS = {
     "run": cmd_run,
     "fuzz": cmd_fuzz,
@@ -483,7 +489,7 @@ HANDLERS = {
     "impls": cmd_impls,
     "matrix": cmd_matrix,
     "exhaust": cmd_exhaust,
-    "nightly": lambda args: __import__("fuzz.nightly", fromlist=["cmd_nightly"]).cmd_nightly(args),
+    "nightly": cmd_nightly,
 }
 
 
