@@ -240,7 +240,8 @@ class Night:
             self.shared.save(key, text)
         except Exception as exc:  # the database went away mid-run: the finding is on disk regardless
             self.errors.append(f"could not store {path.name} in the shared database: {' '.join(str(exc).split())}")
-        self.say(f"{status} finding: {label} {invariant} ({source}) -> {path}")
+        if status != "declared":  # declared bugs show in the counts and the table, not one line each
+            self.say(f"{status} finding: {label} {invariant} ({source}) -> {path}")
         self._sample(label, force=True)
         return rec
 
@@ -598,6 +599,8 @@ def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bo
     seconds = deadline - time.time()
     tasks = campaign_tasks(night.configs, seconds=seconds, jobs=night.jobs, seed=night.seed, atheris=atheris,
                            search=search)
+    expect_fail = {c.label for c in night.configs if night.impls[c.label].caps.known_bugs}
+    tasks.sort(key=lambda t: (t.engine != "atheris", t.config.label not in expect_fail))  # stable: plan order within
     night.tasks = {t.task_id: t for t in tasks}
     state_root = night.state.path.parent
     start = time.time()

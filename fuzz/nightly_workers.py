@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fuzz.nightly_plan import Task, slug
+from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Task, slug
 from model.case import Case
 
 RECORD_BYTES = 1 << 20  # a pickled case is a few kB; a larger one is not recorded
@@ -107,8 +107,10 @@ def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, de
 
         _record_judged_cases(LastCaseRecorder(Path(record_path)))
         deadline = time.monotonic() + max(0.0, deadline_wall - time.time())
+        # stop_when_found: a bug configuration's task ends once every bug it declares is found (its time
+        # goes to the tasks after it); a clean configuration declares none and searches to the end
         result = search_cell(task.config.impl, seconds=task.seconds, seed=task.seed, out_dir=work_dir,
-                             stop_when_found=False, emit=emit, deadline=deadline, engine="mixed")
+                             stop_when_found=True, emit=emit, deadline=deadline, engine="mixed")
         from dataclasses import asdict
 
         counts, error = asdict(result.counts), result.error
@@ -131,6 +133,11 @@ class SupervisorOutcome:
     cut: list[str] = field(default_factory=list)  # still running at the deadline, stopped
 
 
+def min_seconds(task: Task) -> float:
+    """Below this a task is not worth starting (atheris instruments every import first)."""
+    return ATHERIS_MIN_SECONDS if task.engine == "atheris" else 2.0
+
+
 class Supervisor:
     """Runs tasks on ``jobs`` worker processes until each is done or the deadline; restarts the dead.
 
@@ -151,15 +158,21 @@ class Supervisor:
         self._events: Any = self._ctx.Queue()
         self.running: dict[str, Attempt] = {}
 
+    def fair_seconds(self, task: Task, still_to_start: int) -> float:
+        """The task's planned seconds, or less: what the worker-seconds left allow each task not yet
+        started (process start-up and early stops shift the plan; every task still gets its turn)."""
+        now = time.time()
+        busy = sum(max(0.0, a.started + a.task.seconds - now) for a in self.running.values())
+        free = self.jobs * max(0.0, self.deadline - now) - busy
+        return max(0.0, min(task.seconds, free / max(1, still_to_start), self.deadline - now))
+
     def _start(self, task: Task, number: int) -> None:
         work = self.work_root / task.task_id
         work.mkdir(parents=True, exist_ok=True)
         record = work / f"last-case.{number}.bin"
         corpus = self.corpus_root / slug(task.config.label)
-        remaining = max(0.0, self.deadline - time.time())
         proc = self._ctx.Process(target=self.target, name=f"sledfuzz-nightly-{task.task_id}", daemon=True,
-                                 args=(replace(task, seconds=min(task.seconds, remaining)), str(work), str(record),
-                                       str(corpus), self.deadline, self._events))
+                                 args=(task, str(work), str(record), str(corpus), self.deadline, self._events))
         ignore = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: a terminal's Ctrl-C is the parent's
         try:
             proc.start()
@@ -189,7 +202,12 @@ class Supervisor:
             while pending or self.running:
                 now = time.time()
                 while pending and len(self.running) < self.jobs and now < self.deadline - 1.0:
-                    self._start(pending.pop(0), 1)
+                    task = pending.pop(0)
+                    secs = self.fair_seconds(task, len(pending) + 1)
+                    if secs < min_seconds(task):
+                        out.not_run.append(task.task_id)
+                        continue
+                    self._start(replace(task, seconds=secs), 1)
                 if pending and now >= self.deadline - 1.0:
                     out.not_run += [t.task_id for t in pending]
                     pending.clear()
@@ -219,7 +237,7 @@ class Supervisor:
     def _death(self, att: Attempt, out: SupervisorOutcome) -> None:
         spent = time.time() - att.started
         left = min(att.task.seconds - spent, self.deadline - time.time())
-        restart = att.number <= MAX_RESTARTS and left > 2.0
+        restart = att.number <= MAX_RESTARTS and left > max(2.0, min_seconds(att.task))
         last = LastCaseRecorder.read(att.record_path)
         self.on_event(("death", att.task.task_id, {
             "exitcode": att.process.exitcode, "attempt": att.number, "restarted": restart,

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fuzz.nightly_plan import Configuration, Task
 from fuzz.nightly_workers import LastCaseRecorder, Supervisor
 from model.case import Arg, Case, Function, Link
@@ -54,3 +56,15 @@ def test_a_dead_worker_is_reported_with_its_last_case_and_restarted(tmp_path: Pa
     assert Case.from_json(death["last_case"]) == CASE
     assert events[2][2]["attempt"] == 2
     assert outcome.finished == [task.task_id] and not outcome.not_run and not outcome.cut
+
+
+def test_tasks_started_late_get_a_fair_share_of_what_is_left(tmp_path: Path) -> None:
+    now = time.time()
+    sup = Supervisor(jobs=2, work_root=tmp_path, corpus_root=tmp_path, deadline_wall=now + 100, stop_wall=now + 110,
+                     on_event=lambda e: None)
+    task = Task("t", Configuration("v6.19", "v6.19"), "mixed", 80.0, 1)
+    assert sup.fair_seconds(task, 1) == pytest.approx(80.0, abs=1)  # as planned when the time is there
+    assert sup.fair_seconds(task, 5) == pytest.approx(2 * 100 / 5, abs=1)  # 5 tasks left on 2 workers
+    late = Supervisor(jobs=2, work_root=tmp_path, corpus_root=tmp_path, deadline_wall=now + 10, stop_wall=now + 20,
+                      on_event=lambda e: None)
+    assert late.fair_seconds(task, 1) <= 10  # never past the deadline
