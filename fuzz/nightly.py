@@ -618,6 +618,8 @@ def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bo
         corpora = ath.get("corpus", {})
         if atheris and not any(t.engine == "atheris" for t in tasks):
             ath["line"] = f"not run: its share of the campaign is below {ATHERIS_MIN_SECONDS:.0f} s per task"
+        elif atheris and not corpora:
+            ath["line"] = f"not started: its share of the time left was below {ATHERIS_MIN_SECONDS:.0f} s"
         elif corpora:
             ath["line"] = "; ".join(f"{k}: corpus {v.get('before', '?')} -> {v.get('after', 'not merged (cut)')} inputs"
                                     for k, v in corpora.items())

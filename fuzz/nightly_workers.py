@@ -158,13 +158,15 @@ class Supervisor:
         self._events: Any = self._ctx.Queue()
         self.running: dict[str, Attempt] = {}
 
-    def fair_seconds(self, task: Task, still_to_start: int) -> float:
-        """The task's planned seconds, or less: what the worker-seconds left allow each task not yet
-        started (process start-up and early stops shift the plan; every task still gets its turn)."""
+    def fair_seconds(self, task: Task, later: list[Task]) -> float:
+        """The task's part of the worker-seconds left, in proportion to the plan: process start-up
+        shortens every task a little, a task that stops early (a bug configuration whose bugs are
+        all found) leaves its time to the tasks after it, and every task still gets its turn."""
         now = time.time()
         busy = sum(max(0.0, a.started + a.task.seconds - now) for a in self.running.values())
         free = self.jobs * max(0.0, self.deadline - now) - busy
-        return max(0.0, min(task.seconds, free / max(1, still_to_start), self.deadline - now))
+        weight = task.seconds / max(1e-9, task.seconds + sum(t.seconds for t in later))
+        return max(0.0, min(free * weight, self.deadline - now))
 
     def _start(self, task: Task, number: int) -> None:
         work = self.work_root / task.task_id
@@ -203,7 +205,7 @@ class Supervisor:
                 now = time.time()
                 while pending and len(self.running) < self.jobs and now < self.deadline - 1.0:
                     task = pending.pop(0)
-                    secs = self.fair_seconds(task, len(pending) + 1)
+                    secs = self.fair_seconds(task, pending)
                     if secs < min_seconds(task):
                         out.not_run.append(task.task_id)
                         continue

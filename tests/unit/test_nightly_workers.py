@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,9 @@ def test_tasks_started_late_get_a_fair_share_of_what_is_left(tmp_path: Path) -> 
     now = time.time()
     sup = Supervisor(jobs=2, work_root=tmp_path, corpus_root=tmp_path, deadline_wall=now + 100, stop_wall=now + 110,
                      on_event=lambda e: None)
-    task = Task("t", Configuration("v6.19", "v6.19"), "mixed", 80.0, 1)
-    assert sup.fair_seconds(task, 1) == pytest.approx(80.0, abs=1)  # as planned when the time is there
-    assert sup.fair_seconds(task, 5) == pytest.approx(2 * 100 / 5, abs=1)  # 5 tasks left on 2 workers
-    late = Supervisor(jobs=2, work_root=tmp_path, corpus_root=tmp_path, deadline_wall=now + 10, stop_wall=now + 20,
-                      on_event=lambda e: None)
-    assert late.fair_seconds(task, 1) <= 10  # never past the deadline
+    task = Task("t", Configuration("v6.19", "v6.19"), "mixed", 40.0, 1)
+    other = Task("u", Configuration("v6.12", "v6.12"), "mixed", 40.0, 1)
+    assert sup.fair_seconds(task, [other]) == pytest.approx(100, abs=1)  # half of 2 workers x 100 s
+    assert sup.fair_seconds(task, [other] * 4) == pytest.approx(2 * 100 / 5, abs=1)  # 5 tasks left
+    assert sup.fair_seconds(task, [replace(other, seconds=120.0)]) == pytest.approx(50, abs=1)  # by the plan's weights
+    assert sup.fair_seconds(task, []) <= 100  # never past the deadline
