@@ -115,8 +115,9 @@ def campaign_tasks(configs: list[Configuration], *, seconds: float, jobs: int, s
 
     if atheris:
         share = total * (ATHERIS_SHARE if search else 1.0)
-        per = min(seconds, max(ATHERIS_MIN_SECONDS, share / len(configs)))
-        n = min(len(configs), int(share // per)) if per >= ATHERIS_MIN_SECONDS else 0
+        n = min(len(configs), int(share // ATHERIS_MIN_SECONDS))
+        per = min(seconds, share / n) if n else 0.0
+        n = n if per >= ATHERIS_MIN_SECONDS else 0
         first = seed % len(configs)
         for k in range(n):
             add(configs[(first + k) % len(configs)], "atheris", per)
