@@ -184,6 +184,7 @@ class Night:
     attempts: dict[str, int] = field(default_factory=dict)
     running: dict[str, dict[str, Any]] = field(default_factory=dict)
     spans: dict[tuple[str, int], list[float]] = field(default_factory=dict)  # (task, attempt) -> [start, end]
+    given: dict[tuple[str, int], float] = field(default_factory=dict)  # (task, attempt) -> search seconds given
     deaths: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -266,6 +267,7 @@ class Night:
             self.attempts[task_id] = int(data["attempt"])
             self.running[task_id] = {"impl": label, "engine": task.engine, "pid": data["pid"], "attempt": data["attempt"]}
             self.spans[(task_id, int(data["attempt"]))] = [time.time(), 0.0]
+            self.given[(task_id, int(data["attempt"]))] = float(data.get("seconds", 0.0))
         elif kind == "progress":
             self.counts[(task_id, self.attempts.get(task_id, 1))] = {k: int(v) for k, v in data.items()}
             self._sample(label)
@@ -345,6 +347,18 @@ class Night:
                 slot["rate"] = round(slot["cases"] / secs, 1) if secs else 0.0
         return out
 
+    def task_rows(self) -> list[dict[str, Any]]:
+        """Each task attempt: what it searched, the seconds it was given, when it ran (seconds since start)."""
+        rows = []
+        for (task_id, attempt), (begin, end) in sorted(self.spans.items(), key=lambda kv: kv[1][0]):
+            task = self.tasks[task_id]
+            rows.append({"task": task_id, "impl": task.config.label, "engine": task.engine, "attempt": attempt,
+                         "planned_seconds": round(task.seconds, 1),
+                         "given_seconds": self.given.get((task_id, attempt)),
+                         "started": round(begin - self.started_wall, 1),
+                         "ended": round(end - self.started_wall, 1) if end else None})
+        return rows
+
     def _sample(self, label: str, force: bool = False) -> None:
         now = self.elapsed()
         if not force and now - self._last_sample.get(label, -10.0) < 1.0:
@@ -417,6 +431,7 @@ class Night:
             "cases": self.cases_by_engine(),
             "findings": findings,
             "declared_bugs": self.declared_bugs() if self.impls else [],
+            "tasks": self.task_rows(),
             "deaths": self.deaths,
             "errors": self.errors,
             "not_run": self.not_run,

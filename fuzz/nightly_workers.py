@@ -27,6 +27,7 @@ from model.case import Case
 
 RECORD_BYTES = 1 << 20  # a pickled case is a few kB; a larger one is not recorded
 MAX_RESTARTS = 3
+TASK_OVERHEAD = 5.0  # seconds a task costs beyond its search time: spawning, imports, the last minimisation
 _HEADER = struct.Struct("<I")
 
 NightEvent = tuple[str, str, dict[str, Any]]
@@ -163,8 +164,8 @@ class Supervisor:
         shortens every task a little, a task that stops early (a bug configuration whose bugs are
         all found) leaves its time to the tasks after it, and every task still gets its turn."""
         now = time.time()
-        busy = sum(max(0.0, a.started + a.task.seconds - now) for a in self.running.values())
-        free = self.jobs * max(0.0, self.deadline - now) - busy
+        busy = sum(max(0.0, a.started + TASK_OVERHEAD + a.task.seconds - now) for a in self.running.values())
+        free = self.jobs * max(0.0, self.deadline - now) - busy - TASK_OVERHEAD * (1 + len(later))
         weight = task.seconds / max(1e-9, task.seconds + sum(t.seconds for t in later))
         return max(0.0, min(free * weight, self.deadline - now))
 
@@ -182,7 +183,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, ignore)
         self.running[task.task_id] = Attempt(task, number, proc, time.time(), record)
         self.on_event(("started", task.task_id, {"pid": proc.pid, "attempt": number, "impl": task.config.label,
-                                                  "engine": task.engine}))
+                                                  "engine": task.engine, "seconds": round(task.seconds, 1)}))
 
     def _drain(self, timeout: float) -> None:
         try:

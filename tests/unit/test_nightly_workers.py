@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fuzz.nightly_plan import Configuration, Task
-from fuzz.nightly_workers import LastCaseRecorder, Supervisor
+from fuzz.nightly_workers import TASK_OVERHEAD, LastCaseRecorder, Supervisor
 from model.case import Arg, Case, Function, Link
 
 CASE = Case(target="bpf_prog", function=Function(args=(Arg(8),), values=(0x1234,)), sled="2,0/w",
@@ -65,7 +65,8 @@ def test_tasks_started_late_get_a_fair_share_of_what_is_left(tmp_path: Path) -> 
                      on_event=lambda e: None)
     task = Task("t", Configuration("v6.19", "v6.19"), "mixed", 40.0, 1)
     other = Task("u", Configuration("v6.12", "v6.12"), "mixed", 40.0, 1)
-    assert sup.fair_seconds(task, [other]) == pytest.approx(100, abs=1)  # half of 2 workers x 100 s
-    assert sup.fair_seconds(task, [other] * 4) == pytest.approx(2 * 100 / 5, abs=1)  # 5 tasks left
-    assert sup.fair_seconds(task, [replace(other, seconds=120.0)]) == pytest.approx(50, abs=1)  # by the plan's weights
+    o = TASK_OVERHEAD
+    assert sup.fair_seconds(task, [other]) == pytest.approx((200 - 2 * o) / 2, abs=1)  # half of 2 workers x 100 s
+    assert sup.fair_seconds(task, [other] * 4) == pytest.approx((200 - 5 * o) / 5, abs=1)  # 5 tasks left
+    assert sup.fair_seconds(task, [replace(other, seconds=120.0)]) == pytest.approx((200 - 2 * o) / 4, abs=1)
     assert sup.fair_seconds(task, []) <= 100  # never past the deadline
