@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DICT = ROOT / "corpus" / "fuzz_trampoline.dict"
 SEEDS = ROOT / "corpus" / "seeds" / "fuzz_trampoline"
 MAX_RUNS = 50  # libFuzzer restarts per task (each finding ends a run)
-MERGE_TIMEOUT = 120.0
-MERGE_RESERVE = 15.0
+MERGE_RESERVE = 20.0  # seconds kept for -merge=1 (it instruments the imports again before merging)
 COUNT_KEYS = ("cases", "judged", "failed", "refused", "unspecified", "invalid")
 
 Emit = Callable[[tuple[str, str, dict[str, Any]]], None]
@@ -72,8 +71,8 @@ def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_w
             shutil.copy(f, corpus_dir / f.name)
     before = corpus_size(corpus_dir)
     env = _env(task, artifacts)
-    end = min(time.time() + task.seconds, deadline_wall)
-    end -= min(MERGE_RESERVE, 0.2 * max(0.0, end - time.time()))  # the merge runs inside the task's time
+    hard_end = min(time.time() + task.seconds, deadline_wall)
+    end = hard_end - min(MERGE_RESERVE, 0.3 * max(0.0, hard_end - time.time()))  # the merge runs inside the task's time
     done = Counts()
     seen: set[str] = set()
     error = ""
@@ -91,11 +90,13 @@ def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_w
         with open(work_dir / f"libfuzzer-{runs}.log", "wb") as log:
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
                                     preexec_fn=_die_with_parent)
-            try:
+            stopped = False
+            try:  # libFuzzer's own -max_total_time starts after the imports are instrumented: the wall clock rules
                 while proc.poll() is None:
                     time.sleep(1.0)
                     emit(("progress", task.task_id, _with(done, _stats(artifacts))))
-                    if time.time() > end + 30:
+                    if time.time() > end and not stopped:
+                        stopped = True
                         proc.terminate()
             finally:
                 if proc.poll() is None:
@@ -104,11 +105,11 @@ def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_w
         done = _merge_counts(done, _stats(artifacts, consume=True))
         emit(("progress", task.task_id, _counts_dict(done)))
         findings = _collect(task, artifacts, started, seen, emit)
-        if proc.returncode not in (0, None) and not findings and proc.returncode != -signal.SIGTERM:
+        if proc.returncode not in (0, None) and not findings and not stopped:
             error = f"libFuzzer exited with {proc.returncode} without a finding (log: {work_dir}/libfuzzer-{runs}.log)"
             emit(("error", task.task_id, {"message": error}))
             break
-    after = _merge_corpus(env, corpus_dir, fresh, work_dir)
+    after = _merge_corpus(env, corpus_dir, fresh, work_dir, timeout=max(1.0, hard_end - time.time()))
     emit(("corpus", task.task_id, {"before": before, "after": after}))
     return _counts_dict(done), error
 
@@ -177,7 +178,7 @@ def _collect(task: Task, artifacts: Path, since: float, seen: set[str], emit: Em
     return found
 
 
-def _merge_corpus(env: dict[str, str], corpus_dir: Path, fresh: Path, work_dir: Path) -> int:
+def _merge_corpus(env: dict[str, str], corpus_dir: Path, fresh: Path, work_dir: Path, *, timeout: float) -> int:
     """``-merge=1``: the persistent corpus becomes the inputs of old + new that add coverage."""
     if corpus_size(fresh) == 0:
         return corpus_size(corpus_dir)
@@ -185,11 +186,16 @@ def _merge_corpus(env: dict[str, str], corpus_dir: Path, fresh: Path, work_dir: 
     shutil.rmtree(merged, ignore_errors=True)
     merged.mkdir(parents=True)
     with open(work_dir / "merge.log", "wb") as log:
+        # its own process group: libFuzzer runs the merge in a child of its own, stopped with it
+        proc = subprocess.Popen(_target("-merge=1", str(merged), str(corpus_dir), str(fresh)), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=str(ROOT), preexec_fn=_die_with_parent,
+                                start_new_session=True)
         try:
-            rc = subprocess.run(_target("-merge=1", str(merged), str(corpus_dir), str(fresh)), env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=str(ROOT), timeout=MERGE_TIMEOUT,
-                                preexec_fn=_die_with_parent, check=False).returncode
+            rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             rc = -1
     if rc != 0 or corpus_size(merged) == 0:
         shutil.rmtree(merged, ignore_errors=True)  # keep old + new unpruned rather than lose inputs
