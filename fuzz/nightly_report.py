@@ -205,9 +205,11 @@ def render_plot(s: dict[str, Any], path: Path) -> None:
     w, h = PLOT_PIXELS
     fig, (ax_rate, ax_found) = plt.subplots(2, 1, figsize=(w / PLOT_DPI, h / PLOT_DPI), dpi=PLOT_DPI, sharex=True)
     data = series(s)
+    last = max([float(s.get("elapsed_seconds", 0.0))] + [t for d in data.values() for t in d["t"]])
     for impl, d in sorted(data.items()):
         ax_rate.plot(d["t"], d["rate"], label=impl, linewidth=1.2)
-        ax_found.step(d["t"], d["findings"], where="post", label=impl, linewidth=1.2)
+        # a count stays what it was once its configuration stops searching: drawn to the end of the run
+        ax_found.step([*d["t"], last], [*d["findings"], d["findings"][-1]], where="post", label=impl, linewidth=1.2)
     title = f"sledfuzz nightly {s.get('started', '')}" + (" (interrupted)" if s.get("interrupted") else "")
     ax_rate.set_title(title)
     ax_rate.set_ylabel("cases per second")
@@ -219,7 +221,8 @@ def render_plot(s: dict[str, Any], path: Path) -> None:
     for ax in (ax_rate, ax_found):
         ax.grid(True, alpha=0.3)
     if data:
-        ax_rate.legend(loc="upper left", fontsize="small", ncol=2)
+        fig.legend(*ax_rate.get_legend_handles_labels(), loc="lower center", fontsize="small", ncol=4, frameon=False)
+        fig.subplots_adjust(bottom=0.16)
     else:
         ax_rate.text(0.5, 0.5, "no search ran", ha="center", va="center", transform=ax_rate.transAxes)
     fig.savefig(path, format="png", dpi=PLOT_DPI)
