@@ -81,6 +81,16 @@ def _jobs(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (a non-negative integer), got {text!r}") from None
+    if not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0..2**63-1, got {value}")
+    return value
+
+
 def _shard(text: str) -> Shard:
     try:
         return parse_shard(text)
@@ -105,7 +115,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--jobs", type=_jobs, default=0, metavar="N|auto", help="worker processes (default auto: the CPUs)")
     p.add_argument("--out", default="nightly-out", metavar="DIR",
                    help="where reports and findings go (default ./nightly-out)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the night (default: today's date, YYYYMMDD)")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the night (default: today's date, YYYYMMDD)")
     p.add_argument("--shard", type=_shard, default=Shard(1, 1), metavar="I/N",
                    help="run the I-th of N deterministic slices of the configurations (default 1/1)")
     p.add_argument("--hypothesis-db", metavar="URL|DIR",
@@ -625,6 +635,7 @@ def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bo
         outcome = sup.run(tasks)
         night.not_run = [f"{night.tasks[t].config.label} ({night.tasks[t].engine})" for t in outcome.not_run]
     finally:
+        night.running.clear()  # every worker is stopped by now
         elapsed = round(time.time() - start, 1)
         night.phases["search"] = {"seconds": elapsed, "tasks": len(tasks),
                                   "line": f"{len(tasks)} tasks on {night.jobs} workers for {elapsed} s "

@@ -75,6 +75,7 @@ def test_a_redis_that_is_down_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (["--shard", "3/2"], "--shard"),
     (["--jobs", "none"], "--jobs"),
     (["--time", "-5"], "--time"),
+    (["--seed", "-1"], "--seed"),
     (["--impl", "v6.19", "--shard", "2/2"], "no configuration"),
     (["--impl", "v9.99"], "v9.99"),
 ])
