@@ -717,7 +717,8 @@ def _run(args: argparse.Namespace) -> int:
             night.known |= shared.seen()
         except Exception as exc:
             raise NightError(f"--hypothesis-db: cannot read {db_spec.describe()}: {' '.join(str(exc).split())}") from None
-        night.say(f"{len(configs)} configurations ({', '.join(c.label for c in configs)}), shard {args.shard}, "
+        plural = "s" if len(configs) != 1 else ""
+        night.say(f"{len(configs)} configuration{plural} ({', '.join(c.label for c in configs)}), shard {args.shard}, "
                   f"{jobs} workers, {args.time:.0f} s, database {db_spec.describe()}")
         reserve = report_reserve(args.time)
         if "replay" not in args.skip:
