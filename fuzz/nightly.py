@@ -379,9 +379,11 @@ class Night:
         self.timeline.append({"t": round(now, 2), "impl": label, "cases": cases, "findings": found})
 
     def tick(self) -> None:
-        """Progress line every PROGRESS_EVERY seconds; progress.json at most every second."""
+        """Progress line every PROGRESS_EVERY seconds; progress.json at most every second; stops
+        the phase at this point when an interrupt arrived."""
         from fuzz.corpus import atomic_write_text
 
+        check_interrupt()
         now = time.time()
         if now - self._last_file >= 1.0:
             self._last_file = now
@@ -500,6 +502,7 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
         from emu.impls.registry import ImplementationError, resolve
 
         for path in entry_files([str(corpus)]):
+            check_interrupt()
             if time.time() > deadline:
                 rep["not_judged"].append(f"{path}: no time left")
                 continue
@@ -538,6 +541,7 @@ def phase_shared_db(night: Night, deadline: float) -> None:
     db: dict[str, Any] = {"replayed": 0, "still_failing": 0}
     for c in night.configs:
         for text in night.shared.entries(c.label):
+            check_interrupt()
             if time.time() > deadline:
                 break
             try:
@@ -630,7 +634,7 @@ def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bo
     state_root = night.state.path.parent
     start = time.time()
     sup = Supervisor(jobs=night.jobs, work_root=night.out / "work", corpus_root=state_root / "atheris",
-                     deadline_wall=deadline, stop_wall=stop_at, on_event=night.on_event)
+                     deadline_wall=deadline, stop_wall=stop_at, on_event=night.on_event, check=check_interrupt)
     try:
         outcome = sup.run(tasks)
         night.not_run = [f"{night.tasks[t].config.label} ({night.tasks[t].engine})" for t in outcome.not_run]
@@ -654,13 +658,24 @@ def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bo
 # -- the command ----------------------------------------------------------------------------------------
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise NightInterrupted(signal.Signals(signum).name)
+_STOP: list[str] = []  # the signals received; the phases look at it between steps
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    """Only note the signal: raising here could land in a gc callback or a library's cleanup."""
+    _STOP.append(signal.Signals(signum).name)
+
+
+def check_interrupt() -> None:
+    """Raise NightInterrupted at a point of our choosing once SIGINT or SIGTERM arrived."""
+    if _STOP:
+        raise NightInterrupted(_STOP[0])
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     """The subcommand; prints its own one-line errors (exit 2)."""
-    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    _STOP.clear()
+    old = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(args)
     except NightError as exc:
@@ -708,6 +723,7 @@ def _run(args: argparse.Namespace) -> int:
     error = ""
     try:
         for c in configs:
+            check_interrupt()
             night.impls[c.label] = _impl_for(c)
             if c.linux_src:
                 desc = str(night.impls[c.label].description)
@@ -743,6 +759,7 @@ def _run(args: argparse.Namespace) -> int:
         interrupted = True
     except NightError as exc:
         error = str(exc)
+    interrupted = interrupted or bool(_STOP)  # a signal after the last check still makes the night interrupted
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)  # the reports are written whatever arrives now
     night.phase_name = "reports"

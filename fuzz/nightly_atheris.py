@@ -33,6 +33,15 @@ MERGE_RESERVE = 20.0  # seconds kept for -merge=1 (it instruments the imports ag
 COUNT_KEYS = ("cases", "judged", "failed", "refused", "unspecified", "invalid")
 
 Emit = Callable[[tuple[str, str, dict[str, Any]]], None]
+_CHILDREN: list[subprocess.Popen[bytes]] = []  # libFuzzer processes of this worker, each its own process group
+
+
+def stop_children() -> None:
+    """Kill every libFuzzer process group this worker started (also libFuzzer's own merge child)."""
+    for proc in _CHILDREN:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _die_with_parent() -> None:
@@ -89,7 +98,8 @@ def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_w
         cmd += [str(fresh), str(corpus_dir)]
         with open(work_dir / f"libfuzzer-{runs}.log", "wb") as log:
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent, start_new_session=True)
+            _CHILDREN.append(proc)
             stopped = False
             try:  # libFuzzer's own -max_total_time starts after the imports are instrumented: the wall clock rules
                 while proc.poll() is None:
@@ -190,6 +200,7 @@ def _merge_corpus(env: dict[str, str], corpus_dir: Path, fresh: Path, work_dir: 
         proc = subprocess.Popen(_target("-merge=1", str(merged), str(corpus_dir), str(fresh)), env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=str(ROOT), preexec_fn=_die_with_parent,
                                 start_new_session=True)
+        _CHILDREN.append(proc)
         try:
             rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:

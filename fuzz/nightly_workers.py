@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import multiprocessing as mp
+import os
 import pickle
 import queue
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fuzz.nightly_atheris import stop_children
 from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Task, slug
 from model.case import Case
 
@@ -81,7 +83,10 @@ def _record_judged_cases(recorder: LastCaseRecorder) -> None:
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(143)  # unwinds through the atheris runner's cleanup of its libFuzzer child
+    """Stop now, without unwinding: an exception raised here could land anywhere (a gc callback of
+    hypothesis prints it as a traceback). libFuzzer children go first; findings are already on disk."""
+    stop_children()
+    os._exit(143)
 
 
 def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, deadline_wall: float,
@@ -147,7 +152,8 @@ class Supervisor:
     """
 
     def __init__(self, *, jobs: int, work_root: Path, corpus_root: Path, deadline_wall: float, stop_wall: float,
-                 on_event: Callable[[NightEvent], None], target: Callable[..., None] = worker_main) -> None:
+                 on_event: Callable[[NightEvent], None], target: Callable[..., None] = worker_main,
+                 check: Callable[[], None] = lambda: None) -> None:
         self.jobs = max(1, jobs)
         self.work_root = work_root
         self.corpus_root = corpus_root
@@ -155,6 +161,7 @@ class Supervisor:
         self.stop_at = max(stop_wall, deadline_wall)  # a worker still minimising at this moment is stopped
         self.on_event = on_event
         self.target = target
+        self.check = check  # raises to stop the run (an interrupt); the workers are stopped on the way out
         self._ctx = mp.get_context("spawn")
         self._events: Any = self._ctx.Queue()
         self.running: dict[str, Attempt] = {}
@@ -203,6 +210,7 @@ class Supervisor:
         pending = list(tasks)
         try:
             while pending or self.running:
+                self.check()
                 now = time.time()
                 while pending and len(self.running) < self.jobs and now < self.deadline - 1.0:
                     task = pending.pop(0)
