@@ -21,7 +21,8 @@ Why it looks like this:
   cache when satp changes). That happens at the start of every run, after each host call or
   observer (they may rewrite code) and after a guest store into a page code has run from.
 - Misaligned loads and stores: the core gets `Zicclsm`, so Spike performs them as unicorn does;
-  misaligned AMOs and LR/SC trap in both ("misaligned").
+  misaligned AMOs and LR/SC trap in both ("misaligned"; Spike raises an access fault for them,
+  which the spec allows, and the engine classifies it as unicorn does).
 - Host calls write a `c.ret` at their address before a run, as UnicornEngine does, so guest-visible
   memory is the same on both engines.
 
@@ -99,6 +100,7 @@ _CAUSE_STOP: dict[int, tuple[StopKind, str]] = {
     15: ("write_unmapped", "store/AMO page fault"),
 }
 _FETCH_CAUSES = frozenset((1, 12))
+_ACCESS_FAULTS = frozenset((5, 7))
 
 _instances = itertools.count()
 
@@ -447,6 +449,10 @@ class SpikeEngine:
                 stop, what = "fetch_prot", "instruction page fault on a non-executable page"
         elif stop in ("read_unmapped", "write_unmapped", "misaligned"):
             fault_addr = tval
+            if cause in _ACCESS_FAULTS and self._misaligned_atomic(epc, tval):
+                # Spike answers a misaligned LR/SC/AMO with an access fault (the spec allows either);
+                # unicorn, and so the interface, calls it misaligned.
+                stop, what = "misaligned", f"{what} (misaligned atomic)"
         self._st.pc = at
         detail = what
         if stop != "fetch_unmapped" and stop != "fetch_prot":
@@ -454,6 +460,13 @@ class SpikeEngine:
             if word is not None:
                 detail = f"trap cause {cause} ({what}) at {epc:#x}, insn {word:#x}"
         return RunResult(stop, at, fault_addr, steps, tuple(writes), detail)
+
+    def _misaligned_atomic(self, epc: int, addr: int) -> bool:
+        word = self._word_at(epc)
+        if word is None or word & 0x7F != 0x2F:
+            return False
+        width = {2: 4, 3: 8}.get((word >> 12) & 7, 1)
+        return addr % width != 0
 
     def _word_at(self, addr: int) -> int | None:
         try:
