@@ -480,13 +480,15 @@ def cmd_fuzz_cross_checked(args: argparse.Namespace) -> int:
     from emu.engine import EngineError
     from fuzz import crosscheck
 
+    since = time.time()
     try:
         with crosscheck.enabled(args.cross_check, args.out) as where:
             rc = cmd_fuzz(args)
     except EngineError as e:
         raise UsageError(f"--cross-check {args.cross_check}: {e}") from e
-    found = crosscheck.findings_in(where)
-    print(f"engine findings (unicorn vs {args.cross_check}): {len(found)}" + (f", in {where}" if found else ""))
+    found = crosscheck.findings_in(where, since)
+    print(f"engine cross-check: {crosscheck.checked_in(where)} cases on unicorn and {args.cross_check}, "
+          f"{len(found)} engine findings" + (f" in {where}" if found else ""))
     return EXIT_FINDINGS if found else rc
 
 

@@ -99,10 +99,11 @@ def _observe(case: Case, impl: Implementation, engine: Engine) -> Observation | 
 class CrossChecker:
     """A unicorn engine and a second one, each kept for the life of the checker (one per worker)."""
 
-    def __init__(self, engine: str = "spike") -> None:
+    def __init__(self, engine: str = "spike", *, other: Engine | None = None) -> None:
+        """`other`: an engine instance to use instead of a fresh `get_engine(engine)`."""
         self.engine = engine
         self._ref = get_engine("unicorn")
-        self._other = get_engine(engine)
+        self._other = other if other is not None else get_engine(engine)
 
     def check(self, case: Case, impl: Implementation) -> EngineFinding | None:
         """Run case on both engines; the finding when their observations differ."""
@@ -121,12 +122,13 @@ def finding_path(out_dir: Path, finding: EngineFinding) -> Path:
 
 _HOOK: tuple[CrossChecker, Path] | None = None
 _HOOK_READ = False
+_CHECKED = 0
 
 
 def cross_check_hook(case: Case, impl: Any) -> None:
     """Called by `fuzz.campaign.judge_case` for every case: when ``$SLEDFUZZ_CROSS_CHECK`` names
     an engine, run the case on it and on unicorn and write a divergence to the findings directory."""
-    global _HOOK, _HOOK_READ
+    global _HOOK, _HOOK_READ, _CHECKED
     if not _HOOK_READ:
         _HOOK_READ = True
         name = os.environ.get(ENV_ENGINE)
@@ -136,9 +138,11 @@ def cross_check_hook(case: Case, impl: Any) -> None:
         return
     checker, out = _HOOK
     finding = checker.check(case, impl)
+    out.mkdir(parents=True, exist_ok=True)
     if finding is not None:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(finding_path(out, finding), finding.to_json())
+    _CHECKED += 1
+    atomic_write_text(out / f".checked-{os.getpid()}", f"{_CHECKED}\n")  # the summary's case count
 
 
 @contextmanager
@@ -150,8 +154,10 @@ def enabled(engine: str, out_dir: str) -> Iterator[Path]:
     old = {k: os.environ.get(k) for k in (ENV_ENGINE, ENV_OUT)}
     os.environ[ENV_ENGINE] = engine
     os.environ[ENV_OUT] = str(path.resolve())
-    global _HOOK, _HOOK_READ
-    _HOOK, _HOOK_READ = None, False
+    global _HOOK, _HOOK_READ, _CHECKED
+    _HOOK, _HOOK_READ, _CHECKED = None, False, 0
+    for stale in path.glob(".checked-*"):  # counts of an earlier campaign in the same directory
+        stale.unlink()
     try:
         yield path
     finally:
@@ -163,5 +169,13 @@ def enabled(engine: str, out_dir: str) -> Iterator[Path]:
         _HOOK, _HOOK_READ = None, False
 
 
-def findings_in(path: Path) -> list[Path]:
-    return sorted(path.glob("*.json")) if path.is_dir() else []
+def findings_in(path: Path, since: float = 0.0) -> list[Path]:
+    """Engine findings in path written at or after `since` (a time.time())."""
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.glob("*.json") if p.stat().st_mtime >= since)
+
+
+def checked_in(path: Path) -> int:
+    """How many cases the worker processes cross-checked (each keeps a count file)."""
+    return sum(int(p.read_text() or 0) for p in path.glob(".checked-*")) if path.is_dir() else 0

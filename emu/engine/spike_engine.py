@@ -16,10 +16,11 @@ Why it looks like this:
 - Python steps one instruction at a time (`processor_t.step(1)`): the budget is exact, host calls
   and observers run before the instruction at their address, and guest stores come from Spike's
   commit log (`state.log_mem_write`: virtual address, value, size).
-- Spike caches decoded instructions by virtual address and page-table entries by physical address;
-  rewriting satp (to 0 and back) flushes both (Spike flushes its TLBs, instruction cache and PTE
-  cache when satp changes). That happens at the start of every run, after each host call or
-  observer (they may rewrite code) and after a guest store into a page code has run from.
+- Spike caches translations (TLBs) and page-table entries (its PTE cache, by physical address);
+  rewriting satp (to 0 and back) flushes them at the start of every run. Within a run nothing
+  stale can be cached: only a faulting access looks at an unmapped address, and it ends the run.
+  Code rewritten by the guest or the host is seen at once: with the commit log on, Spike's step
+  re-fetches and re-decodes every instruction (and its stores invalidate cached code anyway).
 - Misaligned loads and stores: the core gets `Zicclsm`, so Spike performs them as unicorn does;
   misaligned AMOs and LR/SC trap in both ("misaligned"; Spike raises an access fault for them,
   which the spec allows, and the engine classifies it as unicorn does).
@@ -175,7 +176,6 @@ class SpikeEngine:
         self._va_top = va_bits - 1  # bits 63..va_top must all be equal (canonical)
         self._pages: dict[int, int] = {}  # guest page number -> physical page address
         self._tables: dict[tuple[int, int], int] = {}  # (level, va >> shift) -> physical table page
-        self._exec_pages: set[int] = set()  # guest pages code has run from (Spike's decode cache)
         self._next_free = _FIRST_FREE
         self._host: dict[int, HostFn] = {}
         self._host_dirty = False
@@ -261,7 +261,6 @@ class SpikeEngine:
         self._zero_root()
         self._pages.clear()
         self._tables.clear()
-        self._exec_pages.clear()
         self._next_free = _FIRST_FREE
         self._host_dirty = True
         self._flush()
@@ -376,10 +375,8 @@ class SpikeEngine:
         step = p.step
         host, observers = self._host, self._observers
         special = set(host) | set(observers)
-        exec_pages = self._exec_pages
         writes: list[MemWrite] = []
         steps = 0
-        last_page = -1
         while True:
             if pc == sentinel:
                 return RunResult("sentinel", pc, None, steps, tuple(writes))
@@ -389,7 +386,6 @@ class SpikeEngine:
                 obs = observers.get(pc)
                 if obs is not None:
                     obs(self, pc)
-                    self._flush()
                 fn = host.get(pc)
                 if fn is not None:
                     steps += 1
@@ -403,32 +399,19 @@ class SpikeEngine:
                         self._xpr.write(_A0, ret & MASK64)
                     pc = int(self._xpr[_RA]) & MASK64
                     st.pc = pc
-                    self._flush()
                     special = set(host) | set(observers)
                     continue
-            page = pc >> 12
-            if page != last_page:
-                exec_pages.add(page)
-                last_page = page
             step(1)
             npc = int(st.pc)
             if npc == _TRAP_VEC and st.prv == _PRV_M:
                 return self._trap(steps, writes)
             steps += 1
             log = st.log_mem_write
-            if len(log):
-                flush = False
-                for i in range(len(log)):
-                    addr, value, size = log[i]
-                    addr &= MASK64
-                    if (addr >> 12) in exec_pages or ((addr + size - 1) >> 12) in exec_pages:
-                        flush = True
-                    if any(lo <= addr < hi for lo, hi in excluded):
-                        continue
+            for i in range(len(log)):
+                addr, value, size = log[i]
+                addr &= MASK64
+                if not any(lo <= addr < hi for lo, hi in excluded):
                     writes.append(MemWrite(addr, size, value & ((1 << (8 * size)) - 1), pc))
-                if flush:
-                    self._flush()
-                    last_page = -1
             pc = npc & MASK64
 
     def _host_stop(self, at: int, steps: int, writes: list[MemWrite], reason: str) -> RunResult:
