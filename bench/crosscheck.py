@@ -2,11 +2,13 @@
 scenario on unicorn and on Spike; prints the case count, the speed, and every divergence grouped
 by the Observation fields that differ (docs/engines.md explains each kind).
 
-Cases come from the shape builder (fuzz/shape.py) with a seeded RandomDraw, round-robin over
-`fuzz.campaign.shipped_configurations()`; case i uses seed (--seed + i), so a run is reproducible
-and can be split into slices (--start). Divergent cases are written to --out as engine findings.
+Cases come, half each (--source), from the shape builder (fuzz/shape.py, a seeded RandomDraw per
+case, round-robin over `fuzz.campaign.shipped_configurations()`) and from the campaigns' hypothesis
+strategy (fuzz/strategies.search_cases, generate phase only, seeded per slice of 100 cases, slices
+round-robin over the configurations); a run is reproducible and can be split (--start). Divergent
+cases are written to --out as engine findings.
 
-Usage: python bench/crosscheck.py [--cases N] [--seed S] [--start I] [--jobs J] [--out DIR]
+Usage: python bench/crosscheck.py [--cases N] [--seed S] [--start I] [--jobs J] [--out DIR] [--source S]
 The last line is `crosscheck: N cases, D divergent, U unexplained`.
 """
 
@@ -21,40 +23,61 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import hypothesis
+
 from fuzz.campaign import resolve, shipped_configurations
 from fuzz.corpus import atomic_write_text
 from fuzz.crosscheck import CrossChecker, EngineFinding, finding_path
 from fuzz.shape import RandomDraw, case_from_draw
+from fuzz.strategies import search_cases
+from model.case import Case
 
 #: Divergence signatures docs/engines.md explains (field sets; see "Cross-check divergences").
 EXPLAINED: frozenset[str] = frozenset()
 
 
-def _slice(args: tuple[int, int, int, str]) -> tuple[int, int, float, list[tuple[str, str, str]]]:
-    """Cases [lo, hi) of the campaign: (cases run, skipped, spike seconds, findings)."""
-    lo, hi, seed, out = args
+Slice = tuple[str, int, int, int, str]  # (source, lo, hi, seed, out)
+
+
+def _slice(args: Slice) -> tuple[str, int, int, float, list[tuple[str, str, str]]]:
+    """Cases [lo, hi) of one source: (source, cases run, skipped, seconds, findings)."""
+    source, lo, hi, seed, out = args
     configs = shipped_configurations()
     impls = {name: resolve(name) for name in configs}
     checker = CrossChecker("spike")
     found: list[tuple[str, str, str]] = []
-    run = skipped = 0
+    counts = [0, 0]  # run, skipped
     t = time.perf_counter()
-    for i in range(lo, hi):
-        name = configs[i % len(configs)]
-        impl = impls[name]
-        try:
-            case = case_from_draw(RandomDraw(seed + i), impl.caps)
-        except ValueError:
-            skipped += 1
-            continue
-        finding: EngineFinding | None = checker.check(case, impl)
-        run += 1
+
+    def check(name: str, case: Case) -> None:
+        finding: EngineFinding | None = checker.check(case, impls[name])
+        counts[0] += 1
         if finding is not None:
             path = finding_path(Path(out), finding)
             Path(out).mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, finding.to_json())
             found.append((name, finding.signature, str(path)))
-    return run, skipped, time.perf_counter() - t, found
+
+    if source == "shape":
+        for i in range(lo, hi):
+            name = configs[i % len(configs)]
+            try:
+                case = case_from_draw(RandomDraw(seed + i), impls[name].caps)
+            except ValueError:
+                counts[1] += 1
+                continue
+            check(name, case)
+    else:  # hypothesis: the campaign's own strategy, (hi - lo) examples of configuration lo % n
+        name = configs[lo % len(configs)]
+
+        @hypothesis.settings(max_examples=hi - lo, database=None, deadline=None, phases=[hypothesis.Phase.generate],
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(search_cases(impls[name].caps))
+        def run(case: Case) -> None:
+            check(name, case)
+
+        hypothesis.seed(seed + lo)(run)()
+    return source, counts[0], counts[1], time.perf_counter() - t, found
 
 
 def main() -> int:
@@ -64,23 +87,30 @@ def main() -> int:
     ap.add_argument("--start", type=int, default=0, help="first case index (to resume or split a campaign)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="sledfuzz-out/crosscheck")
+    ap.add_argument("--source", choices=("shape", "hypothesis", "both"), default="both",
+                    help="case generator: the shape builder, the campaigns' hypothesis strategy, or half each")
     args = ap.parse_args()
-    chunk = 250
-    slices = [(lo, min(lo + chunk, args.start + args.cases), args.seed, args.out)
-              for lo in range(args.start, args.start + args.cases, chunk)]
+    chunk = 100
+    sources = ("shape", "hypothesis") if args.source == "both" else (args.source,)
+    per = args.cases // len(sources)
+    slices: list[Slice] = [(src, lo, min(lo + chunk, args.start + per), args.seed, args.out)
+                           for src in sources for lo in range(args.start, args.start + per, chunk)]
     total = skipped = 0
+    by_source: Counter[str] = Counter()
     cpu = 0.0
     found: list[tuple[str, str, str]] = []
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs) as pool:
-        for n, s, sec, f in pool.imap_unordered(_slice, slices):
+        for src, n, s, sec, f in pool.imap_unordered(_slice, slices):
             total += n
+            by_source[src] += n
             skipped += s
             cpu += sec
             found += f
             print(f"  {total} cases, {len(found)} divergent, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    print(f"configurations: {len(shipped_configurations())}; cases: {total} (+{skipped} the builder refused)")
+    print(f"configurations: {len(shipped_configurations())}; cases: {total} "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}; +{skipped} the builder refused)")
     print(f"speed: {total / cpu:.1f} cases/s per process (unicorn + spike), wall {time.perf_counter() - t0:.0f} s")
     by_sig = Counter(sig for _, sig, _ in found)
     for sig, n in by_sig.most_common():
