@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hypothesis
 
+from emu.engine import get_engine
 from fuzz.campaign import resolve, shipped_configurations
 from fuzz.corpus import atomic_write_text
 from fuzz.crosscheck import CrossChecker, EngineFinding, finding_path
@@ -39,15 +40,14 @@ EXPLAINED: frozenset[str] = frozenset()
 Slice = tuple[str, int, int, int, str]  # (source, lo, hi, seed, out)
 
 
-def _slice(args: Slice) -> tuple[str, int, int, float, list[tuple[str, str, str]]]:
-    """Cases [lo, hi) of one source: (source, cases run, skipped, seconds, findings)."""
+def _slice(args: Slice) -> tuple[str, int, int, dict[str, float], list[tuple[str, str, str]]]:
+    """Cases [lo, hi) of one source: (source, cases run, skipped, seconds per engine, findings)."""
     source, lo, hi, seed, out = args
     configs = shipped_configurations()
     impls = {name: resolve(name) for name in configs}
     checker = CrossChecker("spike")
     found: list[tuple[str, str, str]] = []
     counts = [0, 0]  # run, skipped
-    t = time.perf_counter()
 
     def check(name: str, case: Case) -> None:
         finding: EngineFinding | None = checker.check(case, impls[name])
@@ -77,7 +77,23 @@ def _slice(args: Slice) -> tuple[str, int, int, float, list[tuple[str, str, str]
             check(name, case)
 
         hypothesis.seed(seed + lo)(run)()
-    return source, counts[0], counts[1], time.perf_counter() - t, found
+    return source, counts[0], counts[1], checker.seconds, found
+
+
+def _insn_rates(n: int = 200_000) -> str:
+    """Raw stepping speed: a two-instruction loop run for n instructions on each engine."""
+    out = []
+    for name in ("unicorn", "spike"):
+        eng = get_engine(name)
+        text = 0xFFFFFFFF80000000
+        eng.map(text, 0x1000)
+        eng.write(text, (0x00150513).to_bytes(4, "little") + (0xFFDFF06F).to_bytes(4, "little"))  # addi a0,a0,1; j -4
+        t = time.perf_counter()
+        r = eng.run(text, text + 0x800, n)
+        dt = time.perf_counter() - t
+        assert r.stop == "budget" and r.steps == n
+        out.append(f"{name} {dt / n * 1e6:.3f} us/insn")
+    return "raw stepping (budget run of a 2-instruction loop): " + ", ".join(out)
 
 
 def main() -> int:
@@ -97,7 +113,7 @@ def main() -> int:
                            for src in sources for lo in range(args.start, args.start + per, chunk)]
     total = skipped = 0
     by_source: Counter[str] = Counter()
-    cpu = 0.0
+    cpu: Counter[str] = Counter()
     found: list[tuple[str, str, str]] = []
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
@@ -106,12 +122,14 @@ def main() -> int:
             total += n
             by_source[src] += n
             skipped += s
-            cpu += sec
+            cpu.update(sec)
             found += f
             print(f"  {total} cases, {len(found)} divergent, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(_insn_rates())
     print(f"configurations: {len(shipped_configurations())}; cases: {total} "
           f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}; +{skipped} the builder refused)")
-    print(f"speed: {total / cpu:.1f} cases/s per process (unicorn + spike), wall {time.perf_counter() - t0:.0f} s")
+    print(f"speed per process, scenario included: unicorn {total / cpu['unicorn']:.0f} cases/s, "
+          f"spike {total / cpu['spike']:.1f} cases/s; wall {time.perf_counter() - t0:.0f} s")
     by_sig = Counter(sig for _, sig, _ in found)
     for sig, n in by_sig.most_common():
         mark = "explained" if sig in EXPLAINED else "UNEXPLAINED"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -104,10 +105,18 @@ class CrossChecker:
         self.engine = engine
         self._ref = get_engine("unicorn")
         self._other = other if other is not None else get_engine(engine)
+        #: Seconds spent running cases, per engine ("unicorn", and the other's name).
+        self.seconds: dict[str, float] = {"unicorn": 0.0, engine: 0.0}
 
     def check(self, case: Case, impl: Implementation) -> EngineFinding | None:
         """Run case on both engines; the finding when their observations differ."""
-        diffs = compare(_observe(case, impl, self._ref), _observe(case, impl, self._other))
+        t0 = time.perf_counter()
+        ref = _observe(case, impl, self._ref)
+        t1 = time.perf_counter()
+        other = _observe(case, impl, self._other)
+        self.seconds["unicorn"] += t1 - t0
+        self.seconds[self.engine] += time.perf_counter() - t1
+        diffs = compare(ref, other)
         return EngineFinding(impl.name, self.engine, case, diffs) if diffs else None
 
 
