@@ -28,13 +28,17 @@ Why it looks like this:
   memory is the same on both engines.
 
 Spike's Python binding has no memory access on the MMU beyond LR/SC and no privilege setter, hence
-the RAM device handle and the mret/page-fault dance above.
+the RAM device handle and the mret/page-fault dance above. Building the simulator installs C signal
+handlers (htif) that would make the process ignore SIGTERM; the engine restores Python's.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from emu.engine.base import (
@@ -118,6 +122,23 @@ def _load_spike() -> Any:
     return riscv
 
 
+@contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Spike's htif installs C handlers for SIGINT, SIGTERM and SIGABRT that only set a flag for
+    sim.run(): a worker process would then ignore SIGTERM (a pool's terminate() hangs) and Ctrl-C.
+    Put Python's dispositions back (only the main thread may; elsewhere they stay as Spike left)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
+    old = {s: signal.getsignal(s) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
 def _insn_len(lo: int) -> int:
     return 2 if (lo & 3) != 3 else 4
 
@@ -147,8 +168,9 @@ class SpikeEngine:
         cfg = riscv.cfg.cfg_t(isa="rv64gc_zicclsm", priv="msu",
                               mem_layout=[riscv.cfg.mem_cfg_t(0x1_0000_0000, PAGE_SIZE)], start_pc=_STUB_PAGE)
         # htif wants a program name; it only loads it in sim.run(), which the engine never calls.
-        self._sim: Any = riscv.sim.sim_t(cfg=cfg, halted=False, plugin_device_factories=[(name, [])],
-                                         args=["none"], dtb_enabled=True, log_path="/dev/null")
+        with _keep_signal_handlers():
+            self._sim: Any = riscv.sim.sim_t(cfg=cfg, halted=False, plugin_device_factories=[(name, [])],
+                                             args=["none"], dtb_enabled=True, log_path="/dev/null")
         if not mem_holder:
             raise EngineError("spike did not instantiate the engine's RAM device")
         self._mem: Any = mem_holder[0]

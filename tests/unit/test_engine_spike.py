@@ -182,3 +182,22 @@ def test_host_call_maps_a_page_the_run_then_reads(make: Callable[[], AnyEngine])
     e.add_host_call(host, fn)
     r = e.run(TEXT, TEXT + 8, 10)
     assert (r.stop, e.reg(A0)) == ("sentinel", 0x5EED)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_process_with_a_spike_engine_still_dies_of_signals(sig: str) -> None:
+    """Spike's htif catches SIGINT/SIGTERM (to stop sim.run()); a worker holding an engine must
+    still be terminable (a pool's terminate()) and interruptible."""
+    import subprocess
+    import sys
+
+    prog = ("import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
+            "from emu.engine.spike_engine import SpikeEngine; e = SpikeEngine();"
+            f"os.kill(os.getpid(), signal.{sig}); import time; time.sleep(30); print('survived')")
+    root = str(Path(__file__).resolve().parents[2])
+    p = subprocess.run([sys.executable, "-c", prog, root], capture_output=True, text=True, timeout=120)
+    assert "survived" not in p.stdout
+    if sig == "SIGTERM":
+        assert p.returncode == -15, p.stderr
+    else:
+        assert "KeyboardInterrupt" in p.stderr
