@@ -25,7 +25,7 @@ Why it looks like this:
   misaligned AMOs and LR/SC trap in both ("misaligned"; Spike raises an access fault for them,
   which the spec allows, and the engine classifies it as unicorn does).
 - Host calls write a `c.ret` at their address before a run, as UnicornEngine does, so guest-visible
-  memory is the same on both engines.
+  memory is the same on both engines. The FPU is off (mstatus.FS = 0), as unicorn leaves it.
 
 Spike's Python binding has no memory access on the MMU beyond LR/SC and no privilege setter, hence
 the RAM device handle and the mret/page-fault dance above. Building the simulator installs C signal
@@ -78,7 +78,7 @@ _CSR_MTVAL = 0x343
 _CSR_SATP = 0x180
 _MSTATUS_MPP_S = 1 << 11
 _MSTATUS_MPP_MASK = 3 << 11
-_MSTATUS_FS_INITIAL = 1 << 13
+_MSTATUS_FS_MASK = 3 << 13  # FP off, as unicorn leaves it (mstatus = 0)
 _MSTATUS_TW = 1 << 21
 _PRV_S, _PRV_M = 1, 3
 
@@ -367,7 +367,7 @@ class SpikeEngine:
             if st.prv != _PRV_M:
                 raise EngineError("spike engine: could not return the hart to M-mode")
         ms = p.get_csr(_CSR_MSTATUS)
-        p.put_csr(_CSR_MSTATUS, (ms & ~_MSTATUS_MPP_MASK) | _MSTATUS_MPP_S | _MSTATUS_FS_INITIAL | _MSTATUS_TW)
+        p.put_csr(_CSR_MSTATUS, (ms & ~(_MSTATUS_MPP_MASK | _MSTATUS_FS_MASK)) | _MSTATUS_MPP_S | _MSTATUS_TW)
         p.put_csr(_CSR_MEPC, pc)
         self._flush()
         st.pc = _STUB_PAGE
