@@ -151,8 +151,9 @@ def main() -> int:
     print(_insn_rates())
     print(f"configurations: {len(shipped_configurations())}; cases: {total} "
           f"({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}; +{skipped} the builder refused)")
-    print(f"speed per process, scenario included: unicorn {total / cpu['unicorn']:.0f} cases/s, "
-          f"spike {total / cpu['spike']:.1f} cases/s; wall {time.perf_counter() - t0:.0f} s")
+    if total:
+        print(f"speed per process, scenario included: unicorn {total / cpu['unicorn']:.0f} cases/s, "
+              f"spike {total / cpu['spike']:.1f} cases/s; wall {time.perf_counter() - t0:.0f} s")
     by_sig = Counter(sig for _, sig, _ in found)
     for sig, n in by_sig.most_common():
         mark = "explained" if sig in EXPLAINED else "UNEXPLAINED"
@@ -169,7 +170,8 @@ def main() -> int:
               f"{isa_unexplained} unexplained ({time.perf_counter() - t1:.0f} s)")
         for cause, n in causes.most_common():
             print(f"  {cause}: {n} ({ISA_CAUSES.get(cause, 'no known cause')}); e.g. {examples[cause]}")
-    print(f"crosscheck: {total} cases, {len(found)} divergent, {unexplained} unexplained")
+    isa = f"; isa lockstep: {args.isa} streams, {isa_unexplained} unexplained" if args.isa else ""
+    print(f"crosscheck: {total} cases, {len(found)} divergent, {unexplained} unexplained{isa}")
     return 1 if unexplained or isa_unexplained else 0
 
 

@@ -266,7 +266,8 @@ def isa_cause(word: int, ref: RunResult, other: RunResult) -> str | None:
             return "rvc-reserved"
         if quadrant == 1 and f3 == 4 and (word >> 12) & 1 and (word >> 10) & 3 == 3 and (word >> 5) & 3 >= 2:
             return "rvc-reserved"
-    if (ref.stop, other.stop) == ("fetch_unmapped", "budget") and (ref.pc, ref.steps) == (other.pc, other.steps):
+    if (ref.stop, other.stop) == ("fetch_unmapped", "budget") and ref.steps == other.steps \
+            and other.pc <= ref.pc < other.pc + 4:  # the next instruction, or its half on the next page
         return "budget-then-fetch"
     if word & 0x7F == 0x2F:
         funct5 = word >> 27

@@ -250,3 +250,15 @@ def test_isa_lockstep_agrees_on_plain_code_and_flags_a_broken_engine() -> None:
     assert isa_lockstep(UnicornEngine(), SpikeEngine(), prog) is None
     d = isa_lockstep(UnicornEngine(), _DropsLastWrite(), prog)
     assert d is not None and d.pc == ISA_TEXT + 4 and d.cause is None  # the sd, unexplained
+
+
+def test_isa_budget_then_fetch_on_a_page_straddling_instruction() -> None:
+    """The budget ends on a jump to a 4-byte instruction whose second half is on an unmapped page:
+    unicorn reports the fetch fault of that half, Spike the budget at the instruction."""
+    target = ISA_DATA + ISA_SPAN - 2
+    prog = IsaProgram(code(_JALR_A2), ((A2, target),), bytes(ISA_SPAN - 2) + b"\x13\x00")  # addi's first half
+    d = isa_lockstep(UnicornEngine(), SpikeEngine(), prog)
+    assert d is not None
+    assert (d.reference.stop, d.reference.pc, d.other.stop, d.other.pc) == (
+        "fetch_unmapped", ISA_DATA + ISA_SPAN, "budget", target)
+    assert d.cause == "budget-then-fetch"
