@@ -77,8 +77,10 @@ class Judged:
 
 
 def judge_case(case: Case, impl: Any, strict_flags: bool = False) -> Judged:
+    from fuzz.crosscheck import cross_check_hook
     from fuzz.oracle import judge
 
+    cross_check_hook(case, impl)  # `fuzz --cross-check`: engine findings (no-op unless enabled)
     verdict = judge(case, impl, strict_flags=strict_flags)
     violations = tuple(getattr(verdict, "violations", ()) or ())
     return Judged(

