@@ -97,13 +97,6 @@ def _align(v: int, a: int) -> int:
     return (v + a - 1) // a * a
 
 
-def _reloc_name(t: int) -> str:
-    from elftools.elf.enums import ENUM_RELOC_TYPE_RISCV  # type: ignore[attr-defined]
-
-    names = {v: k for k, v in ENUM_RELOC_TYPE_RISCV.items()}
-    return str(names.get(t, f"type {t}"))
-
-
 def load_elf(path: str, *, base: int = 0x10000, externals: Mapping[str, int] | None = None) -> LoadedElf:
     """Parse, place and relocate ``path``. Raises ElfError with a one-line reason."""
     raw = read_elf_bytes(path)
@@ -121,6 +114,16 @@ def load_elf(path: str, *, base: int = 0x10000, externals: Mapping[str, int] | N
 
 def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int], *, relocatable: bool) -> LoadedElf:
     secs = list(elf.iter_sections())
+    data: dict[int, bytearray] = {}
+    for i, s in enumerate(secs):
+        if s["sh_type"] == "SHT_NOBITS":
+            data[i] = bytearray(s["sh_size"])
+        elif s["sh_type"] not in ("SHT_NULL",):
+            data[i] = bytearray(s.data())
+    symtab = elf.get_section_by_name(".symtab")
+    if not isinstance(symtab, SymbolTableSection):
+        raise ElfError(f"{path}: no symbol table (a stripped file cannot name its functions)")
+    moves = _align_sections(secs, data) if relocatable else {}
     addr: dict[int, int] = {}
     cursor = base
     for i, s in enumerate(secs):
@@ -130,13 +133,11 @@ def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int],
         if relocatable:
             cursor = _align(cursor, s["sh_addralign"])
             addr[i] = cursor
-            cursor += s["sh_size"]
+            cursor += len(data[i])
         else:
             addr[i] = s["sh_addr"]
-    symtab = elf.get_section_by_name(".symtab")
-    if not isinstance(symtab, SymbolTableSection):
-        raise ElfError(f"{path}: no symbol table (a stripped file cannot name its functions)")
     sym_addr: list[int | None] = []
+    sym_size: list[int] = []
     for sym in symtab.iter_symbols():
         shndx = sym["st_shndx"]
         if shndx == "SHN_UNDEF":
@@ -144,16 +145,14 @@ def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int],
         elif shndx == "SHN_ABS":
             sym_addr.append(sym["st_value"])
         elif isinstance(shndx, int):
-            sym_addr.append(addr.get(shndx, 0) + (sym["st_value"] if relocatable else sym["st_value"] - secs[shndx]["sh_addr"]))
+            value = sym["st_value"] if relocatable else sym["st_value"] - secs[shndx]["sh_addr"]
+            sym_addr.append(addr.get(shndx, 0) + _moved(moves.get(shndx), value))
         else:  # SHN_COMMON etc.
             sym_addr.append(None)
+        shndx_m = moves.get(shndx) if isinstance(shndx, int) else None
+        end = sym["st_value"] + sym["st_size"]
+        sym_size.append(_moved(shndx_m, end) - _moved(shndx_m, sym["st_value"]) if shndx_m else sym["st_size"])
 
-    data: dict[int, bytearray] = {}
-    for i, s in enumerate(secs):
-        if s["sh_type"] == "SHT_NOBITS":
-            data[i] = bytearray(s["sh_size"])
-        elif s["sh_type"] not in ("SHT_NULL",):
-            data[i] = bytearray(s.data())
     patched_file = bytearray(raw)
     if relocatable:
         for rs in secs:
@@ -162,11 +161,12 @@ def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int],
                     raise ElfError(f"{path}: REL relocations in {rs.name} (RISC-V objects use RELA)")
                 continue
             target = rs["sh_info"]
-            _relocate_section(path, secs[target].name, data[target], addr[target], rs, symtab, sym_addr)
+            _relocate_section(path, secs[target].name, data[target], addr[target], rs, symtab, sym_addr,
+                              moves.get(target), moves)
             tsec = secs[target]
             if not tsec["sh_flags"] & SH_FLAGS.SHF_ALLOC and tsec["sh_type"] != "SHT_NOBITS":
                 off = tsec["sh_offset"]
-                patched_file[off : off + tsec["sh_size"]] = data[target]
+                patched_file[off : off + tsec["sh_size"]] = data[target]  # debug sections never shrink
 
     sections = tuple(
         Section(
@@ -190,7 +190,7 @@ def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int],
             Symbol(
                 name=sym.name,
                 addr=a,
-                size=sym["st_size"],
+                size=sym_size[n],
                 kind={"STT_FUNC": "func", "STT_OBJECT": "object"}.get(st_type, "other"),
                 section=secs[shndx].name,
             )
@@ -212,20 +212,83 @@ def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int],
 
 
 def _relocate_section(path: str, name: str, buf: bytearray, base: int, rs: RelocationSection, symtab: Any,
-                      sym_addr: list[int | None]) -> None:
+                      sym_addr: list[int | None], here: Moves | None, moves: dict[int, Moves]) -> None:
     relocs: list[R.Reloc] = []
     for rel in rs.iter_relocations():
         t = rel["r_info_type"]
         if t not in R.SUPPORTED:
-            raise ElfError(f"{path}: unsupported relocation {_reloc_name(t)} in {name} at offset {rel['r_offset']:#x}")
+            raise ElfError(f"{path}: unsupported relocation {R.reloc_name(t)} in {name} at offset {rel['r_offset']:#x}")
         if t in R.HINTS:
             continue
         si = rel["r_info_sym"]
         s = sym_addr[si]
+        sym = symtab.get_symbol(si)
         if s is None:
-            sym = symtab.get_symbol(si)
             raise ElfError(f"{path}: undefined symbol {sym.name!r} referenced from {name} (give it an address)")
-        relocs.append(R.Reloc(type=t, offset=rel["r_offset"], s=s, a=rel["r_addend"], p=base + rel["r_offset"]))
+        addend = rel["r_addend"]
+        if sym["st_info"]["type"] == "STT_SECTION" and isinstance(sym["st_shndx"], int):
+            m = moves.get(sym["st_shndx"])  # section + addend names a place inside a shrunk section
+            addend = _moved(m, addend) if m else addend
+        off = _moved(here, rel["r_offset"])
+        relocs.append(R.Reloc(type=t, offset=off, s=s, a=addend, p=base + off))
     pcrel_hi = {r.p: r.s + r.a - r.p for r in relocs if r.type in R.PCREL_HI}
     for r in relocs:
         R.apply(buf, r, pcrel_hi)
+
+
+#: deletions in one section: sorted (offset, bytes removed there)
+Moves = list[tuple[int, int]]
+
+
+def _moved(moves: Moves | None, off: int) -> int:
+    """``off`` after the deletions before it (a place inside a deleted run maps to its start)."""
+    if not moves:
+        return off
+    out = off
+    for at, n in moves:
+        if at >= off:
+            break
+        out -= min(n, off - at)
+    return out
+
+
+def _align_sections(secs: list[Any], data: dict[int, bytearray]) -> dict[int, Moves]:
+    """Do what the linker does for ``R_RISCV_ALIGN``: the assembler padded each alignment point
+    with the worst-case nops (the addend); keep just the padding the placement needs.
+
+    Without this, code after a ``.align`` (e.g. ``-falign-functions=8``) would sit off its
+    alignment by the excess padding. Sections are placed at their own alignment, which is at
+    least every alignment point's inside them, so offsets decide."""
+    moves: dict[int, Moves] = {}
+    for rs in secs:
+        if not isinstance(rs, RelocationSection) or rs["sh_type"] != "SHT_RELA":
+            continue
+        target = rs["sh_info"]
+        points = sorted((r["r_offset"], r["r_addend"]) for r in rs.iter_relocations() if r["r_info_type"] == R.R_RISCV_ALIGN)
+        if not points:
+            continue
+        buf = data[target]
+        removed: Moves = []
+        shift = 0
+        out = bytearray()
+        prev = 0
+        for off, pad in points:
+            align = 1
+            while align <= pad:
+                align <<= 1
+            new_off = off - shift
+            need = -new_off % align
+            out += buf[prev:off]
+            out += _nops(need)
+            removed.append((off + need, pad - need))
+            shift += pad - need
+            prev = off + pad
+        out += buf[prev:]
+        data[target][:] = out
+        moves[target] = removed
+    return moves
+
+
+def _nops(n: int) -> bytes:
+    """``n`` bytes of nops: 4-byte nops, then one c.nop for an odd half-word."""
+    return (R.NOP4.to_bytes(4, "little") * (n // 4)) + (R.C_NOP.to_bytes(2, "little") if n % 4 else b"")

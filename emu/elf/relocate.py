@@ -3,8 +3,8 @@
 pyelftools reads the relocation tables but applies none of RISC-V's, so the field arithmetic is
 ours: each function takes the section bytes and returns them with one relocation applied. Types a
 compiler emits for kernel-style code are handled; any other type is refused by name (``ElfError``).
-No relaxation is performed: code keeps the length the compiler gave it, which is what an object
-file means before linking (``R_RISCV_RELAX`` / ``R_RISCV_ALIGN`` are hints that may be ignored).
+No instruction relaxation is performed (``R_RISCV_RELAX`` is a hint: code keeps the length the
+compiler gave it); ``R_RISCV_ALIGN`` padding is trimmed by the loader (``image``), as a linker must.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MASK64 = (1 << 64) - 1
+NOP4 = 0x00000013
+C_NOP = 0x0001
 
 
 class ElfError(Exception):
@@ -57,6 +59,24 @@ SUPPORTED = frozenset(
         R_RISCV_SET_ULEB128, R_RISCV_SUB_ULEB128,
     }
 ) | HINTS
+
+
+#: psABI names, for messages (pyelftools has no RISC-V relocation names)
+NAMES = {
+    0: "NONE", 1: "32", 2: "64", 3: "RELATIVE", 4: "COPY", 5: "JUMP_SLOT", 6: "TLS_DTPMOD32",
+    7: "TLS_DTPMOD64", 8: "TLS_DTPREL32", 9: "TLS_DTPREL64", 10: "TLS_TPREL32", 11: "TLS_TPREL64",
+    12: "TLSDESC", 16: "BRANCH", 17: "JAL", 18: "CALL", 19: "CALL_PLT", 20: "GOT_HI20",
+    21: "TLS_GOT_HI20", 22: "TLS_GD_HI20", 23: "PCREL_HI20", 24: "PCREL_LO12_I", 25: "PCREL_LO12_S",
+    26: "HI20", 27: "LO12_I", 28: "LO12_S", 29: "TPREL_HI20", 30: "TPREL_LO12_I", 31: "TPREL_LO12_S",
+    32: "TPREL_ADD", 33: "ADD8", 34: "ADD16", 35: "ADD32", 36: "ADD64", 37: "SUB8", 38: "SUB16",
+    39: "SUB32", 40: "SUB64", 41: "GOT32_PCREL", 43: "ALIGN", 44: "RVC_BRANCH", 45: "RVC_JUMP",
+    51: "RELAX", 52: "SUB6", 53: "SET6", 54: "SET8", 55: "SET16", 56: "SET32", 57: "32_PCREL",
+    58: "IRELATIVE", 59: "PLT32", 60: "SET_ULEB128", 61: "SUB_ULEB128",
+}
+
+
+def reloc_name(t: int) -> str:
+    return f"R_RISCV_{NAMES[t]}" if t in NAMES else f"relocation type {t}"
 
 
 @dataclass(frozen=True)
