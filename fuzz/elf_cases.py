@@ -1,0 +1,204 @@
+"""Cases whose traced function is real compiled code (``sledfuzz fuzz --elf``).
+
+An ELF target is one function of an object with a sled the implementation supports and a
+signature the trampoline can take. A case for it is drawn like any other (links, flags, layout,
+argument values: ``fuzz.shape``), with argument values shaped as a real caller passes them (psABI
+extension of narrow scalars, pointer slots into the data region), and then *measured*: the
+function runs untraced in the same scenario (same memory, same registers, the compiler's own sled
+bytes), and its a0 and its stores outside its frame become the case's ``CompiledBody``. The model
+reasons from those numbers; nothing about the body is written by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from emu.elf.functions import TracedFunction, traced_functions
+from emu.elf.image import ElfError, LoadedElf, load_elf
+from emu.elf.placement import symbol_offset
+from emu.elf.signature import Signature, signatures
+from emu.impls.api import Implementation, Patcher
+from emu.scenario import LayoutError, run_case
+from fuzz.shape import Draw, Shape, build_case, enter_values, pick, value64
+from model.caps import SledLayout
+from model.case import DATA_SIZE, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
+
+__all__ = ["ElfTarget", "MeasureError", "case_for", "elf_targets", "measure"]
+
+MAX_SLOTS = 12 + 4  # 12 arguments, structs may take two slots each up to the BTF limit
+
+
+class MeasureError(Exception):
+    """The untraced run of a compiled function did not return normally for these inputs."""
+
+
+@dataclass(frozen=True)
+class ElfTarget:
+    """One traceable function of an object, as the implementation will see it."""
+
+    path: str
+    sha256: str
+    fn: TracedFunction
+    sig: Signature
+    offset: int  # symbol offset from the object's load base
+    align: int  # the load base's alignment
+
+    @property
+    def name(self) -> str:
+        return self.fn.name
+
+
+def elf_targets(path: str, impl: Implementation, *, symbols: Sequence[str] = (),
+                given: Mapping[str, Signature] | None = None) -> tuple[list[ElfTarget], list[str]]:
+    """The functions of ``path`` that ``impl`` can trace, and one line per function skipped.
+
+    Raises ElfError when the file cannot be loaded, a named symbol does not exist, or the object
+    has no debug info and no signature was given for a function."""
+    elf = load_elf(path, base=0)
+    found, skipped = traced_functions(elf)
+    by_name = {f.name: f for f in found}
+    for name in symbols:
+        if name not in by_name and elf.symbol(name) is None:
+            raise ElfError(f"{path}: no function symbol {name!r}")
+    wanted = [by_name[n] for n in symbols if n in by_name] if symbols else found
+    skipped = [s for s in skipped if not symbols or s.split(":")[0] in symbols]
+    sigs = _signatures(elf, given or {}, [f.name for f in wanted])
+    out: list[ElfTarget] = []
+    for fn in wanted:
+        sig = sigs[fn.name]
+        if isinstance(sig, ElfError):
+            skipped.append(f"{fn.name}: {sig}")
+            continue
+        if impl.caps.sled_for("kernel_function", fn.sled_key) is None:
+            skipped.append(f"{fn.name}: sled layout {fn.sled_key} is not one {impl.name} supports")
+            continue
+        if len(sig.args) > 12:
+            skipped.append(f"{fn.name}: {len(sig.args)} arguments (the trampoline takes at most 12)")
+            continue
+        comp = CompiledBody(path=elf.path, symbol=fn.name, sha256=elf.sha256)
+        off, align = symbol_offset(comp)
+        out.append(ElfTarget(elf.path, elf.sha256, fn, sig, off, align))
+    return out, skipped
+
+
+def _signatures(elf: LoadedElf, given: Mapping[str, Signature], names: list[str]) -> dict[str, Signature | ElfError]:
+    if all(n in given for n in names):
+        return dict(given)
+    try:
+        found = signatures(elf)
+    except ElfError:
+        missing = [n for n in names if n not in given]
+        raise ElfError(f"{elf.path}: no debug info; give signatures for {', '.join(missing)} with --signature") from None
+    return {**found, **given}
+
+
+def _abi_value(draw: Draw, size: int, signed: bool, pointer: bool, data: int) -> int:
+    """A slot value as a real caller leaves it (RV64 psABI: 32-bit scalars sign-extended, narrower
+    ones extended per their signedness); pointers point into the data region."""
+    if pointer:
+        return data + 8 * draw.int_in(0, DATA_SIZE // 8 - 2)
+    v = value64(draw)
+    if size == 8:
+        return v
+    v &= (1 << (8 * size)) - 1
+    if (signed or size == 4) and v >> (8 * size - 1):
+        v |= MASK64 ^ ((1 << (8 * size)) - 1)
+    return v
+
+
+def case_for(draw: Draw, impl: Implementation, target: ElfTarget, shape: Shape) -> Case:
+    """A not-yet-measured case for ``target`` (``measure`` completes it)."""
+    base_case = build_case(draw, impl.caps, shape)
+    lay = base_case.layout
+    delta = (target.offset - lay.func) % target.align  # the object's base must keep its alignment
+    layout = dataclasses.replace(lay, func=(lay.func + delta) & MASK64)
+    values: list[int] = []
+    ptrs = target.sig.pointers or (False,) * len(target.sig.args)
+    for arg, ptr in zip(target.sig.args, ptrs, strict=True):
+        if arg.is_struct:
+            values.extend(value64(draw) for _ in range(arg.slots))
+        else:
+            values.append(_abi_value(draw, arg.size, arg.signed, ptr, layout.data))
+    function = Function(
+        args=target.sig.args,
+        values=tuple(values),
+        body=Body(),
+        ret_size=target.sig.ret_size if target.sig.ret_size else 8,
+        ret_signed=target.sig.ret_signed,
+        compiled=CompiledBody(path=target.path, symbol=target.name, sha256=target.sha256),
+    )
+    return dataclasses.replace(base_case, function=function, layout=layout, sled=target.fn.sled_key)
+
+
+def shape_for(draw: Draw, target: ElfTarget, kinds_from: Shape) -> Shape:
+    """The structural part for ``target``: its sled and arguments, links and flags as drawn."""
+    args = tuple((a.size, a.is_struct) for a in target.sig.args)
+    return Shape("kernel_function", target.fn.sled_key, args, kinds_from.kinds, kinds_from.enter, kinds_from.flags, 8)
+
+
+class _CompilerSled:
+    """The implementation's patcher, except that "initialised" means the compiler's own bytes:
+    the baseline runs the function exactly as built, independent of the patcher under test."""
+
+    def __init__(self, inner: Patcher, sled_bytes: bytes) -> None:
+        self.inner = inner
+        self.sled_bytes = sled_bytes
+
+    def compiler_sled(self, sled: SledLayout) -> bytes:
+        return self.sled_bytes
+
+    def init_sled(self, sled: SledLayout, func: int, ftrace_caller: int) -> bytes:
+        return self.sled_bytes
+
+    def patch(self, sled: SledLayout, func: int, target: int, ftrace_caller: int) -> bytes:
+        return self.inner.patch(sled, func, target, ftrace_caller)
+
+    def unpatch(self, sled: SledLayout, func: int, ftrace_caller: int) -> bytes:
+        return self.sled_bytes
+
+
+#: baseline implementations kept alive per (implementation, object, symbol): scenario caches key
+#: on object identity, so a fresh wrapper per case could alias a collected one's cache entries
+_BASELINE_IMPLS: dict[tuple[str, str, str], Implementation] = {}
+
+
+def _baseline_impl(impl: Implementation, target: ElfTarget, layout: Layout, sled: SledLayout) -> Implementation:
+    key = (impl.name, target.sha256, target.name)
+    hit = _BASELINE_IMPLS.get(key)
+    if hit is None:
+        elf = load_elf(target.path, base=layout.func - target.offset)
+        start = layout.func - sled.pre_bytes
+        own = elf.read(start, sled.pre_bytes + sled.entry_bytes)
+        hit = dataclasses.replace(impl, patcher=_CompilerSled(impl.patcher, own))
+        if len(_BASELINE_IMPLS) > 256:
+            _BASELINE_IMPLS.clear()
+        _BASELINE_IMPLS[key] = hit
+    return hit
+
+
+def measure(case: Case, impl: Implementation, target: ElfTarget) -> Case:
+    """``case`` with its CompiledBody filled from an untraced run (raises MeasureError when the
+    function does not return normally for these inputs)."""
+    sled = impl.caps.sled_for("kernel_function", case.sled)
+    if sled is None:
+        raise MeasureError(f"sled {case.sled} is not supported by {impl.name}")
+    bimpl = _baseline_impl(impl, target, case.layout, sled)
+    untraced = dataclasses.replace(case, links=(), flags=None, teardown=False)
+    try:
+        obs = run_case(untraced, bimpl)
+    except LayoutError as exc:
+        raise MeasureError(str(exc)) from None
+    if obs.trap is not None or obs.final is None:
+        raise MeasureError(f"{target.name} does not return untraced with these inputs ({obs.trap})")
+    lo, hi = case.layout.stack, obs.entry_sp
+    stores = tuple(BodyStore(w.addr, w.size, w.value) for w in obs.writes if not (lo <= w.addr and w.addr + w.size <= hi))
+    a0 = obs.final_reg("a0")
+    assert a0 is not None
+    assert case.function.compiled is not None
+    comp = dataclasses.replace(case.function.compiled, ret=a0, stores=stores)
+    return dataclasses.replace(case, function=dataclasses.replace(case.function, compiled=comp))
+
+
+__all__ += ["enter_values", "pick", "shape_for"]
