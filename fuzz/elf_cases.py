@@ -21,11 +21,11 @@ from emu.elf.placement import symbol_offset
 from emu.elf.signature import Signature, signatures
 from emu.impls.api import Implementation, Patcher
 from emu.scenario import LayoutError, run_case
-from fuzz.shape import Draw, Shape, build_case, enter_values, pick, value64
+from fuzz.shape import Draw, Shape, build_case, pick, value64
 from model.caps import SledLayout
 from model.case import DATA_SIZE, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
 
-__all__ = ["ElfTarget", "MeasureError", "case_for", "elf_targets", "measure"]
+__all__ = ["ElfTarget", "MeasureError", "case_for", "draw_elf_case", "elf_targets", "measure", "shape_for"]
 
 MAX_SLOTS = 12 + 4  # 12 arguments, structs may take two slots each up to the BTF limit
 
@@ -168,7 +168,7 @@ def _baseline_impl(impl: Implementation, target: ElfTarget, layout: Layout, sled
     key = (impl.name, target.sha256, target.name)
     hit = _BASELINE_IMPLS.get(key)
     if hit is None:
-        elf = load_elf(target.path, base=layout.func - target.offset)
+        elf = load_elf(target.path, base=layout.func - target.offset, with_debug=False)
         start = layout.func - sled.pre_bytes
         own = elf.read(start, sled.pre_bytes + sled.entry_bytes)
         hit = dataclasses.replace(impl, patcher=_CompilerSled(impl.patcher, own))
@@ -201,4 +201,17 @@ def measure(case: Case, impl: Implementation, target: ElfTarget) -> Case:
     return dataclasses.replace(case, function=dataclasses.replace(case.function, compiled=comp))
 
 
-__all__ += ["enter_values", "pick", "shape_for"]
+def draw_elf_case(draw: Draw, impl: Implementation, targets: Sequence[ElfTarget], *,
+                  strict_flags: bool = False, tries: int = 8) -> Case | None:
+    """A measured case for one of ``targets`` (None when ``tries`` draws all failed to measure:
+    the function faults untraced for the inputs drawn, or the draw cannot be placed)."""
+    from fuzz.shape import draw_shape
+
+    for _ in range(tries):
+        target = pick(draw, targets)
+        shape = shape_for(draw, target, draw_shape(draw, impl.caps, strict_flags=strict_flags))
+        try:
+            return measure(case_for(draw, impl, target, shape), impl, target)
+        except MeasureError:
+            continue
+    return None

@@ -97,9 +97,75 @@ def _align(v: int, a: int) -> int:
     return (v + a - 1) // a * a
 
 
-def load_elf(path: str, *, base: int = 0x10000, externals: Mapping[str, int] | None = None) -> LoadedElf:
-    """Parse, place and relocate ``path``. Raises ElfError with a one-line reason."""
+@dataclass(frozen=True)
+class _Sym:
+    name: str
+    shndx: int | str
+    value: int  # section offset after alignment trimming (relocatable) or link address
+    size: int
+    kind: str
+    is_section: bool
+
+
+@dataclass(frozen=True)
+class _Rel:
+    type: int
+    offset: int  # after alignment trimming
+    sym: int
+    addend: int  # after alignment trimming when the symbol is a section symbol
+
+
+@dataclass(frozen=True)
+class _Sec:
+    name: str
+    data: bytes
+    align: int
+    alloc: bool
+    executable: bool
+    writable: bool
+    link_addr: int
+    file_offset: int
+    nobits: bool
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """Everything base-independent about a file: parsed once, placed many times."""
+
+    path: str
+    sha256: str
+    relocatable: bool
+    sections: tuple[_Sec, ...]
+    symbols: tuple[_Sym, ...]
+    relocs: tuple[tuple[int, tuple[_Rel, ...]], ...]  # (target section index, its relocations)
+    raw: bytes = field(repr=False)
+
+
+def load_elf(path: str, *, base: int = 0x10000, externals: Mapping[str, int] | None = None,
+             with_debug: bool = True) -> LoadedElf:
+    """Parse (cached by content), place and relocate ``path``. Raises ElfError in one line.
+
+    ``with_debug`` False skips relocating the debug sections (``debug_image`` is then empty):
+    placing a function for a run needs only the allocated sections."""
     raw = read_elf_bytes(path)
+    parsed = _parse_cached(os.path.abspath(path), hashlib.sha256(raw).hexdigest(), raw)
+    return _place(parsed, base, dict(externals or {}), with_debug)
+
+
+_PARSED: dict[tuple[str, str], _Parsed] = {}
+
+
+def _parse_cached(path: str, sha: str, raw: bytes) -> _Parsed:
+    hit = _PARSED.get((path, sha))
+    if hit is None:
+        hit = _parse(path, sha, raw)
+        if len(_PARSED) > 32:
+            _PARSED.clear()
+        _PARSED[(path, sha)] = hit
+    return hit
+
+
+def _parse(path: str, sha: str, raw: bytes) -> _Parsed:
     try:
         elf = ELFFile(io.BytesIO(raw))
         if elf["e_machine"] != "EM_RISCV" or elf.elfclass != 64 or not elf.little_endian:
@@ -107,130 +173,139 @@ def load_elf(path: str, *, base: int = 0x10000, externals: Mapping[str, int] | N
         kind = elf["e_type"]
         if kind not in ("ET_REL", "ET_EXEC", "ET_DYN"):
             raise ElfError(f"{path}: ELF type {kind} cannot be loaded")
-        return _load(path, raw, elf, base, dict(externals or {}), relocatable=kind == "ET_REL")
+        return _parse_elf(path, sha, raw, elf, relocatable=kind == "ET_REL")
     except ELFError as exc:
         raise ElfError(f"{path}: not a readable ELF file ({exc})") from None
 
 
-def _load(path: str, raw: bytes, elf: Any, base: int, externals: dict[str, int], *, relocatable: bool) -> LoadedElf:
+def _parse_elf(path: str, sha: str, raw: bytes, elf: Any, *, relocatable: bool) -> _Parsed:
     secs = list(elf.iter_sections())
     data: dict[int, bytearray] = {}
     for i, s in enumerate(secs):
         if s["sh_type"] == "SHT_NOBITS":
             data[i] = bytearray(s["sh_size"])
-        elif s["sh_type"] not in ("SHT_NULL",):
+        elif s["sh_type"] != "SHT_NULL":
             data[i] = bytearray(s.data())
     symtab = elf.get_section_by_name(".symtab")
     if not isinstance(symtab, SymbolTableSection):
         raise ElfError(f"{path}: no symbol table (a stripped file cannot name its functions)")
     moves = _align_sections(secs, data) if relocatable else {}
-    addr: dict[int, int] = {}
-    cursor = base
-    for i, s in enumerate(secs):
-        if not s["sh_flags"] & SH_FLAGS.SHF_ALLOC:
-            addr[i] = 0  # non-allocated (debug) sections are relocated as if at 0
-            continue
-        if relocatable:
-            cursor = _align(cursor, s["sh_addralign"])
-            addr[i] = cursor
-            cursor += len(data[i])
-        else:
-            addr[i] = s["sh_addr"]
-    sym_addr: list[int | None] = []
-    sym_size: list[int] = []
+    syms: list[_Sym] = []
     for sym in symtab.iter_symbols():
         shndx = sym["st_shndx"]
-        if shndx == "SHN_UNDEF":
-            sym_addr.append(externals.get(sym.name) if sym.name else 0)
-        elif shndx == "SHN_ABS":
-            sym_addr.append(sym["st_value"])
-        elif isinstance(shndx, int):
-            value = sym["st_value"] if relocatable else sym["st_value"] - secs[shndx]["sh_addr"]
-            sym_addr.append(addr.get(shndx, 0) + _moved(moves.get(shndx), value))
-        else:  # SHN_COMMON etc.
-            sym_addr.append(None)
-        shndx_m = moves.get(shndx) if isinstance(shndx, int) else None
-        end = sym["st_value"] + sym["st_size"]
-        sym_size.append(_moved(shndx_m, end) - _moved(shndx_m, sym["st_value"]) if shndx_m else sym["st_size"])
-
-    patched_file = bytearray(raw)
+        m = moves.get(shndx) if isinstance(shndx, int) else None
+        value, size = sym["st_value"], sym["st_size"]
+        if m:
+            value, size = _moved(m, value), _moved(m, value + size) - _moved(m, value)
+        st_type = sym["st_info"]["type"]
+        syms.append(_Sym(sym.name, shndx, value, size, {"STT_FUNC": "func", "STT_OBJECT": "object"}.get(st_type, "other"),
+                         st_type == "STT_SECTION"))
+    relocs: list[tuple[int, tuple[_Rel, ...]]] = []
     if relocatable:
         for rs in secs:
-            if not isinstance(rs, RelocationSection) or rs["sh_type"] != "SHT_RELA":
-                if isinstance(rs, RelocationSection):
-                    raise ElfError(f"{path}: REL relocations in {rs.name} (RISC-V objects use RELA)")
+            if not isinstance(rs, RelocationSection):
                 continue
+            if rs["sh_type"] != "SHT_RELA":
+                raise ElfError(f"{path}: REL relocations in {rs.name} (RISC-V objects use RELA)")
             target = rs["sh_info"]
-            _relocate_section(path, secs[target].name, data[target], addr[target], rs, symtab, sym_addr,
-                              moves.get(target), moves)
-            tsec = secs[target]
-            if not tsec["sh_flags"] & SH_FLAGS.SHF_ALLOC and tsec["sh_type"] != "SHT_NOBITS":
-                off = tsec["sh_offset"]
-                patched_file[off : off + tsec["sh_size"]] = data[target]  # debug sections never shrink
-
+            out: list[_Rel] = []
+            for rel in rs.iter_relocations():
+                t = rel["r_info_type"]
+                if t not in R.SUPPORTED:
+                    raise ElfError(f"{path}: unsupported relocation {R.reloc_name(t)} in {secs[target].name} "
+                                   f"at offset {rel['r_offset']:#x}")
+                if t in R.HINTS:
+                    continue
+                si = rel["r_info_sym"]
+                addend = rel["r_addend"]
+                sym_ = syms[si]
+                if sym_.is_section and isinstance(sym_.shndx, int) and moves.get(sym_.shndx):
+                    addend = _moved(moves[sym_.shndx], addend)  # a place inside a shrunk section
+                out.append(_Rel(t, _moved(moves.get(target), rel["r_offset"]), si, addend))
+            relocs.append((target, tuple(out)))
     sections = tuple(
-        Section(
+        _Sec(
             name=s.name,
-            addr=addr[i],
-            data=bytes(data[i]),
+            data=bytes(data.get(i, b"")),
+            align=max(1, s["sh_addralign"]),
+            alloc=bool(s["sh_flags"] & SH_FLAGS.SHF_ALLOC),
             executable=bool(s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR),
             writable=bool(s["sh_flags"] & SH_FLAGS.SHF_WRITE),
+            link_addr=s["sh_addr"],
+            file_offset=s["sh_offset"],
+            nobits=s["sh_type"] == "SHT_NOBITS",
         )
         for i, s in enumerate(secs)
-        if s["sh_flags"] & SH_FLAGS.SHF_ALLOC and s["sh_size"] > 0
     )
-    symbols = []
-    for n, sym in enumerate(symtab.iter_symbols()):
-        a = sym_addr[n]
-        shndx = sym["st_shndx"]
-        if not sym.name or a is None or not isinstance(shndx, int):
+    return _Parsed(path, sha, relocatable, sections, tuple(syms), tuple(relocs), raw)
+
+
+def _place(p: _Parsed, base: int, externals: dict[str, int], with_debug: bool) -> LoadedElf:
+    addr: dict[int, int] = {}
+    cursor = base
+    for i, s in enumerate(p.sections):
+        if not s.alloc:
+            addr[i] = 0  # non-allocated (debug) sections are relocated as if at 0
+        elif p.relocatable:
+            cursor = _align(cursor, s.align)
+            addr[i] = cursor
+            cursor += len(s.data)
+        else:
+            addr[i] = s.link_addr
+    sym_addr: list[int | None] = []
+    for sym in p.symbols:
+        if sym.shndx == "SHN_UNDEF":
+            sym_addr.append(externals.get(sym.name) if sym.name else 0)
+        elif sym.shndx == "SHN_ABS":
+            sym_addr.append(sym.value)
+        elif isinstance(sym.shndx, int):
+            local = sym.value if p.relocatable else sym.value - p.sections[sym.shndx].link_addr
+            sym_addr.append(addr.get(sym.shndx, 0) + local)
+        else:  # SHN_COMMON etc.
+            sym_addr.append(None)
+    data = {i: bytearray(s.data) for i, s in enumerate(p.sections)}
+    patched_file = bytearray(p.raw)
+    for target, rels in p.relocs:
+        sec = p.sections[target]
+        if not sec.alloc and not with_debug:
             continue
-        st_type = sym["st_info"]["type"]
-        symbols.append(
-            Symbol(
-                name=sym.name,
-                addr=a,
-                size=sym_size[n],
-                kind={"STT_FUNC": "func", "STT_OBJECT": "object"}.get(st_type, "other"),
-                section=secs[shndx].name,
-            )
-        )
+        _relocate(p.path, sec.name, data[target], addr[target], rels, p.symbols, sym_addr)
+        if not sec.alloc and not sec.nobits:
+            patched_file[sec.file_offset : sec.file_offset + len(sec.data)] = data[target]  # debug sections never shrink
+    sections = tuple(
+        Section(name=s.name, addr=addr[i], data=bytes(data[i]), executable=s.executable, writable=s.writable)
+        for i, s in enumerate(p.sections)
+        if s.alloc and len(s.data) > 0
+    )
+    symbols = tuple(
+        Symbol(name=sym.name, addr=a, size=sym.size, kind=sym.kind, section=p.sections[sym.shndx].name)
+        for sym, a in zip(p.symbols, sym_addr, strict=True)
+        if sym.name and a is not None and isinstance(sym.shndx, int)
+    )
     entries: list[int] = []
-    for i, s in enumerate(secs):
+    for i, s in enumerate(p.sections):
         if s.name == "__patchable_function_entries":
             buf = data[i]
             entries.extend(int.from_bytes(buf[k : k + 8], "little") for k in range(0, len(buf) - 7, 8))
     return LoadedElf(
-        path=os.path.abspath(path),
-        sha256=hashlib.sha256(raw).hexdigest(),
-        relocatable=relocatable,
+        path=p.path,
+        sha256=p.sha256,
+        relocatable=p.relocatable,
         sections=sections,
-        symbols=tuple(symbols),
+        symbols=symbols,
         patchable_entries=tuple(entries),
-        debug_image=bytes(patched_file),
+        debug_image=bytes(patched_file) if with_debug else b"",
     )
 
 
-def _relocate_section(path: str, name: str, buf: bytearray, base: int, rs: RelocationSection, symtab: Any,
-                      sym_addr: list[int | None], here: Moves | None, moves: dict[int, Moves]) -> None:
+def _relocate(path: str, name: str, buf: bytearray, base: int, rels: tuple[_Rel, ...], syms: tuple[_Sym, ...],
+              sym_addr: list[int | None]) -> None:
     relocs: list[R.Reloc] = []
-    for rel in rs.iter_relocations():
-        t = rel["r_info_type"]
-        if t not in R.SUPPORTED:
-            raise ElfError(f"{path}: unsupported relocation {R.reloc_name(t)} in {name} at offset {rel['r_offset']:#x}")
-        if t in R.HINTS:
-            continue
-        si = rel["r_info_sym"]
-        s = sym_addr[si]
-        sym = symtab.get_symbol(si)
+    for rel in rels:
+        s = sym_addr[rel.sym]
         if s is None:
-            raise ElfError(f"{path}: undefined symbol {sym.name!r} referenced from {name} (give it an address)")
-        addend = rel["r_addend"]
-        if sym["st_info"]["type"] == "STT_SECTION" and isinstance(sym["st_shndx"], int):
-            m = moves.get(sym["st_shndx"])  # section + addend names a place inside a shrunk section
-            addend = _moved(m, addend) if m else addend
-        off = _moved(here, rel["r_offset"])
-        relocs.append(R.Reloc(type=t, offset=off, s=s, a=addend, p=base + off))
+            raise ElfError(f"{path}: undefined symbol {syms[rel.sym].name!r} referenced from {name} (give it an address)")
+        relocs.append(R.Reloc(type=rel.type, offset=rel.offset, s=s, a=rel.addend, p=base + rel.offset))
     pcrel_hi = {r.p: r.s + r.a - r.p for r in relocs if r.type in R.PCREL_HI}
     for r in relocs:
         R.apply(buf, r, pcrel_hi)

@@ -31,7 +31,7 @@ class Placed:
 @lru_cache(maxsize=64)
 def _offset(path: str, sha256: str, symbol: str) -> tuple[int, int]:
     """(offset of the symbol from the load base, alignment the base needs)."""
-    elf = load_elf(path, base=0)
+    elf = load_elf(path, base=0, with_debug=False)
     fn = find_function(elf, symbol)
     align = 1
     from elftools.elf.elffile import ELFFile  # alignment of the allocated sections
@@ -59,7 +59,7 @@ def symbol_offset(comp: CompiledBody) -> tuple[int, int]:
 
 @lru_cache(maxsize=256)
 def _load_at(path: str, sha256: str, base: int) -> LoadedElf:
-    elf = load_elf(path, base=base)
+    elf = load_elf(path, base=base, with_debug=False)
     if elf.sha256 != sha256:
         raise ElfError(f"{path}: the file changed since the case was made")
     return elf

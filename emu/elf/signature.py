@@ -163,6 +163,8 @@ def signatures(elf: LoadedElf) -> dict[str, Signature | ElfError]:
     """Signature (or the one-line reason it cannot be one) of every named subprogram with a type.
 
     Raises ElfError when the file has no DWARF at all."""
+    if not elf.debug_image:
+        raise ValueError("signatures() needs an ELF loaded with with_debug=True")
     f = ELFFile(io.BytesIO(elf.debug_image))
     if not f.has_dwarf_info() or f.get_section_by_name(".debug_info") is None:
         raise ElfError(f"{elf.path}: no debug info (compile with -g, or give signatures with --signature)")
