@@ -12,22 +12,35 @@ reasons from those numbers; nothing about the body is written by hand.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from hypothesis import assume
+from hypothesis import strategies as st
 
 from emu.elf.functions import TracedFunction, traced_functions
 from emu.elf.image import ElfError, LoadedElf, load_elf
 from emu.elf.placement import symbol_offset
-from emu.elf.signature import Signature, signatures
+from emu.elf.signature import Signature, parse_signature, signatures
 from emu.impls.api import Implementation, Patcher
 from emu.scenario import LayoutError, run_case
 from fuzz.shape import Draw, Shape, build_case, pick, value64
 from model.caps import SledLayout
 from model.case import DATA_SIZE, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
 
-__all__ = ["ElfTarget", "MeasureError", "case_for", "draw_elf_case", "elf_targets", "measure", "shape_for"]
-
-MAX_SLOTS = 12 + 4  # 12 arguments, structs may take two slots each up to the BTF limit
+__all__ = [
+    "ElfSource",
+    "ElfTarget",
+    "MeasureError",
+    "case_for",
+    "compiled_candidate",
+    "draw_elf_case",
+    "elf_case_strategy",
+    "elf_targets",
+    "measure",
+    "shape_for",
+]
 
 
 class MeasureError(Exception):
@@ -164,13 +177,13 @@ class _CompilerSled:
 _BASELINE_IMPLS: dict[tuple[str, str, str], Implementation] = {}
 
 
-def _baseline_impl(impl: Implementation, target: ElfTarget, layout: Layout, sled: SledLayout) -> Implementation:
-    key = (impl.name, target.sha256, target.name)
+def _baseline_impl(impl: Implementation, comp: CompiledBody, layout: Layout, sled: SledLayout) -> Implementation:
+    key = (impl.name, comp.sha256, comp.symbol)
     hit = _BASELINE_IMPLS.get(key)
     if hit is None:
-        elf = load_elf(target.path, base=layout.func - target.offset, with_debug=False)
-        start = layout.func - sled.pre_bytes
-        own = elf.read(start, sled.pre_bytes + sled.entry_bytes)
+        offset, _ = symbol_offset(comp)
+        elf = load_elf(comp.path, base=layout.func - offset, with_debug=False)
+        own = elf.read(layout.func - sled.pre_bytes, sled.pre_bytes + sled.entry_bytes)
         hit = dataclasses.replace(impl, patcher=_CompilerSled(impl.patcher, own))
         if len(_BASELINE_IMPLS) > 256:
             _BASELINE_IMPLS.clear()
@@ -178,27 +191,48 @@ def _baseline_impl(impl: Implementation, target: ElfTarget, layout: Layout, sled
     return hit
 
 
-def measure(case: Case, impl: Implementation, target: ElfTarget) -> Case:
-    """``case`` with its CompiledBody filled from an untraced run (raises MeasureError when the
-    function does not return normally for these inputs)."""
+def measure(case: Case, impl: Implementation) -> Case:
+    """``case`` (whose function is compiled) with its CompiledBody's ``ret`` and ``stores`` filled
+    from an untraced run. Raises MeasureError when the function does not return normally for
+    these inputs, ElfError when the object changed or cannot be placed."""
+    comp = case.function.compiled
+    if comp is None:
+        raise ValueError("measure() needs a case whose function is compiled")
     sled = impl.caps.sled_for("kernel_function", case.sled)
     if sled is None:
         raise MeasureError(f"sled {case.sled} is not supported by {impl.name}")
-    bimpl = _baseline_impl(impl, target, case.layout, sled)
+    bimpl = _baseline_impl(impl, comp, case.layout, sled)
     untraced = dataclasses.replace(case, links=(), flags=None, teardown=False)
     try:
         obs = run_case(untraced, bimpl)
     except LayoutError as exc:
         raise MeasureError(str(exc)) from None
     if obs.trap is not None or obs.final is None:
-        raise MeasureError(f"{target.name} does not return untraced with these inputs ({obs.trap})")
+        raise MeasureError(f"{comp.symbol} does not return untraced with these inputs ({obs.trap})")
     lo, hi = case.layout.stack, obs.entry_sp
     stores = tuple(BodyStore(w.addr, w.size, w.value) for w in obs.writes if not (lo <= w.addr and w.addr + w.size <= hi))
     a0 = obs.final_reg("a0")
     assert a0 is not None
-    assert case.function.compiled is not None
-    comp = dataclasses.replace(case.function.compiled, ret=a0, stores=stores)
-    return dataclasses.replace(case, function=dataclasses.replace(case.function, compiled=comp))
+    measured = dataclasses.replace(comp, ret=a0, stores=stores)
+    return dataclasses.replace(case, function=dataclasses.replace(case.function, compiled=measured))
+
+
+def compiled_candidate(case: Case, *, original: Case, impl: Implementation) -> Case | None:
+    """For the minimiser: a smaller candidate of a compiled case, measured again; None when it
+    changed what the compiled function is (its signature, its object) or cannot be measured.
+    The function's BTF arguments must stay its real ones: with fewer, the trampoline would save
+    fewer registers than the code reads, a mismatch no kernel has."""
+    comp, orig = case.function.compiled, original.function.compiled
+    if comp is None or orig is None or case.function.args != original.function.args:
+        return None
+    if (comp.path, comp.symbol, comp.sha256) != (orig.path, orig.symbol, orig.sha256):
+        return None
+    if (case.function.ret_size, case.function.ret_signed) != (original.function.ret_size, original.function.ret_signed):
+        return None
+    try:
+        return measure(case, impl)
+    except (MeasureError, ElfError):
+        return None
 
 
 def draw_elf_case(draw: Draw, impl: Implementation, targets: Sequence[ElfTarget], *,
@@ -211,7 +245,69 @@ def draw_elf_case(draw: Draw, impl: Implementation, targets: Sequence[ElfTarget]
         target = pick(draw, targets)
         shape = shape_for(draw, target, draw_shape(draw, impl.caps, strict_flags=strict_flags))
         try:
-            return measure(case_for(draw, impl, target, shape), impl, target)
+            return measure(case_for(draw, impl, target, shape), impl)
         except MeasureError:
             continue
     return None
+
+
+@dataclass(frozen=True)
+class ElfSource:
+    """What ``fuzz --elf`` names: an object, optionally some of its symbols, and signatures given
+    on the command line (``NAME=(8,4s,p)->4s``) for objects without debug info. Plain data, so a
+    worker process can rebuild the targets."""
+
+    path: str
+    symbols: tuple[str, ...] = ()
+    signatures: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({"path": self.path, "symbols": list(self.symbols), "signatures": list(self.signatures)})
+
+    @staticmethod
+    def from_json(text: str) -> ElfSource:
+        data = json.loads(text)
+        return ElfSource(str(data["path"]), tuple(map(str, data.get("symbols", []))),
+                         tuple(map(str, data.get("signatures", []))))
+
+    def given(self) -> dict[str, Signature]:
+        out: dict[str, Signature] = {}
+        for text in self.signatures:
+            name, sep, sig = text.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"--signature {text!r}: expected NAME=(args)->ret, e.g. f=(8,4s,p)->4s")
+            out[name.strip()] = parse_signature(sig)
+        return out
+
+    def targets(self, impl: Implementation) -> tuple[list[ElfTarget], list[str]]:
+        return elf_targets(self.path, impl, symbols=self.symbols, given=self.given())
+
+
+class _HypothesisDraw:
+    """The ``Draw`` protocol over hypothesis's choices, so the shared builder shrinks natively."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self._draw = draw
+
+    def int_in(self, lo: int, hi: int) -> int:
+        return self._draw(st.integers(lo, hi)) if hi > lo else lo
+
+    def flag(self) -> bool:
+        return self._draw(st.booleans())
+
+    def u64(self) -> int:
+        return self._draw(st.integers(0, MASK64))
+
+
+def elf_case_strategy(impl: Implementation, targets: Sequence[ElfTarget], *,
+                      strict_flags: bool = False) -> st.SearchStrategy[Case]:
+    """Measured cases for ``targets`` drawn by hypothesis (its shrinking re-measures each one)."""
+
+    @st.composite
+    def cases(draw: st.DrawFn) -> Case:
+        case = draw_elf_case(_HypothesisDraw(draw), impl, targets, strict_flags=strict_flags)
+        assume(case is not None)
+        assert case is not None
+        return case
+
+    return cases()
