@@ -77,6 +77,18 @@ def _common_search(p: argparse.ArgumentParser, *, jobs_default: int | None = Non
                    help="also judge raw flag sets the core never generates, against the strict expectation")
 
 
+def _elf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--elf", metavar="PATH",
+                   help="trace the real compiled functions of this RV64 object or executable (built with "
+                        "-fpatchable-function-entry; signatures from its DWARF) instead of generated bodies "
+                        "(default: generated bodies)")
+    p.add_argument("--symbol", action="append", default=[], metavar="NAME",
+                   help="with --elf: only these functions (repeatable; default: every function with a sled)")
+    p.add_argument("--signature", action="append", default=[], metavar="NAME=SIG",
+                   help="with --elf: a function's signature when the object has no debug info, e.g. "
+                        "'f=(8,4s,16S,p)->4s' (s signed, S struct, p pointer; default: from DWARF)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sledfuzz",
@@ -109,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "as engine findings in OUT/engine-findings (needs the spike extra)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     _common_search(p, jobs_default=1)
+    _elf_options(p)
 
     p = sub.add_parser("replay", help="re-judge corpus files; exit 1 if any verdict changed")
     p.add_argument("paths", nargs="+", metavar="PATH", help="corpus entries (*.json) or directories of them")
@@ -189,10 +202,24 @@ def _load_case_file(path: str) -> tuple[Any, Any]:
     try:
         if isinstance(data, dict) and "corpus" in data:
             entry = entry_from_dict(data)
-            return entry.case, entry
-        return case_from_dict(data), None
+            return _object_unchanged(entry.case, path), entry
+        return _object_unchanged(case_from_dict(data), path), None
     except CaseError as exc:
         raise UsageError(f"{path}: {exc}") from None
+
+
+def _object_unchanged(case: Any, path: str) -> Any:
+    """A case that traces a compiled function replays only against the same object file."""
+    if case.function.compiled is None:
+        return case
+    from emu.elf.image import ElfError
+    from emu.elf.placement import check_hash
+
+    try:
+        check_hash(case.function.compiled)
+    except ElfError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return case
 
 
 def _default_impl(entry: Any, given: str | None, path: str) -> str:
@@ -321,6 +348,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         set_default_tree(args.linux_src)  # also exported as $SLEDFUZZ_LINUX_SRC for workers
     impl = _resolve(args.impl)
     _check_out_dir(args.out)
+    elf = _elf_source(args, impl)
     start = time.time()
     if args.engine == "atheris":
         from fuzz.atheris_run import run_atheris
@@ -328,12 +356,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if args.corpus is not None and not Path(args.corpus).is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a directory")
         res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
-                          strict_flags=args.strict_flags, corpus=args.corpus)
+                          strict_flags=args.strict_flags, corpus=args.corpus, elf=elf)
         print(report.fuzz_report(res, time.time() - start))
         return EXIT_FINDINGS if res.findings else EXIT_CLEAN
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
-                      engine="hypothesis") for i in range(args.jobs)]
+                      engine="hypothesis", elf=elf) for i in range(args.jobs)]
     display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time)
     with display:
         results, interrupted = run_cells(specs, jobs=args.jobs, on_event=display.on_event)
@@ -343,6 +371,46 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
     return EXIT_FINDINGS if cell is not None and cell.findings else EXIT_CLEAN
+
+
+def _elf_source(args: argparse.Namespace, impl: Any) -> Any:
+    """The --elf source, checked before any work: one line per function skipped, exit 2 when
+    none is left (naming the implementations that support the object's sled layouts)."""
+    if args.elf is None:
+        if args.symbol or args.signature:
+            raise UsageError("--symbol and --signature need --elf")
+        return None
+    from emu.elf.image import ElfError
+    from fuzz.elf_cases import ElfSource
+
+    source = ElfSource(args.elf, tuple(args.symbol), tuple(args.signature))
+    try:
+        targets, skipped = source.targets(impl)
+    except (ElfError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    for line in skipped:
+        print(f"sledfuzz: skipped {line}", file=sys.stderr)
+    if not targets:
+        raise UsageError(f"--elf {args.elf}: no function {impl.name} can trace{_supporting(args.elf)}")
+    return source
+
+
+def _supporting(path: str) -> str:
+    """Which shipped implementations support the sled layouts an object's functions have."""
+    from emu.elf.functions import traced_functions
+    from emu.elf.image import ElfError, load_elf
+    from emu.impls.registry import resolve
+    from fuzz.campaign import shipped_configurations
+
+    try:
+        layouts = {f.sled_key for f in traced_functions(load_elf(path, base=0, with_debug=False))[0]}
+    except ElfError:
+        return ""
+    if not layouts:
+        return ""
+    names = [n for n in shipped_configurations()
+             if resolve(n).caps.kernel_direct_calls and any(resolve(n).caps.sled_for("kernel_function", k) for k in layouts)]
+    return f" (its sled layouts {', '.join(sorted(layouts))} are supported by: {', '.join(names) or 'none'})"
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -363,6 +431,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for f in files:
         try:
             entries.append((str(f), load_entry(f)))
+            _object_unchanged(entries[-1][1].case, str(f))
         except CaseError as exc:
             raise UsageError(f"{f}: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:

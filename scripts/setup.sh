@@ -8,6 +8,8 @@ need=()
 command -v riscv64-linux-gnu-as >/dev/null 2>&1 || need+=(binutils-riscv64-linux-gnu)
 command -v riscv64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-riscv64-linux-gnu)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v clang >/dev/null 2>&1 || need+=(clang)  # compiled traced functions (tests/elf_src), both compilers
+command -v qemu-riscv64 >/dev/null 2>&1 || need+=(qemu-user)  # second executor for compiled baselines
 [ -f /usr/src/linux-source-6.12.tar.xz ] || need+=(linux-source-6.12)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # sledfuzz nightly: the Redis server its shared-database tests start on a loopback port
