@@ -15,12 +15,14 @@ from pathlib import Path
 from emu.impls.api import E2BIG, Image, LinkKind, PokeKind, PokeResult, Refused, TrampRequest
 from emu.kernel.build import KernelBuild, build
 
-SF_ABI_VERSION = 1
+SF_ABI_VERSION = 2
 SF_MAX_ARGS = 16
 SF_MAX_LINKS = 64
 BTF_FMODEL_STRUCT_ARG = 0x1
 BTF_FMODEL_SIGNED_ARG = 0x2
-_LINK_KIND: dict[LinkKind, int] = {"fentry": 0, "fmod_ret": 1, "fexit": 2}
+#: sledfuzz's link-kind numbering (sf_wrapper.h); "fsession" only on trees with the node API
+_LINK_KIND: dict[str, int] = {"fentry": 0, "fmod_ret": 1, "fexit": 2, "fsession": 3}
+SF_LINK_F_SESSION_COOKIE = 0x1
 _POKE_KIND: dict[PokeKind, int] = {"nop": 0, "call": 1, "jump": 2}
 _U64 = (1 << 64) - 1
 #: The C side keeps per-call state in globals shared by every KernelJit on the same library.
@@ -28,7 +30,7 @@ _CALL_LOCK = threading.Lock()
 
 
 class _SfReq(ctypes.Structure):
-    """``struct sf_req`` of sf_wrapper.h, field for field (SF_ABI_VERSION 1)."""
+    """``struct sf_req`` of sf_wrapper.h, field for field (SF_ABI_VERSION 2)."""
 
     _fields_ = (
         ("abi", ctypes.c_uint32),
@@ -49,6 +51,7 @@ class _SfReq(ctypes.Structure):
         ("link_prog", ctypes.c_uint64 * SF_MAX_LINKS),
         ("link_bpf_func", ctypes.c_uint64 * SF_MAX_LINKS),
         ("link_cookie", ctypes.c_uint64 * SF_MAX_LINKS),
+        ("link_flags", ctypes.c_uint8 * SF_MAX_LINKS),
     )
 
 
@@ -81,6 +84,8 @@ def _request(req: TrampRequest) -> _SfReq:
         r.link_prog[i] = link.prog & _U64
         r.link_bpf_func[i] = link.bpf_func & _U64
         r.link_cookie[i] = link.cookie & _U64
+        # a session program that calls bpf_session_cookie() (a field of fsession links only)
+        r.link_flags[i] = SF_LINK_F_SESSION_COOKIE if getattr(link, "session_cookie", False) else 0
     return r
 
 

@@ -75,6 +75,16 @@ s64 sf_kaddr(const void *host)
 	return (s64)(uintptr_t)host;
 }
 
+s64 sf_kimm(s64 value)
+{
+	int i;
+
+	for (i = 0; i < sf_nkmaps; i++)
+		if ((s64)(uintptr_t)sf_kmaps[i].host == value)
+			return (s64)sf_kmaps[i].kaddr;
+	return value;
+}
+
 /* ---- the helpers the JIT takes addresses of ----------------------------------------------- */
 /* The kernel picks one of __bpf_prog_enter{,_recur,_sleepable{,_recur}} / _lsm_cgroup by prog
  * type; the scenario has one host call for all of them. */
@@ -147,9 +157,15 @@ int patch_text(void *addr, u32 *insns, size_t len)
 }
 
 /* ---- request -> kernel objects ------------------------------------------------------------ */
+#if SF_TRAMP_NODES
+#define SF_TL_T struct bpf_tramp_nodes
+#else
+#define SF_TL_T struct bpf_tramp_links
+#endif
+
 struct sf_objs {
 	struct btf_func_model m;
-	struct bpf_tramp_links tl[BPF_TRAMP_MAX];
+	SF_TL_T tl[BPF_TRAMP_MAX];
 	struct bpf_tramp_link links[SF_MAX_LINKS];
 	struct bpf_prog progs[SF_MAX_LINKS];
 	struct bpf_prog_aux aux[SF_MAX_LINKS];
@@ -157,23 +173,39 @@ struct sf_objs {
 };
 static struct sf_objs sf_o;
 
+#if SF_TRAMP_NODES
+static void sf_add(SF_TL_T *tl, struct bpf_tramp_node *node)
+{
+	tl->nodes[tl->nr_nodes++] = node;
+}
+#else
+static void sf_add(SF_TL_T *tl, struct bpf_tramp_link *link)
+{
+	tl->links[tl->nr_links++] = link;
+}
+#endif
+
 static int sf_build(const struct sf_req *r)
 {
 	static const int kind_to_tramp[] = {
 		[SF_LINK_FENTRY] = BPF_TRAMP_FENTRY,
 		[SF_LINK_FMOD_RET] = BPF_TRAMP_MODIFY_RETURN,
 		[SF_LINK_FEXIT] = BPF_TRAMP_FEXIT,
+		[SF_LINK_FSESSION] = BPF_TRAMP_FENTRY,
 	};
-	u32 i, nsizes;
+	u32 i, nsizes, weight = 0;
 
 	sf_msg[0] = '\0';
 	if (r->abi != SF_ABI_VERSION || r->nr_links > SF_MAX_LINKS || r->nr_args > 255) {
 		sf_log("sledfuzz: malformed request");
 		return -EINVAL;
 	}
-	/* kernel/bpf/trampoline.c refuses more than BPF_MAX_TRAMP_LINKS before any JIT runs */
-	if (r->nr_links > BPF_MAX_TRAMP_LINKS) {
-		sf_log("sledfuzz: %u links > BPF_MAX_TRAMP_LINKS", r->nr_links);
+	/* kernel/bpf/trampoline.c refuses more than BPF_MAX_TRAMP_LINKS before any JIT runs; a
+	 * session program counts twice (its fentry and its fexit node) */
+	for (i = 0; i < r->nr_links; i++)
+		weight += r->link_kind[i] == SF_LINK_FSESSION ? 2 : 1;
+	if (weight > BPF_MAX_TRAMP_LINKS) {
+		sf_log("sledfuzz: %u links > BPF_MAX_TRAMP_LINKS", weight);
 		return -E2BIG;
 	}
 	memset(&sf_o, 0, sizeof(sf_o));
@@ -195,21 +227,60 @@ static int sf_build(const struct sf_req *r)
 
 	sf_kmap_add(&sf_o.im, r->im_addr);
 	for (i = 0; i < r->nr_links; i++) {
-		struct bpf_tramp_links *tl;
+		struct bpf_tramp_link *l = &sf_o.links[i];
+		struct bpf_prog *p = &sf_o.progs[i];
+		u8 kind = r->link_kind[i];
 
-		if (r->link_kind[i] > SF_LINK_FEXIT) {
-			sf_log("sledfuzz: bad link kind %u", r->link_kind[i]);
+		if (kind > SF_LINK_FSESSION || (kind == SF_LINK_FSESSION && !SF_TRAMP_NODES)) {
+			sf_log("sledfuzz: link kind %u is not supported by this tree", kind);
 			return -EINVAL;
 		}
-		tl = &sf_o.tl[kind_to_tramp[r->link_kind[i]]];
-		sf_o.progs[i].jited = 1;
-		sf_o.progs[i].aux = &sf_o.aux[i];
-		sf_o.progs[i].bpf_func = (void *)(uintptr_t)r->link_bpf_func[i];
-		sf_o.links[i].link.prog = &sf_o.progs[i];
-		sf_o.links[i].cookie = r->link_cookie[i];
-		tl->links[tl->nr_links++] = &sf_o.links[i];
-		sf_kmap_add(&sf_o.progs[i], r->link_prog[i]);
+		p->jited = 1;
+		p->aux = &sf_o.aux[i];
+		p->bpf_func = (void *)(uintptr_t)r->link_bpf_func[i];
+		p->call_session_cookie = !!(r->link_flags[i] & SF_LINK_F_SESSION_COOKIE);
+		p->type = BPF_PROG_TYPE_TRACING;
+		p->expected_attach_type = kind == SF_LINK_FEXIT ? BPF_TRACE_FEXIT :
+					  kind == SF_LINK_FMOD_RET ? BPF_MODIFY_RETURN : BPF_TRACE_FENTRY;
+		l->link.type = BPF_LINK_TYPE_TRACING;
+		/* a struct_ops trampoline: the core's INDIRECT flag with the member's one program */
+		if ((r->flags & BPF_TRAMP_F_INDIRECT) && r->nr_links == 1 && kind == SF_LINK_FENTRY) {
+			p->type = BPF_PROG_TYPE_STRUCT_OPS;
+			l->link.type = BPF_LINK_TYPE_STRUCT_OPS;
+		}
+		l->link.prog = p;
+#if SF_TRAMP_NODES
+		if (kind == SF_LINK_FSESSION)
+			p->expected_attach_type = BPF_TRACE_FSESSION;
+		l->node.link = &l->link;
+		l->node.cookie = r->link_cookie[i];
+		sf_add(&sf_o.tl[kind_to_tramp[kind]], &l->node);
+#else
+		l->cookie = r->link_cookie[i];
+		sf_add(&sf_o.tl[kind_to_tramp[kind]], l);
+#endif
+		sf_kmap_add(p, r->link_prog[i]);
 	}
+#if SF_TRAMP_NODES
+	/* a session program's fexit node runs in the fexit phase, after the fexit programs listed
+	 * before it in the request */
+	{
+		struct bpf_tramp_nodes *fexit = &sf_o.tl[BPF_TRAMP_FEXIT];
+
+		fexit->nr_nodes = 0;
+		for (i = 0; i < r->nr_links; i++) {
+			struct bpf_tramp_link *l = &sf_o.links[i];
+
+			if (r->link_kind[i] == SF_LINK_FEXIT) {
+				sf_add(fexit, &l->node);
+			} else if (r->link_kind[i] == SF_LINK_FSESSION) {
+				l->fexit.link = &l->link;
+				l->fexit.cookie = r->link_cookie[i];
+				sf_add(fexit, &l->fexit);
+			}
+		}
+	}
+#endif
 	return 0;
 }
 

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#define SF_ABI_VERSION 1
+#define SF_ABI_VERSION 2
 #define SF_MAX_ARGS 16	 /* more than MAX_BPF_FUNC_ARGS, so a 13-argument request can be asked */
 #define SF_MAX_LINKS 64	 /* more than BPF_MAX_TRAMP_LINKS, so the -E2BIG path can be asked */
 
@@ -17,6 +17,8 @@
 #define SF_LINK_FENTRY 0
 #define SF_LINK_FMOD_RET 1
 #define SF_LINK_FEXIT 2
+#define SF_LINK_FSESSION 3 /* 7.x: runs in the fentry and the fexit phase */
+#define SF_LINK_F_SESSION_COOKIE 0x1 /* link_flags: the program calls bpf_session_cookie() */
 #define SF_POKE_NOP 0
 #define SF_POKE_CALL 1
 #define SF_POKE_JUMP 2
@@ -40,6 +42,7 @@ struct sf_req {
 	uint64_t link_prog[SF_MAX_LINKS];	/* kernel-like address of the bpf_prog object */
 	uint64_t link_bpf_func[SF_MAX_LINKS];
 	uint64_t link_cookie[SF_MAX_LINKS];
+	uint8_t link_flags[SF_MAX_LINKS];	/* SF_LINK_F_* */
 };
 
 int sf_abi_version(void);
