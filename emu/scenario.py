@@ -739,15 +739,17 @@ class Scenario:
             modify = getattr(ft, "modify_call", None)
             if modify is not None:
                 plain = p.patch(sled, lay.func, image, lay.ftrace_caller)
-                # a wrong old target: one whose call encodes differently from the site's
-                for cand in (image + 0x10, lay.ftrace_caller + 0x10, lay.ftrace_caller - 0x10):
-                    wrong = cand & MASK64
-                    if p.patch(sled, lay.func, wrong, lay.ftrace_caller) != plain:
-                        r = modify(sled, lay.func, plain, wrong, image, lay.ftrace_caller)
-                        out.append(PokeCheck("wrong_old modify_call", "ftrace_modify_call", r.rc, r.site, plain))
-                        break
+                # a site the mechanism must refuse, per what it compares (patchers.wrong_old_site)
+                wrong_old = getattr(ft, "wrong_old_site", None)
+                bad, wrong = wrong_old(sled, lay.func, plain, image, lay.ftrace_caller) if wrong_old else (plain, image)
+                if (bad, wrong) != (plain, image):
+                    r = modify(sled, lay.func, bad, wrong, image, lay.ftrace_caller)
+                    out.append(PokeCheck("wrong_old modify_call", "ftrace_modify_call", r.rc, r.site, bad))
                 r = modify(sled, lay.func, plain, image, image, lay.ftrace_caller)
-                out.append(PokeCheck("call->call", "ftrace_modify_call", r.rc, r.site, plain))
+                # v6.16+ always re-points the jalr at ftrace_caller (the literal reaches the target)
+                via = lay.ftrace_caller if getattr(ft, "scheme", None) == "atomic" else image
+                out.append(PokeCheck("call->call", "ftrace_modify_call", r.rc, r.site,
+                                     p.patch(sled, lay.func, via, lay.ftrace_caller)))
         checks = tuple(out)
         if len(self._pokes) > 4096:
             self._pokes.clear()

@@ -75,8 +75,9 @@ def _states(patcher: FtracePatcher, old: bytes, new: bytes, sled: SledLayout) ->
     diffs = [off for off in entry if old[off : off + 4] != new[off : off + 4]]
     lit = [0] if pre and old[:8] != new[:8] else []
     if patcher.scheme == "atomic":
-        disabling = _word(new, pre + 4) == NOP4
-        order = diffs + lit if disabling else lit + diffs  # ops before the jalr when enabling
+        # ftrace_make_call and ftrace_make_nop both set the ops literal first, then the jalr
+        # (v6.16+ ftrace.c: ftrace_rec_update_ops / ftrace_rec_set_nop_ops before patch_insn_write)
+        order = lit + diffs
     else:
         order = diffs  # patch_insn_write: one copy, ascending
     states = [old]

@@ -64,6 +64,10 @@ class KernelFeatures:
     tramp_nodes: bool = False
     #: interface: ``bpf_jit_supports_fsession()`` returns true (7.x)
     fsession: bool = False
+    #: interface: ``struct bpf_tramp_image`` has ``ip_after_call``: retiring an image pokes it into a
+    #: jump over the fexit programs (6.x). 7.x records a skip per program instead (bpf_tramp_skip)
+    #: and a retired image still runs its fexit programs; the eras do not model that yet.
+    teardown_poke: bool = True
     #: one line per fact the probe could not read (it took the newest value)
     notes: tuple[str, ...] = field(default=())
 
@@ -184,5 +188,6 @@ def probe_source(src: str, bpf_h: str = "") -> KernelFeatures:
         fentry_ninsns=int(ninsns.group(1)) if ninsns else 2,
         tramp_nodes=tramp_nodes,
         fsession=fsession,
+        teardown_poke="void *ip_after_call;" in bpf_h if bpf_h else True,
         notes=tuple(notes),
     )
