@@ -316,10 +316,9 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
     """
     if args.impl != "kernel":
         raise UsageError("--linux-src is for --impl kernel")
-    from emu.kernel.impl import register_trees, set_default_tree, tree_report
     from emu.impls.registry import ImplementationError
-
     from emu.kernel.debian import DebianTreeError, resolve_tree
+    from emu.kernel.impl import register_trees, set_default_tree, tree_report
 
     try:
         args.linux_src = [str(resolve_tree(src)) for src in args.linux_src]  # debian:7.3 -> its tarball

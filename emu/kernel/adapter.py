@@ -12,7 +12,7 @@ import ctypes
 import threading
 from pathlib import Path
 
-from emu.impls.api import E2BIG, Image, LinkKind, PokeKind, PokeResult, Refused, TrampRequest
+from emu.impls.api import E2BIG, Image, PokeKind, PokeResult, Refused, TrampRequest
 from emu.kernel.build import KernelBuild, build
 
 SF_ABI_VERSION = 2

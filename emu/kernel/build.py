@@ -236,8 +236,8 @@ def rewrite_jit(text: str) -> tuple[str, tuple[tuple[str, int], ...], tuple[str,
     if not missing:
         return text, tuple(counts), ()
     text, n = re.subn(r"(?<![\w])emit_imm\(", "SF_EMIT_IMM(", text)
-    text = re.sub(r"\bvoid SF_EMIT_IMM\(", "void emit_imm(", text)  # the definition keeps its name
-    counts.append(("emit_imm", n))
+    text, defs = re.subn(r"\bvoid SF_EMIT_IMM\(", "void emit_imm(", text)  # the definition keeps its name
+    counts.append(("emit_imm", n - defs))
     note = (f"build: {JIT_C} loads no {' and no '.join(missing)} pointer with a '(const s64)' cast; every "
             "emit_imm value is mapped instead (a host pointer becomes its kernel-like address)")
     return text, tuple(counts), (note,)

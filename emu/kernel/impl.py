@@ -32,7 +32,6 @@ from pathlib import Path
 
 from emu.impls.api import EINVAL, Implementation, PokeKind, PokeResult
 from emu.impls.eras import BUGS, ERAS, REVERTS, Era
-from model.caps import KnownBug
 from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers, words
 from emu.impls.registry import ImplementationError, capabilities
 from emu.kernel.adapter import KernelJit
@@ -47,7 +46,7 @@ from emu.kernel.build import (
 )
 from emu.kernel.debian import PREFIX, DebianTreeError, resolve_tree
 from emu.kernel.probe import KernelFeatures
-from model.caps import SledLayout
+from model.caps import KnownBug, SledLayout
 
 ENV_VAR = "SLEDFUZZ_LINUX_SRC"
 ENV_TREES = "SLEDFUZZ_LINUX_SRCS"
