@@ -75,6 +75,23 @@ SEEDS: tuple[dict[str, object], ...] = (
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
+@pytest.fixture(autouse=True)
+def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI sets the process's default tree and the registry caches ``kernel``: undo both after each test."""
+    import os
+
+    import emu.impls.registry as registry
+    import emu.kernel.impl as kimpl
+
+    monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
+    monkeypatch.setattr(registry, "_cache", dict(registry._cache))
+    for var in (kimpl.ENV_VAR, kimpl.ENV_TREES):
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
+
+
 def tree_copy(src: Path, dest: Path, old: str, new: str) -> None:
     """The files the kernel implementation reads, from ``src``, with ``old`` -> ``new`` in the JIT (once)."""
     files, name, _ = read_tree(src)
