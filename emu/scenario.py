@@ -483,6 +483,10 @@ class Scenario:
     def _teardown(self, run: _Run) -> None:
         """Retire the image while the original runs: ip_after_call NOP -> JUMP ip_epilogue."""
         img = run.image
+        skips = getattr(img, "skips", ())
+        if img is not None and img.ip_after_call is None and skips:
+            self._detach_fexit(run, skips)
+            return
         if img is None or img.ip_after_call is None or img.ip_epilogue is None:
             return
         eng = self.engine
@@ -493,6 +497,24 @@ class Scenario:
             self._shadow.pop(run.case.layout.image, None)
         else:
             run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
+
+    def _detach_fexit(self, run: _Run, skips: tuple[tuple[str, int, int], ...]) -> None:
+        """7.x (no ip_after_call): the same outcome by detaching every fexit program while the
+        original runs: the kernel patches each one's nop into a jump over its call
+        (``arch_bpf_trampoline_skip``, docs/kernel.md)."""
+        tramp_skip = getattr(run.impl.jit, "tramp_skip", None)
+        if tramp_skip is None:
+            return
+        for kind, nop, target in skips:
+            if kind != "fexit":
+                continue
+            site = self.engine.read(nop, 8)
+            res = tramp_skip(nop, site, target)
+            if res.rc == 0:
+                self._write(nop, res.site[:8])
+                self._shadow.pop(run.case.layout.image, None)
+            else:
+                run.teardown_pokes.append(PokeCheck("teardown", "arch_bpf_trampoline_skip", res.rc, res.site, site))
 
     def _set_body_hook(self, addr: int) -> None:
         """An observer at the body's first instruction: records, never redirects control."""

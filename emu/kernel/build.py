@@ -58,6 +58,10 @@ _REWRITES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: 7.x: the JIT overrides kernel/bpf/trampoline.c's __weak arch_bpf_trampoline_skip
+_TRAMP_SKIP_DEF = re.compile(r"^int arch_bpf_trampoline_skip\(", re.MULTILINE)
+
+
 class KernelBuildError(Exception):
     """A tree could not be read or did not build against the shims; the message says why."""
 
@@ -336,6 +340,7 @@ def build(linux_src: Path | str | None = None, *, rvc: bool = True, cc: str | No
         *(["-DCONFIG_RISCV_ISA_C=1"] if rvc else []),
         f"-DSF_POKE_API={features.poke_api}",
         f"-DSF_TRAMP_NODES={1 if features.tramp_nodes else 0}",
+        f"-DSF_JIT_TRAMP_SKIP={1 if _TRAMP_SKIP_DEF.search(text) else 0}",
         f"-DSF_PATCH_TEXT_UNIT={1 if features.patch_text_bytes else 4}",
     ]
     variant = _shim_digest(flags, compiler)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,19 +40,12 @@ def test_every_invariant_holds_on_the_trees_jit(version: str) -> None:
     ker = factory(src, name=f"kernel-{version}")
     report = tree_report(src)
     assert report.build.version.startswith(version + "."), report.build.version
-    # 7.x retires an image without skipping its fexit programs (bpf_tramp_skip per program instead
-    # of the ip_after_call poke); the eras model only the 6.x teardown, so on those trees a case is
-    # judged without retiring the image until the v7.2/v7.3 eras exist (docs/kernel.md, "Results
-    # per tree").
-    teardown = report.build.features.teardown_poke
     counts: Counter[str] = Counter()
 
     @settings(max_examples=int(CASES * 1.2), derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(search_cases(ker.caps))
     def check(case: Case) -> None:
-        if not teardown:
-            case = replace(case, teardown=False)
         verdict = judge(case, ker)
         counts[verdict.status] += 1
         counts[f"{verdict.status} {case.target}"] += 1

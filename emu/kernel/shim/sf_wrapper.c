@@ -284,6 +284,65 @@ static int sf_build(const struct sf_req *r)
 	return 0;
 }
 
+/* ---- 7.x: skips recorded during the emit pass, and the detach poke ---------------------- */
+struct sf_skip {
+	uint32_t link;
+	uint64_t nop, target;
+};
+static struct sf_skip sf_skips[2 * SF_MAX_LINKS];
+static int sf_nskips;
+static bool sf_recording;
+
+void sf_record_skip(const struct bpf_prog *prog, void *nop, void *target)
+{
+	if (!sf_recording || sf_nskips >= (int)(sizeof(sf_skips) / sizeof(sf_skips[0])))
+		return;
+	sf_skips[sf_nskips].link = (uint32_t)(prog - sf_o.progs);
+	sf_skips[sf_nskips].nop = (u64)(uintptr_t)nop;
+	sf_skips[sf_nskips].target = (u64)(uintptr_t)target;
+	sf_nskips++;
+}
+
+int sf_tramp_skips(uint32_t *links, uint64_t *nops, uint64_t *targets, int max)
+{
+	int i;
+
+	for (i = 0; i < sf_nskips && i < max; i++) {
+		links[i] = sf_skips[i].link;
+		nops[i] = sf_skips[i].nop;
+		targets[i] = sf_skips[i].target;
+	}
+	return sf_nskips;
+}
+
+#if !SF_JIT_TRAMP_SKIP && SF_POKE_API == 2
+/* kernel/bpf/trampoline.c's __weak default, for a tree whose JIT does not override it */
+int arch_bpf_trampoline_skip(void *nop, void *target)
+{
+	return bpf_arch_text_poke(nop, BPF_MOD_NOP, BPF_MOD_JUMP, NULL, target);
+}
+#elif !SF_JIT_TRAMP_SKIP
+/* 6.x: images are retired through ip_after_call; there is no per-program skip */
+int arch_bpf_trampoline_skip(void *nop, void *target)
+{
+	(void)nop;
+	(void)target;
+	return -ENOTSUPP;
+}
+#endif
+
+int sf_tramp_skip(uint64_t nop, uint8_t site[8], uint64_t target)
+{
+	int ret;
+
+	sf_msg[0] = '\0';
+	sf_poke_ip = nop;
+	sf_poke_site = site;
+	ret = arch_bpf_trampoline_skip((void *)(uintptr_t)nop, (void *)(uintptr_t)target);
+	sf_poke_site = NULL;
+	return ret;
+}
+
 static int sf_check_mapped(int ret)
 {
 	if (ret >= 0 && sf_unmapped) {
@@ -321,10 +380,13 @@ int sf_tramp_emit(const struct sf_req *req, uint64_t image_addr, uint8_t *out, u
 	sf_copy_kaddr = image_addr;
 	sf_copy_out = out;
 	sf_copy_len = out_len;
+	sf_nskips = 0;
+	sf_recording = true;
 	ret = arch_prepare_bpf_trampoline(&sf_o.im, (void *)(uintptr_t)image_addr,
 					  (void *)(uintptr_t)(image_addr + out_len), &sf_o.m,
 					  req->flags, sf_o.tl, func);
 	sf_copy_out = NULL;
+	sf_recording = false;
 	ret = sf_check_mapped(ret);
 	if (ret < 0)
 		return ret;

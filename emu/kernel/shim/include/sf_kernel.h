@@ -310,13 +310,15 @@ struct bpf_tramp_image {
 	void *skips;
 };
 
+/* 7.x: the JIT records each program's skip nop; the wrapper keeps them for the teardown. */
+void sf_record_skip(const struct bpf_prog *prog, void *nop, void *target);
+int arch_bpf_trampoline_skip(void *nop, void *target);
+
 static inline void bpf_tramp_image_add_skip(struct bpf_tramp_image *im, struct bpf_prog *prog,
 					    void *nop, void *target)
 {
 	(void)im;
-	(void)prog;
-	(void)nop;
-	(void)target;
+	sf_record_skip(prog, nop, target);
 }
 
 #if SF_TRAMP_NODES
