@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from fuzz.cli import main
 
 
 @pytest.fixture(autouse=True)
-def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI sets the process's default tree and the registry caches ``kernel``: undo both after each test."""
+def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI sets the process's default tree (also in the environment, for workers) and the
+    registry caches ``kernel``: undo all of it after each test, so no later test sees this tree."""
     import os
 
     import emu.impls.registry as registry
@@ -21,11 +23,13 @@ def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
     monkeypatch.setattr(registry, "_cache", dict(registry._cache))
-    for var in (kimpl.ENV_VAR, kimpl.ENV_TREES):
-        if var in os.environ:
-            monkeypatch.setenv(var, os.environ[var])
+    saved = {var: os.environ.get(var) for var in (kimpl.ENV_VAR, kimpl.ENV_TREES)}
+    yield
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
         else:
-            monkeypatch.delenv(var, raising=False)
+            os.environ[var] = value
 
 
 def _fetched(version: str) -> str:

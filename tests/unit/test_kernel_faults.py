@@ -15,6 +15,7 @@ line fails here rather than silently testing less.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,8 +82,9 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
-def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI sets the process's default tree and the registry caches ``kernel``: undo both after each test."""
+def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI sets the process's default tree (also in the environment, for workers) and the
+    registry caches ``kernel``: undo all of it after each test, so no later test sees this tree."""
     import os
 
     import emu.impls.registry as registry
@@ -90,11 +92,13 @@ def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
     monkeypatch.setattr(registry, "_cache", dict(registry._cache))
-    for var in (kimpl.ENV_VAR, kimpl.ENV_TREES):
-        if var in os.environ:
-            monkeypatch.setenv(var, os.environ[var])
+    saved = {var: os.environ.get(var) for var in (kimpl.ENV_VAR, kimpl.ENV_TREES)}
+    yield
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
         else:
-            monkeypatch.delenv(var, raising=False)
+            os.environ[var] = value
 
 
 def tree_copy(src: Path, dest: Path, old: str, new: str) -> None:
