@@ -154,7 +154,7 @@ def fetch(version: str, *, mirror: AptMirror | None = None) -> Path:
         raise DebianTreeError(f"debian:{version}: apt-get update failed: {_last_error(proc)}")
     package = f"linux-source-{version}"
     with tempfile.TemporaryDirectory(dir=trees_root(), prefix=".dl-") as tmp:
-X
+        os.chmod(tmp, 0o755)  # as root apt may then warn that it downloads unsandboxed; harmless
         proc = _run(["apt-get", *opts, "download", f"{package}/{suite}"], cwd=Path(tmp))
         debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
         if proc.returncode != 0 or not debs:
