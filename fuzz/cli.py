@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=ENGINES, default="hypothesis")
     p.add_argument("--impl", required=True, metavar="NAME", help="implementation name (see 'sledfuzz impls')")
     p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
-    p.add_argument("--linux-src", metavar="PATH",
-                   help="Linux tree (directory or tarball) for the 'kernel' implementation "
+    p.add_argument("--linux-src", metavar="PATH", action="append",
+                   help="Linux tree (directory, tarball, or debian:6.12 / debian:7.2 / debian:7.3) for the 'kernel' "
+                        "implementation; repeatable: each tree is judged as kernel-<version> "
                         "(default: $SLEDFUZZ_LINUX_SRC, else Debian's linux-source-6.12)")
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
     p.add_argument("--cross-check", choices=("spike",), metavar="ENGINE",
@@ -144,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
 
     p = sub.add_parser("impls", help="list implementations (eras, pairings, bug configurations, kernel)")
-    p.add_argument("--linux-src", metavar="PATH", help="Linux tree for the 'kernel' line (default as for fuzz)")
+    p.add_argument("--linux-src", metavar="PATH", help="Linux tree for the 'kernel' line, e.g. debian:7.3 "
+                                                     "(default as for fuzz)")
 
     p = sub.add_parser("matrix", help="the historical-bug matrix: search each configuration until found")
     p.add_argument("--format", choices=("md", "json"), default="md")
@@ -337,15 +339,51 @@ def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrup
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    impls = _kernel_trees(args) if args.linux_src else [args.impl]
+    return max([_fuzz_one(args, name) for name in impls])
+
+
+def _kernel_trees(args: argparse.Namespace) -> list[str]:
+    """``--linux-src`` (repeatable): one tree keeps the name ``kernel``; several are ``kernel-<version>``.
+
+    Notes of the probe (what it could not read) and labels of missing fixes go to stderr, one line each.
+    """
+    if args.impl != "kernel":
+        raise UsageError("--linux-src is for --impl kernel")
+    from emu.impls.registry import ImplementationError
+    from emu.kernel.debian import DebianTreeError, resolve_tree
+    from emu.kernel.impl import register_trees, set_default_tree, tree_report
+
+    try:
+        args.linux_src = [str(resolve_tree(src)) for src in args.linux_src]  # debian:7.3 -> its tarball
+    except DebianTreeError as exc:
+        raise UsageError(f"--linux-src {exc}") from None
+    for src in args.linux_src:
+        if not Path(src).exists():
+            raise UsageError(f"--linux-src {src}: no such file or directory")
+    try:
+        if len(args.linux_src) == 1:
+            set_default_tree(args.linux_src[0])  # also exported as $SLEDFUZZ_LINUX_SRC for workers
+            names = ["kernel"]
+        else:
+            names = register_trees(args.linux_src)
+        for src in args.linux_src:
+            report = tree_report(src)
+            for line in report.notes:
+                print(f"sledfuzz: {report.name}: {line}", file=sys.stderr)
+            for bug in report.labels:
+                print(f"sledfuzz: {report.name}: markers suggest {bug.commit} is missing ({bug.summary}); "
+                      "a finding on its invariants may be that known bug", file=sys.stderr)
+    except ImplementationError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    return names
+
+
+def _fuzz_one(args: argparse.Namespace, name: str) -> int:
     from fuzz import report
     from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
 
-    if args.linux_src is not None:
-        if not Path(args.linux_src).exists():
-            raise UsageError(f"--linux-src {args.linux_src}: no such file or directory")
-        from emu.kernel.impl import set_default_tree
-
-        set_default_tree(args.linux_src)  # also exported as $SLEDFUZZ_LINUX_SRC for workers
+    args.impl = name
     impl = _resolve(args.impl)
     _check_out_dir(args.out)
     elf = _elf_source(args, impl)

@@ -192,6 +192,10 @@ def _build(name: str) -> Implementation:
         return _bug_config(name, base, commit)
     if name == "kernel":
         return _kernel()
+    if name.startswith("kernel-"):  # one of several trees named in a run (emu/kernel/impl.py)
+        from emu.kernel.impl import factory_named
+
+        return factory_named(name)
     if ":" in name:
         return _plugin(name)
     impl = _entry_point(name)

@@ -74,11 +74,10 @@ def _states(patcher: FtracePatcher, old: bytes, new: bytes, sled: SledLayout) ->
     entry = [pre + 4 * i for i in range(patcher.patch_size() // 4)]
     diffs = [off for off in entry if old[off : off + 4] != new[off : off + 4]]
     lit = [0] if pre and old[:8] != new[:8] else []
-    if patcher.scheme == "atomic":
-        disabling = _word(new, pre + 4) == NOP4
-        order = diffs + lit if disabling else lit + diffs  # ops before the jalr when enabling
-    else:
-        order = diffs  # patch_insn_write: one copy, ascending
+    # v6.16+ ftrace_make_call and ftrace_make_nop both set the ops literal first, then the jalr
+    # (ftrace.c: ftrace_rec_update_ops / ftrace_rec_set_nop_ops before patch_insn_write); the t0
+    # scheme's patch_insn_write is one copy, ascending
+    order = lit + diffs if patcher.scheme == "atomic" else diffs
     states = [old]
     cur = bytearray(old)
     for off in order:
