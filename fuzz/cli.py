@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fuzz import __version__
+from fuzz import __version__, review_cli
+from fuzz.review_cli import TreeUnavailable
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_SKIP = 125  # the tree cannot be built or probed: git bisect run skips it
 
 ENGINES = ("hypothesis", "atheris")
 
@@ -105,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "implementation; repeatable: each tree is judged as kernel-<version> "
                         "(default: $SLEDFUZZ_LINUX_SRC, else Debian's linux-source-6.12)")
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
+    p.add_argument("--case", metavar="FILE",
+                   help="judge only this saved case (deterministic; for git bisect run) instead of searching "
+                        "(default: search)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     _common_search(p, jobs_default=1)
 
@@ -145,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N")
     p.add_argument("--count-only", action="store_true", help="print the number of shapes and exit")
     _common_search(p)
+    review_cli.add_parser(sub, _seconds, _seed)
     return parser
 
 
@@ -306,7 +312,19 @@ def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrup
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     impls = _kernel_trees(args) if args.linux_src else [args.impl]
+    if args.case is not None:
+        return max([_judge_saved_case(args, name) for name in impls])
     return max([_fuzz_one(args, name) for name in impls])
+
+
+def _judge_saved_case(args: argparse.Namespace, name: str) -> int:
+    """``fuzz --case FILE``: judge one saved case only (fast and deterministic: a bisect step)."""
+    from fuzz.oracle import judge
+
+    case, _ = _load_case_file(args.case)
+    verdict = judge(case, _resolve(name), strict_flags=args.strict_flags)
+    print(f"{name}: {verdict.status}: {verdict.summary}")
+    return EXIT_FINDINGS if verdict.status == "fail" else EXIT_CLEAN
 
 
 def _kernel_trees(args: argparse.Namespace) -> list[str]:
@@ -341,7 +359,9 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
                 print(f"sledfuzz: {report.name}: markers suggest {bug.commit} is missing ({bug.summary}); "
                       "a finding on its invariants may be that known bug", file=sys.stderr)
     except ImplementationError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        from fuzz.review_cli import TreeUnavailable
+
+        raise TreeUnavailable(str(exc).splitlines()[0]) from None
     return names
 
 
@@ -508,6 +528,13 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if res.violating else EXIT_CLEAN
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    try:
+        return review_cli.cmd_review(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 HANDLERS = {
     "run": cmd_run,
     "fuzz": cmd_fuzz,
@@ -517,6 +544,7 @@ HANDLERS = {
     "impls": cmd_impls,
     "matrix": cmd_matrix,
     "exhaust": cmd_exhaust,
+    "review": cmd_review,
 }
 
 
@@ -534,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    except TreeUnavailable as exc:
+        _err(f"{exc} (exit 125: git bisect run skips this tree)")
+        return EXIT_SKIP
     except KeyboardInterrupt:
         print("sledfuzz: interrupted", file=sys.stderr)
         return 130
