@@ -58,8 +58,8 @@ def render_text(res: ReviewResult, *, reproduce: dict[str, str]) -> str:
     """The reply-ready report. ``reproduce`` maps invariant -> the exact command that shows it."""
     out: list[str] = []
     plural = "es" if len(res.patches) != 1 else ""
-    out += _wrap(f"sledfuzz review of {len(res.patches)} patch{plural} on linux {res.version} ({res.tree})")
     out += _wrap(_verdict(res))
+    out += _wrap(f"sledfuzz review of {len(res.patches)} patch{plural} on linux {res.version} ({res.tree})")
     out += _wrap(f"{res.cases:,} cases judged on both trees in {res.seconds:.1f} s; "
                  f"{len(res.fixes)} fixed; behaviour changed without a violation in "
                  f"{sum(res.changed.values()):,} case(s).")
