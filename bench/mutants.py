@@ -153,7 +153,8 @@ def child(args: argparse.Namespace) -> None:
         except Exception as exc:  # the mutated implementation raised on this case: a finding
             frames = traceback.extract_tb(exc.__traceback__)
             ours = [f for f in frames if str(ROOT) in f.filename] or frames
-            where = f"{os.path.relpath(ours[-1].filename, ROOT)}:{ours[-1].lineno}" if ours else "?"
+            spots = [f for f in ours if f"{os.sep}emu{os.sep}impls{os.sep}" in f.filename][-1:] + ours[-1:]
+            where = " -> ".join(dict.fromkeys(f"{os.path.relpath(f.filename, ROOT)}:{f.lineno}" for f in spots)) or "?"
             write({"killed": True, "how": "crash", "error": f"{type(exc).__name__}: {exc}", "where": where,
                    "case": case.to_json(indent=None)})
         if verdict.status == "fail":
