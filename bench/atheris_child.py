@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             "startup": (time.time() - (now_wall - first_wall)) - args.spawned_at if args.spawned_at else None,
             "generation_seconds": gen[0],
             "judge_seconds": probe.judge_seconds,
-            "judge_cpu": probe.judge_cpu,
             "stages": probe.split(),
+            "probe_seconds": probe.overhead,
             "structures": len(probe.structures),
             "counts": counts,
             "found": found,
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             finish()
 
     cmd = [sys.argv[0], f"-seed={args.seed}", f"-max_total_time={int(args.seconds) + 30}", "-timeout=20",
+           f"-artifact_prefix={work}{os.sep}",
            "-rss_limit_mb=4096", "-print_final_stats=0"]
     if target.__file__:
         dictionary = os.path.join(os.path.dirname(os.path.dirname(target.__file__)), "corpus", "fuzz_trampoline.dict")

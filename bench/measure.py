@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import fuzz.oracle
 from model.case import Case
-from model.core import effective_flags
 
 #: The judge's stages, in the order a case goes through them (``expect`` and ``invariants`` from
 #: ``judge(timing=...)``, the rest from ``Scenario.timing``).
@@ -31,19 +30,16 @@ STAGES = ("expect", "jit", "setup", "run", "collect", "invariants")
 
 def structure_of(case: Case) -> tuple[Any, ...]:
     """What makes two cases structurally different: target, sled, argument sizes, link kinds in
-    order, the flags the JIT receives, the return size, teardown. Values and layout are not part
-    of it (a value variant of a case has the same structure)."""
-    try:
-        flags: int | None = effective_flags(case)
-    except Exception:  # a case the core refuses outright
-        flags = None
+    order, the raw flags (None: derived by the core) and which links ask for the ip, the return
+    size, teardown. Values and layout are not part of it (a value variant has the same structure).
+    Cheap on purpose: it runs inside the measured loop."""
     fn = case.function
     return (
         case.target,
         case.sled,
         tuple((a.size, a.is_struct) for a in fn.args),
-        tuple(lk.kind for lk in case.links),
-        flags,
+        tuple((lk.kind, lk.wants_ip) for lk in case.links),
+        case.flags,
         fn.ret_size,
         case.teardown,
     )
@@ -64,7 +60,7 @@ class JudgeProbe:
     structures: set[tuple[Any, ...]] = field(default_factory=set)
     first_wall: float | None = None
     first_cpu: float | None = None
-    judge_cpu: float = 0.0
+    overhead: float = 0.0  # the probe's own bookkeeping (structures, callbacks), not the tool's
     track_structures: bool = True
     scenario_timing: dict[str, float] = field(default_factory=dict)
     scenario_before: dict[str, float] = field(default_factory=dict)
@@ -88,9 +84,8 @@ def probe_judge(probe: JudgeProbe) -> Iterator[JudgeProbe]:
 
     def judge(case: Case, impl_or_name: Any, **kw: Any) -> fuzz.oracle.Verdict:
         t0 = time.perf_counter()
-        c0 = time.process_time()
-        if probe.first_wall is None:
-            probe.first_wall, probe.first_cpu = time.monotonic(), c0
+        if probe.first_wall is None:  # process_time is a system call (~5 us here): only once
+            probe.first_wall, probe.first_cpu = time.monotonic(), time.process_time()
         timing = kw.pop("timing", None)
         own: dict[str, float] = {}
         verdict = real(case, impl_or_name, timing=own, **kw)
@@ -98,14 +93,15 @@ def probe_judge(probe: JudgeProbe) -> Iterator[JudgeProbe]:
             for k, v in own.items():
                 timing[k] = timing.get(k, 0.0) + v
         probe.calls += 1
-        probe.judge_seconds += time.perf_counter() - t0
-        probe.judge_cpu += time.process_time() - c0
+        t1 = time.perf_counter()
+        probe.judge_seconds += t1 - t0
         probe.stages["expect"] += own.get("expect", 0.0)
         probe.stages["invariants"] += own.get("invariants", 0.0)
         if probe.track_structures:
             probe.structures.add(structure_of(case))
         if probe.on_verdict is not None:
             probe.on_verdict(case, verdict, time.monotonic())
+        probe.overhead += time.perf_counter() - t1
         return verdict
 
     fuzz.oracle.judge = judge  # type: ignore[assignment]
@@ -175,13 +171,20 @@ def run_search(impl_name: str, engine: str, seconds: float, seed: int, *,
         "startup": (time.time() - (now_wall - first_wall)) - spawned_at if spawned_at else None,
         "generation_seconds": None,
         "judge_seconds": probe.judge_seconds,
-        "judge_cpu": probe.judge_cpu,
         "stages": probe.split(),
+        "probe_seconds": probe.overhead,
         "structures": len(probe.structures),
         "counts": counts,
         "found": found,
         "error": res.error,
     }
+
+
+def error_tail(stderr: str, n: int = 4) -> str:
+    """The lines of a failed child's stderr that say what went wrong (not libFuzzer's chatter)."""
+    keep = [ln for ln in stderr.splitlines()
+            if ln.strip() and not ln.startswith(("INFO:", "#", "WARNING:", "Dictionary:"))]
+    return " | ".join(keep[-n:])
 
 
 def child_command(engine: str, impl: str, seconds: float, seed: int, out: str,

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.measure import STAGES, child_command, fuzz_default_engine, search_engines
+from bench.measure import STAGES, child_command, error_tail, fuzz_default_engine, search_engines
 
 
 def measure_engine(engine: str, impl: str, seconds: float, seed: int) -> dict[str, Any]:
@@ -39,12 +39,12 @@ def measure_engine(engine: str, impl: str, seconds: float, seed: int) -> dict[st
     fd, out = tempfile.mkstemp(prefix="sledfuzz-bench-", suffix=".json")
     os.close(fd)
     try:
-        proc = subprocess.run(child_command(engine, impl, seconds, seed, out), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, timeout=seconds + 180, check=False)
+        proc = subprocess.run(child_command(engine, impl, seconds, seed, out), cwd=tempfile.gettempdir(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=seconds + 180,
+                              check=False)
         text = Path(out).read_text(encoding="utf-8")
         if not text:
-            tail = proc.stderr.strip().splitlines()[-1:] if proc.stderr else []
-            raise RuntimeError(f"engine {engine}: no result (exit {proc.returncode}) {' '.join(tail)}")
+            raise RuntimeError(f"engine {engine}: no result (exit {proc.returncode}) {error_tail(proc.stderr)}")
         result: dict[str, Any] = json.loads(text)
         return result
     finally:
@@ -58,7 +58,8 @@ def report(r: dict[str, Any], default: bool) -> list[str]:
     rate_wall = n / wall if wall > 0 else 0.0
     stages = r["stages"]
     judge = r["judge_seconds"]
-    generation = max(0.0, wall - judge)
+    probe = r.get("probe_seconds") or 0.0
+    generation = max(0.0, wall - judge - probe)
     startup = f"{r['startup']:.2f}s" if r.get("startup") is not None else "?"
     label = " (default of sledfuzz fuzz)" if default else ""
     lines = [
@@ -74,9 +75,10 @@ def report(r: dict[str, Any], default: bool) -> list[str]:
         inner = ", ".join(f"{k} {1e6 * stages.get(k, 0.0) / n:.0f}us ({100 * stages.get(k, 0.0) / wall:.0f}%)"
                           for k in STAGES)
         parts.append(f"judge {1e6 * judge / n:.0f}us ({100 * judge / wall:.0f}%) = {inner}")
+        parts.append(f"bench probe {1e6 * probe / n:.0f}us ({100 * probe / wall:.0f}%)")
         lines.append("  per case (wall): " + " | ".join(parts))
-        jc = r.get("judge_cpu") or 0.0
-        lines.append(f"  judge alone: {n / jc if jc else 0:.0f} cases per judge CPU-second; "
+        jc = judge * cpu / wall if wall else 0.0  # the judge's share of the CPU time (load is uniform)
+        lines.append(f"  judge alone: ~{n / jc if jc else 0:.0f} cases per CPU-second of judging; "
                      "verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
     if r.get("error"):
         lines.append(f"  search error: {r['error']}")

@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.measure import child_command, fuzz_default_engine, search_engines
+from bench.measure import child_command, error_tail, fuzz_default_engine, search_engines
 
 
 def bug_configurations() -> dict[str, dict[str, list[str]]]:
@@ -88,11 +88,11 @@ def run(config: str, bugs: dict[str, list[str]], engine: str, seed: int, budget:
     os.close(fd)
     try:
         proc = subprocess.run(child_command(engine, config, budget, seed, out, awaited=bugs),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              stdout=subprocess.DEVNULL, cwd=tempfile.gettempdir(), stderr=subprocess.PIPE, text=True,
                               timeout=budget + 180, check=False)
         text = Path(out).read_text(encoding="utf-8")
         if not text:
-            tail = " | ".join(proc.stderr.strip().splitlines()[-2:])
+            tail = error_tail(proc.stderr)
             return {"config": config, "engine": engine, "seed": seed, "error": f"no result: {tail}", "found": {}}
         r: dict[str, Any] = json.loads(text)
     finally:
