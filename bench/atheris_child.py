@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--await", dest="awaited", default="", help="JSON: bug -> list of invariants")
     ap.add_argument("--spawned-at", type=float, default=None, help="time.time() when the parent started us")
+    ap.add_argument("--libfuzzer", action="append", default=[], metavar="-FLAG=VALUE",
+                    help="an extra libFuzzer flag (experiments, e.g. -len_control=0)")
     args = ap.parse_args(argv)
 
     impl = resolve(args.impl)
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         dictionary = os.path.join(os.path.dirname(os.path.dirname(target.__file__)), "corpus", "fuzz_trampoline.dict")
         if os.path.exists(dictionary):
             cmd.append(f"-dict={dictionary}")
+    cmd += args.libfuzzer
     cmd.append(work)
     atheris.Setup(cmd, test_one)
     atheris.Fuzz()
