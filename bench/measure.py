@@ -104,11 +104,11 @@ def probe_judge(probe: JudgeProbe) -> Iterator[JudgeProbe]:
         probe.overhead += time.perf_counter() - t1
         return verdict
 
-    fuzz.oracle.judge = judge  # type: ignore[assignment]
+    fuzz.oracle.judge = judge
     try:
         yield probe
     finally:
-        fuzz.oracle.judge = real  # type: ignore[assignment]
+        fuzz.oracle.judge = real
 
 
 def search_engines() -> tuple[str, ...]:

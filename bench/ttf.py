@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     runs: list[dict[str, Any]] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for r in pool.map(lambda j: run(*j, args.budget_seconds), jobs):
+        for r in pool.map(lambda j: run(j[0], j[1], j[2], j[3], args.budget_seconds), jobs):
             runs.append(r)
             if r.get("error"):
                 print(f"  {r['config']} {r['engine']} seed {r['seed']}: {r['error']}", flush=True)
