@@ -131,8 +131,8 @@ def fuzz_default_engine() -> str:
 def run_search(impl_name: str, engine: str, seconds: float, seed: int, *,
                awaited: dict[str, list[str]] | None = None, spawned_at: float | None = None) -> dict[str, Any]:
     """Run ``search_cell`` as ``sledfuzz fuzz``/``run`` do (no output files, no minimising) and
-    measure it. With ``awaited`` (bug -> invariants) the search stops once every bug was seen
-    (the campaign's own stop rule) and the result says when each was first seen."""
+    measure it. With ``awaited`` (bug -> invariants) the search stops once every awaited bug was
+    seen (the campaign's own stop rule, ``stop_on``) and the result says when each was first seen."""
     from fuzz.campaign import resolve, search_cell
 
     target = resolve(impl_name).name
@@ -159,7 +159,8 @@ def run_search(impl_name: str, engine: str, seconds: float, seed: int, *,
     probe.on_verdict = on_verdict
     with probe_judge(probe):
         res = search_cell(impl_name, seconds=seconds, seed=seed, out_dir=None, minimize=False,
-                          stop_when_found=bool(awaited), engine=engine)  # type: ignore[arg-type]
+                          stop_when_found=bool(awaited), stop_on=frozenset(awaited) if awaited else None,
+                          engine=engine)  # type: ignore[arg-type]
     now_wall, now_cpu = time.monotonic(), time.process_time()
     first_wall = probe.first_wall or now_wall
     return {
