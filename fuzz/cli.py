@@ -68,13 +68,22 @@ _seed = _int_range(0, (1 << 64) - 1, "a seed")
 
 
 def _common_search(p: argparse.ArgumentParser, *, jobs_default: int | None = None) -> None:
-    p.add_argument("--jobs", type=_jobs, default=jobs_default,
-                   help="worker processes (default: the number of CPUs, at most 8)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--jobs", type=_jobs, default=jobs_default, metavar="N",
+                   help="worker processes (default: %(default)s)" if jobs_default is not None
+                   else "worker processes (default: the number of CPUs, at most 8)")
+    p.add_argument("--seed", type=_seed, default=0, metavar="N", help="seed of every random choice (default: %(default)s)")
     p.add_argument("--out", default="sledfuzz-out", metavar="DIR",
-                   help="where findings are written, atomically, as they are found (default ./sledfuzz-out)")
+                   help="where findings are written, atomically, as they are found; several runs may share it "
+                        "(default: ./%(default)s)")
     p.add_argument("--strict-flags", action="store_true",
-                   help="also judge raw flag sets the core never generates, against the strict expectation")
+                   help="also judge raw flag sets the core never generates, against the strict expectation "
+                        "(default: off, they count as unspecified)")
+
+
+def _strict_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict-flags", action="store_true",
+                   help="judge a raw flag set the core never generates against the strict expectation "
+                        "(default: off, such a case is unspecified)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,63 +94,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sledfuzz {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    impl_help = "implementation name (see 'sledfuzz impls')"
 
     p = sub.add_parser("run", help="the main job: a time-boxed campaign over every shipped era and bug configuration",
                        description="Search every shipped era, pairing and bug configuration for a fixed time, then "
                                    "print the configuration x invariant matrix. Exit 0 when every bug configuration "
                                    "was found and nothing else was reported, else 1.")
-    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="total time budget (default 60 s)")
-    p.add_argument("--impl", action="append", metavar="NAME", help="restrict to these implementations (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="total time budget (default: %(default)g s)")
+    p.add_argument("--impl", action="append", metavar="NAME",
+                   help="restrict to these implementations, repeatable (default: every shipped configuration)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display (default: shown)")
     _common_search(p)
 
     p = sub.add_parser("fuzz", help="fuzz one implementation with hypothesis or atheris",
                        description="Search one implementation; every violation found is a finding (exit 1).")
-    p.add_argument("--engine", choices=ENGINES, default="hypothesis")
-    p.add_argument("--impl", required=True, metavar="NAME", help="implementation name (see 'sledfuzz impls')")
-    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
+    p.add_argument("--engine", choices=ENGINES, default="hypothesis",
+                   help="hypothesis: its strategies in --jobs processes; atheris: the libFuzzer target "
+                        "(default: %(default)s)")
+    p.add_argument("--impl", required=True, metavar="NAME", help=f"{impl_help}; required")
+    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default: %(default)g s)")
     p.add_argument("--linux-src", metavar="PATH",
                    help="Linux tree (directory or tarball) for the 'kernel' implementation "
                         "(default: $SLEDFUZZ_LINUX_SRC, else Debian's linux-source-6.12)")
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display (default: shown)")
     _common_search(p, jobs_default=1)
 
     p = sub.add_parser("replay", help="re-judge corpus files; exit 1 if any verdict changed")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="corpus entries (*.json) or directories of them")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="corpus entries (*.json) or directories searched recursively for them")
 
     p = sub.add_parser("explain", help="show a case's violation and its annotated execution")
-    p.add_argument("case", metavar="CASE.json")
-    p.add_argument("--impl", metavar="NAME", help="implementation (default: the first failing one the entry names)")
-    p.add_argument("--strict-flags", action="store_true")
-    p.add_argument("--max-insns", type=_int_range(1, 10**7, "a number of instructions"), default=2000,
-                   help="trace at most this many instructions (default 2000)")
+    p.add_argument("case", metavar="CASE.json", help="a case file or a corpus entry")
+    p.add_argument("--impl", metavar="NAME",
+                   help=f"{impl_help} (default: the first one a corpus entry expects to fail)")
+    _strict_flags(p)
+    p.add_argument("--max-insns", type=_int_range(1, 10**7, "a number of instructions"), default=2000, metavar="N",
+                   help="show at most this many instructions, the first ones and the last ones "
+                        "(default: %(default)s)")
 
     p = sub.add_parser("minimize", help="shrink a case while it keeps the same violation")
-    p.add_argument("case", metavar="CASE.json")
-    p.add_argument("--impl", metavar="NAME", help="implementation (default: the first failing one the entry names)")
-    p.add_argument("--invariant", metavar="I-NAME", help="the violation to keep (default: the first one)")
+    p.add_argument("case", metavar="CASE.json", help="a case file or a corpus entry (e.g. a finding's .raw.json)")
+    p.add_argument("--impl", metavar="NAME",
+                   help=f"{impl_help} (default: the first one a corpus entry expects to fail)")
+    p.add_argument("--invariant", metavar="I-NAME",
+                   help="the violation to keep (default: the invariant the file records, else the first one "
+                        "the case violates)")
     p.add_argument("--origin", metavar="NAME",
-                   help="also keep passing on this implementation (default: the one the impl derives from)")
-    p.add_argument("-o", "--output", metavar="PATH", help="write the minimal entry here (default: stdout)")
-    p.add_argument("--strict-flags", action="store_true")
-    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
+                   help="also keep passing on this implementation (default: the one --impl derives from)")
+    p.add_argument("-o", "--output", metavar="PATH", help="write the minimal entry to this file (default: stdout)")
+    _strict_flags(p)
+    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default: %(default)g s)")
 
     p = sub.add_parser("impls", help="list implementations (eras, pairings, bug configurations, kernel)")
-    p.add_argument("--linux-src", metavar="PATH", help="Linux tree for the 'kernel' line (default as for fuzz)")
+    p.add_argument("--linux-src", metavar="PATH",
+                   help="Linux tree for the 'kernel' line (default: $SLEDFUZZ_LINUX_SRC, else Debian's "
+                        "linux-source-6.12)")
 
     p = sub.add_parser("matrix", help="the historical-bug matrix: search each configuration until found")
-    p.add_argument("--format", choices=("md", "json"), default="md")
+    p.add_argument("--format", choices=("md", "json"), default="md",
+                   help="md: a markdown table; json: one object per configuration (default: %(default)s)")
     p.add_argument("--time-per-cell", type=_seconds, default=30.0, metavar="S",
-                   help="search budget per configuration (default 30 s; found bugs stop early)")
-    p.add_argument("--impl", action="append", metavar="NAME", help="restrict to these implementations (repeatable)")
+                   help="search budget per configuration; found bugs stop early (default: %(default)g s)")
+    p.add_argument("--impl", action="append", metavar="NAME",
+                   help="restrict to these implementations, repeatable (default: every shipped configuration)")
     _common_search(p)
 
     p = sub.add_parser("exhaust", help="every configuration shape up to small bounds, values drawn per shape")
-    p.add_argument("--impl", required=True, metavar="NAME")
-    p.add_argument("--max-links", type=_int_range(0, 6, "a number of links"), default=3, metavar="K")
-    p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N")
-    p.add_argument("--count-only", action="store_true", help="print the number of shapes and exit")
+    p.add_argument("--impl", required=True, metavar="NAME", help=f"{impl_help}; required")
+    p.add_argument("--max-links", type=_int_range(0, 6, "a number of links"), default=3, metavar="K",
+                   help="longest link sequence enumerated, 0..6 (default: %(default)s)")
+    p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N",
+                   help="most function arguments enumerated, 0..12 (default: %(default)s)")
+    p.add_argument("--count-only", action="store_true",
+                   help="print the number of shapes and exit (default: off, run them)")
     _common_search(p)
     return parser
 
