@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -423,20 +424,57 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failed else EXIT_CLEAN
 
 
+def _recorded_invariants(entry: Any, name: str) -> list[str]:
+    """The invariants a finding file says its case violates on ``name``: its provenance's own
+    invariant first, then the ones its expected verdict lists."""
+    if entry is None:
+        return []
+    out = [str(entry.provenance["invariant"])] if "invariant" in entry.provenance else []
+    verdict = entry.expect.get(name)
+    if verdict is not None and verdict.status == "fail":
+        out += sorted(verdict.invariants)
+    return list(dict.fromkeys(out))
+
+
+def _check_output_file(path: str) -> None:
+    """``-o PATH`` must be a file we can create or replace: refused before any work."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"-o {path}: is a directory, expected a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"-o {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {path}: directory {parent} is not writable")
+    if p.exists() and not p.is_file():
+        raise UsageError(f"-o {path}: exists and is not a regular file")
+
+
 def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzz.campaign import derives_from, judge_case, minimize_finding
-    from fuzz.corpus import Entry, atomic_write_text
-    from fuzz.minimize import size
+    from fuzz.corpus import Entry, atomic_write_text, with_tool_version
+    from fuzz.minimize import size, size_change
 
+    if args.output:
+        _check_output_file(args.output)
     case, entry = _load_case_file(args.case)
     name = _default_impl(entry, args.impl, args.case)
     impl = _resolve(name)
     judged = judge_case(case, impl, args.strict_flags)
     if judged.status != "fail":
         raise UsageError(f"{args.case}: the case does not fail on {name} (verdict: {judged.status}); nothing to minimize")
-    inv = args.invariant or sorted(judged.invariants)[0]
-    if inv not in judged.invariants:
-        raise UsageError(f"--invariant {inv}: the case violates {', '.join(sorted(judged.invariants))} on {name}, not {inv}")
+    violated = ", ".join(sorted(judged.invariants))
+    if args.invariant:
+        inv = args.invariant
+        if inv not in judged.invariants:
+            raise UsageError(f"--invariant {inv}: the case violates {violated} on {name}, not {inv}")
+    else:
+        recorded = _recorded_invariants(entry, name)
+        kept = [i for i in recorded if i in judged.invariants]
+        if recorded and not kept:
+            raise UsageError(f"{args.case}: records {', '.join(recorded)} but the case now violates {violated} on "
+                             f"{name}; pass --invariant to choose one")
+        inv = kept[0] if kept else sorted(judged.invariants)[0]
     origin_name = args.origin or derives_from(name)
     origin = _resolve(origin_name) if origin_name else None
     if origin is not None and not judge_case(case, origin, args.strict_flags).passed:
@@ -448,10 +486,13 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         expect[origin_name] = judge_case(small, origin, args.strict_flags).verdict
     prov = dict(entry.provenance) if entry is not None else {}
     prov.update({"invariant": inv, "minimized_from": str(args.case)})
-    out = Entry(small, expect, prov).to_json()
+    out = Entry(small, expect, with_tool_version(prov)).to_json()
     if args.output:
-        atomic_write_text(args.output, out)
-        print(f"minimized {args.case} -> {args.output} ({inv} on {name}; size {size(case)} -> {size(small)})",
+        try:
+            atomic_write_text(args.output, out)
+        except OSError as exc:
+            raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
+        print(f"minimized {args.case} -> {args.output} ({inv} on {name}; {size_change(size(case), size(small))})",
               file=sys.stderr)
     else:
         print(out, end="")
