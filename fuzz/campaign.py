@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fuzz.corpus import Entry, ExpectedVerdict, atomic_write_text
+from fuzz.corpus import Entry, ExpectedVerdict, with_tool_version, write_finding
 from fuzz.oracle import PASSING
 from model.case import Case
 
@@ -336,9 +336,8 @@ def _write_case(path: Path, case: Case, impl: str, judged: Judged, provenance: d
     expect = {impl: judged.verdict}
     if origin is not None and origin_judged is not None:
         expect[origin] = origin_judged.verdict
-    entry = Entry(case=case, expect=expect, provenance=provenance)
-    atomic_write_text(path, entry.to_json())
-    return str(path)
+    entry = Entry(case=case, expect=expect, provenance=with_tool_version(provenance))
+    return str(write_finding(path, entry))  # a free name: never another run's case
 
 
 def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | None, strict_flags: bool,

@@ -189,25 +189,32 @@ def _resolve(name: str) -> Any:
         raise UsageError(str(exc).splitlines()[0] if str(exc) else f"unknown implementation {name!r}") from None
 
 
-def _load_case_file(path: str) -> tuple[Any, Any]:
-    """(case, entry or None) from a case file or a corpus entry; one-line errors."""
-    from fuzz.corpus import entry_from_dict
-    from model.case import CaseError, case_from_dict
+def _read_input(path: str) -> Any:
+    """Parsed JSON of an input file, or a one-line UsageError naming the file (never a hang on a
+    FIFO, a MemoryError on /dev/zero or a RecursionError on deep nesting: corpus.read_json_file)."""
+    from fuzz.corpus import read_json_file
+    from model.case import CaseError
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return read_json_file(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, expected a case file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    except CaseError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _load_case_file(path: str) -> tuple[Any, Any]:
+    """(case, entry or None) from a case file or a corpus entry; one-line errors."""
+    from fuzz.corpus import entry_from_dict, is_entry
+    from model.case import CaseError, case_from_dict
+
+    data = _read_input(path)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    try:
-        if isinstance(data, dict) and "corpus" in data:
+        if is_entry(data):
             entry = entry_from_dict(data)
             return entry.case, entry
         return case_from_dict(data), None
@@ -227,13 +234,32 @@ def _default_impl(entry: Any, given: str | None, path: str) -> str:
 
 
 def _check_out_dir(out: str) -> None:
+    """``--out`` must be a directory we can create files in: checked by creating one, before any
+    search starts (a read-only file system, a file, missing permission: exit 2 naming the cause)."""
+    import errno
+    import tempfile
+
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sledfuzz-probe-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create: {exc.strerror or exc}") from None
+        code = errno.errorcode.get(exc.errno or 0, "")
+        raise UsageError(f"--out {out}: not writable: {exc.strerror or exc}" + (f" ({code})" if code else "")) from None
+
+
+def _use_hypothesis_cache() -> None:
+    """Keep hypothesis's files (example database, constants cache) out of the working directory:
+    under ``$XDG_CACHE_HOME/sledfuzz/hypothesis`` (default ``~/.cache``) unless
+    ``$HYPOTHESIS_STORAGE_DIRECTORY`` says otherwise. Set in the environment, so worker processes
+    and the atheris children inherit it."""
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(cache) / "sledfuzz" / "hypothesis")
 
 
 def _counts_line(counts: Any) -> str:
@@ -370,34 +396,42 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from fuzz.campaign import judge_case
-    from fuzz.corpus import ExpectedVerdict, entry_files, load_entry, replay_entry
+    from fuzz.corpus import ExpectedVerdict, entry_files, entry_from_dict, is_entry, replay_entry
     from model.case import CaseError
 
-    files = entry_files(args.paths)
     for p in args.paths:
         if not Path(p).exists():
             raise UsageError(f"{p}: no such file or directory")
-    if not files:
-        raise UsageError(f"no corpus files (*.json) under {' '.join(args.paths)}")
+    given = {str(Path(p)) for p in args.paths}
     entries = []
-    for f in files:
+    skipped: list[str] = []
+    for f in entry_files(args.paths):
+        data = _read_input(str(f))
+        if not is_entry(data) and str(f) not in given:
+            skipped.append(f.name)  # a summary in an output directory (matrix.json, exhaust-*.json)
+            continue
         try:
-            entries.append((str(f), load_entry(f)))
+            entries.append((str(f), entry_from_dict(data)))
         except CaseError as exc:
             raise UsageError(f"{f}: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{f}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if not entries:
+        raise UsageError(f"no corpus files (*.json) under {' '.join(args.paths)}")
     impls: dict[str, Any] = {}
+    current = [""]
 
     def verdict_of(case: Any, name: str) -> tuple[ExpectedVerdict, str]:
         if name not in impls:
-            impls[name] = _resolve(name)
+            try:
+                impls[name] = _resolve(name)
+            except UsageError as exc:
+                raise UsageError(f"{current[0]}: expect: {exc}") from None
         j = judge_case(case, impls[name])
         return j.verdict, "; ".join(j.messages[:2])
 
     changed = 0
     total = 0
     for path, entry in entries:
+        current[0] = path
         for r in replay_entry(path, entry, verdict_of):
             total += 1
             if r.changed:
@@ -406,7 +440,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       + (f" ({r.detail})" if r.detail else ""))
             else:
                 print(f"ok      {path} [{r.impl}]: {r.got.render()}")
-    print(f"{len(entries)} files, {total} verdicts, {changed} changed")
+    more = f", {len(skipped)} other JSON files skipped ({', '.join(sorted(set(skipped))[:3])})" if skipped else ""
+    print(f"{len(entries)} files, {total} verdicts, {changed} changed{more}")
     return EXIT_FINDINGS if changed else EXIT_CLEAN
 
 
@@ -550,6 +585,7 @@ HANDLERS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _use_hypothesis_cache()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

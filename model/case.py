@@ -7,6 +7,7 @@ JSON (one ``CaseError`` naming the offending field), and serialises to a version
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -283,7 +284,7 @@ def _check_layout(lay: Layout) -> None:
         if addr + extent > MASK64 + 1:
             raise CaseError(f"layout.{name}", f"{addr:#x} + {extent:#x} wraps around the address space")
     spans.sort()
-    for (lo1, hi1, n1), (lo2, hi2, n2) in zip(spans, spans[1:], strict=False):
+    for (lo1, hi1, n1), (lo2, hi2, n2) in itertools.pairwise(spans):
         if lo2 < hi1:
             raise CaseError(f"layout.{n2}", f"[{lo2:#x}, {hi2:#x}) overlaps layout.{n1} [{lo1:#x}, {hi1:#x})")
 
