@@ -461,14 +461,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _recorded_invariants(entry: Any, name: str) -> list[str]:
     """The invariants a finding file says its case violates on ``name``: its provenance's own
-    invariant first, then the ones its expected verdict lists."""
+    (``I-X``, or ``I-X,I-Y`` from atheris), else the ones its expected verdict lists."""
     if entry is None:
         return []
-    out = [str(entry.provenance["invariant"])] if "invariant" in entry.provenance else []
+    own = [i.strip() for i in str(entry.provenance.get("invariant", "")).split(",") if i.strip()]
+    if own:
+        return own
     verdict = entry.expect.get(name)
-    if verdict is not None and verdict.status == "fail":
-        out += sorted(verdict.invariants)
-    return list(dict.fromkeys(out))
+    return sorted(verdict.invariants) if verdict is not None and verdict.status == "fail" else []
 
 
 def _check_output_file(path: str) -> None:

@@ -261,7 +261,7 @@ def read_json_file(path: str | os.PathLike[str]) -> Any:
             raise CaseError("", "not a regular file, expected a JSON file")
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise CaseError("", f"larger than {MAX_FILE_BYTES // 1024} KiB: not a case file")
+        raise CaseError("", f"larger than {MAX_FILE_BYTES >> 20} MiB: not a case file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
