@@ -259,3 +259,64 @@ def test_hypothesis_writes_nothing_into_the_working_directory(tmp_path: Path) ->
     assert res.returncode == 0, res.stderr
     assert list(cwd.iterdir()) == []
     assert (cache / "sledfuzz" / "hypothesis").is_dir()  # where its files went instead
+
+
+# -- explain: hex, counts in words, --max-insns, one line per host call, folded thunks, torn states ------------
+
+
+REG = ROOT / "corpus" / "regressions"
+
+
+def test_explain_prints_hex_one_line_per_host_call_and_folds_thunks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", str(SEED_ENTRY))
+    assert code == 1
+    assert "['0x" not in out and "Trap(" not in out and "pc=" not in out.replace("pc=0x", "")
+    assert "the unwinder saw [0x0] want [0xffffffff80200008, 0xffffffff80100800]" in out
+    assert "body runs once at 0x" in out
+    host = [line for line in out.splitlines() if "HOST CALL" in line]
+    assert [h.split("HOST CALL")[1].split("(")[0].strip() for h in host] == ["__bpf_prog_enter", "prog[0]",
+                                                                             "__bpf_prog_exit"]
+    assert "__bpf_prog_enter(prog=0xffffffff81100000, run_ctx=0x" in host[0] and ") -> 0x1 (clobbers a1)" in host[0]
+    assert host[2].split(") -> ")[1].startswith("void")
+    thunks = [line for line in out.splitlines() if " thunk " in line]
+    assert len(thunks) == 3 and all("14 instructions: per-case values into a3-a7, t0-t5" in t for t in thunks)
+    assert not any(" ld a3, " in line for line in out.splitlines())  # the scrambling is folded
+
+
+def _recursing_case(tmp_path: Path) -> Path:
+    path = tmp_path / "recursion.json"
+    path.write_text(Case(target="kernel_function", function=Function(), sled="8,4/c", links=(Link("fexit"),)).to_json())
+    return path
+
+
+@pytest.mark.parametrize("limit", [1, 3, 30, 200])
+def test_explain_shows_at_most_max_insns_and_marks_what_it_cut(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                               limit: int) -> None:
+    code, out, _ = run(capsys, "explain", str(_recursing_case(tmp_path)), "--impl", "next-47c9214dcbea",
+                       "--max-insns", str(limit))
+    assert code == 1
+    header = next(line for line in out.splitlines() if line.startswith("execution: "))
+    total = int(header.split()[1])
+    assert total > 1000 and f"(showing {limit}: --max-insns {limit})" in header
+    assert "stop: write_unmapped at pc=0x" in header
+    numbered = [line for line in out.splitlines() if line[:8].strip().isdigit() or line[2:8].strip().isdigit()]
+    shown = sum(int(line.split("thunk")[1].split("instructions")[0].split()[-1]) if " thunk " in line else 1
+                for line in numbered)
+    assert 0 < shown <= limit
+    assert f"instructions not shown (--max-insns {limit})" in out
+    last = int(numbered[-1][2:8])
+    assert last == total - 1  # the tail, where it faulted, is always shown
+
+
+def test_explain_traces_the_torn_state_it_judges(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", str(REG / "8547649981e6-torn-two-word-patch.json"))
+    assert code == 1
+    lines = out.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("  torn state 0: ")))
+    assert "fetch states (0, 0, 0, 4) of M0..M4" in lines[first]
+    fetched = lines[first + 1: first + 5]
+    assert [f.split("from ")[1].split(":")[0] for f in fetched] == ["M0", "M0", "M0", "M4"]
+    assert fetched[3].endswith("ld ra, -8(sp)")
+    assert lines[first + 5] == "    -> control reaches nowhere defined"
+    assert "the run below is the consistent sled's, for reference" in out
+    assert ">>" not in out  # the run is not where I-TORN parts from the model
