@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fuzz.campaign import CellResult, Counts, Finding, cell_context, judge_case, minimize_finding, slug
+from fuzz.campaign import CellResult, Counts, Finding, cell_context, dir_name, judge_case, minimize_finding, slug
 from fuzz.corpus import Entry, load_entry, with_tool_version, write_finding
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
     ctx = cell_context(impl_name)
     impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
     result = ctx.new_result(seed)
-    art = Path(out_dir) / f"atheris-{slug(impl_name)}"
+    art = Path(out_dir) / f"atheris-{dir_name(impl_name)}"
     art.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art),
                SLEDFUZZ_STRICT_FLAGS="1" if strict_flags else "0",
@@ -79,7 +79,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
         c = Counts(**{k: int(data.get(k, 0)) for k in ("cases", "judged", "failed", "refused", "unspecified", "invalid")})
         result.counts.merge(c)
         stats_file.unlink()
-    cell_dir = Path(out_dir) / slug(impl_name)
+    cell_dir = Path(out_dir) / dir_name(impl_name)
     for crash_json in sorted(art.glob("crash-*.json"), key=lambda p: p.stat().st_mtime):
         if crash_json.stat().st_mtime < start - 1:
             continue  # a previous run's finding

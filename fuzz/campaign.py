@@ -125,6 +125,14 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
 
 
+def dir_name(impl_name: str) -> str:
+    """The directory a configuration's findings go to: its name as a path component (a
+    ``module:factory`` plugin's own name, e.g. ``my-v6.19``)."""
+    from emu.impls.registry import display_name
+
+    return slug(display_name(impl_name))
+
+
 @dataclass(frozen=True)
 class CellContext:
     """An implementation, the configuration it derives from, and which known bugs are its own."""
@@ -385,7 +393,7 @@ def search_cell(
     impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
     known_invs = impl.caps.known_invariants
     result = ctx.new_result(seed)
-    cell_dir = Path(out_dir) / slug(impl_name) if out_dir else None
+    cell_dir = Path(out_dir) / dir_name(impl_name) if out_dir else None
     last_emit = [0.0]
 
     def progress(force: bool = False) -> None:
