@@ -78,6 +78,9 @@ class WriteError(OSError):
     """A file could not be written (disk full, read-only, no permission): the message names the
     file and the cause (``ENOSPC``), so a campaign that hits it says why it stopped."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _write_failed(target: Path, exc: OSError) -> WriteError:
     code = errno.errorcode.get(exc.errno or 0, "")

@@ -257,7 +257,7 @@ def test_hypothesis_writes_nothing_into_the_working_directory(tmp_path: Path) ->
     res = subprocess.run([sys.executable, "-m", "fuzz.cli", "fuzz", "--impl", "v6.19", "--time", "2", "--no-progress",
                           "--engine", "hypothesis", "--out", str(out)], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=300, check=False)
-    assert res.returncode == 0, res.stderr
+    assert res.returncode in (0, 1) and "Traceback" not in res.stderr, res.stderr  # 1: a finding, still a run
     assert [p.name for p in cwd.iterdir()] == ["out"]  # no .hypothesis/ (constants cache, database)
     assert (cache / "sledfuzz" / "hypothesis").is_dir()  # where its files went instead
 
