@@ -262,18 +262,26 @@ def validate(case: Case) -> None:
         raise CaseError("seed", f"expected 0..2^64-1, got {case.seed}")
 
 
+_LAYOUT_FIELDS = tuple(f.name for f in fields(Layout))
+_LAYOUT_REGIONS = tuple((name, *spec) for name, spec in LAYOUT_REGIONS.items())
+_TOP = MASK64 + 1
+
+
 def _check_layout(lay: Layout) -> None:
     """Every address aligned as a kernel's would be, every object inside the 64-bit address space,
-    no two mapped objects sharing a byte (``LAYOUT_REGIONS``)."""
-    for f in fields(Layout):
-        _check_u64(f"layout.{f.name}", getattr(lay, f.name))
+    no two mapped objects sharing a byte (``LAYOUT_REGIONS``). Runs for every generated case:
+    the common path builds no strings."""
+    for name in _LAYOUT_FIELDS:
+        v = getattr(lay, name)
+        if type(v) is not int or not 0 <= v <= MASK64:
+            _check_u64(f"layout.{name}", v)
     spans: list[tuple[int, int, str]] = []
-    for name, (align, before, after) in LAYOUT_REGIONS.items():
+    for name, align, before, after in _LAYOUT_REGIONS:
         addr = getattr(lay, name)
         if addr % align:
             raise CaseError(f"layout.{name}", f"expected a {align}-byte aligned address, got {addr:#x}")
         lo, hi = addr - before, addr + after
-        if lo < 0 or hi > MASK64 + 1:
+        if lo < 0 or hi > _TOP:
             raise CaseError(f"layout.{name}", f"[{lo & MASK64:#x}, {hi & MASK64:#x}) wraps around the address space "
                                               f"(address {addr:#x})")
         spans.append((lo, hi, name))
@@ -281,7 +289,7 @@ def _check_layout(lay: Layout) -> None:
         addr = getattr(lay, name)
         if addr % align:
             raise CaseError(f"layout.{name}", f"expected a {align}-byte aligned address, got {addr:#x}")
-        if addr + extent > MASK64 + 1:
+        if addr + extent > _TOP:
             raise CaseError(f"layout.{name}", f"{addr:#x} + {extent:#x} wraps around the address space")
     spans.sort()
     for (lo1, hi1, n1), (lo2, hi2, n2) in itertools.pairwise(spans):
