@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,19 +32,22 @@ def test_a_different_case_gets_its_own_name_and_the_same_case_keeps_its_file(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({first.name, other.name})  # no temp files left
 
 
+WRITER = """
+import sys
+from fuzz.corpus import Entry, ExpectedVerdict, write_finding
+from model.case import Case, Function, Link
+r0 = int(sys.argv[2])
+case = Case(target="bpf_prog", function=Function(), sled="2,0/w", links=(Link("fentry", r0=r0),))
+write_finding(sys.argv[1], Entry(case, {"v6.19": ExpectedVerdict("fail", frozenset({"I-SIZE"}))}, {}))
+"""
+
+
 def test_writers_in_many_processes_keep_every_case(tmp_path: Path) -> None:
-    pids = []
-    for r0 in range(8):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 0
-            try:
-                write_finding(tmp_path / "I-SIZE.json", _entry(r0))
-            except BaseException:
-                code = 1
-            os._exit(code)
-        pids.append(pid)
-    assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "I-SIZE.json"), str(r0)], env=env)
+             for r0 in range(8)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 8
     kept = {load_entry(p).case.links[0].r0 for p in tmp_path.glob("I-SIZE*.json")}
     assert kept == set(range(8))
 
