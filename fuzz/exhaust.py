@@ -133,7 +133,7 @@ def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, lis
             path = Path(_STATE["out"]) / f"exhaust-{slug(_STATE['name'])}" / f"shape-{idx:06d}.json"
             entry = Entry(case, {_STATE["name"]: j.verdict},
                           {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}", "shape": shape.describe()})
-            atomic_write_text(path, entry.to_json())
+            path = _write_shape(path, entry)
             bad.append((idx, sorted(j.invariants), str(path)))
     return counts.__dict__, bad
 
@@ -171,3 +171,11 @@ def run_exhaust(impl_name: str, shapes: list[Shape], *, jobs: int, seed: int = 0
 
     atomic_write_text(Path(out_dir) / f"exhaust-{slug(impl_name)}.json", json.dumps(summary, indent=2) + "\n")
     return res
+
+
+def _write_shape(path: Path, entry: Entry) -> Path:
+    """A violating shape's case, stamped with the tool version, under a name no other run's case
+    holds (runs sharing ``--out``)."""
+    from fuzz.corpus import with_tool_version, write_finding
+
+    return write_finding(path, Entry(entry.case, entry.expect, with_tool_version(entry.provenance)))

@@ -7,7 +7,9 @@ JSON (one ``CaseError`` naming the offending field), and serialises to a version
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -19,6 +21,12 @@ MASK64 = (1 << 64) - 1
 LinkKind = Literal["fentry", "fmod_ret", "fexit"]
 LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
 
+#: Limits on case JSON: no case nests deeper than ~6 levels or needs more than 20 decimal digits.
+MAX_JSON_DEPTH = 32
+MAX_JSON_DIGITS = 40
+#: Longest error message (a hostile file can put a megabyte into one field).
+_MAX_MESSAGE = 300
+
 MAX_ARGS_REPRESENTABLE = 13  # one more than the kernel's 12, so the refusal can be asked for
 MAX_LINKS_REPRESENTABLE = 64
 
@@ -27,6 +35,8 @@ class CaseError(ValueError):
     """A case (or its JSON) is malformed. ``path`` names the field, e.g. ``links[2].kind``."""
 
     def __init__(self, path: str, message: str) -> None:
+        if len(message) > _MAX_MESSAGE:
+            message = message[: _MAX_MESSAGE - 20] + f"... ({len(message)} characters)"
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
@@ -161,6 +171,24 @@ class Layout:
 DATA_SIZE = 0x1000
 STACK_SIZE = 0x4000
 
+#: What each layout address is, as a kernel would have it: (alignment, bytes before, bytes after)
+#: the object certainly occupies. Code is 4-byte aligned (RISC-V ftrace needs
+#: FUNCTION_ALIGNMENT_4B); the traced function's sled may start 16 bytes before it; a trampoline
+#: image and the host thunks take a page, the parent's call sits ``0x800`` into its page; the stack
+#: pointer is 16-byte aligned (psABI), data pointers and kernel objects 8-byte aligned. Two
+#: regions that share a byte cannot belong to one kernel. ``im`` and ``progs`` are only pointers
+#: the image embeds (``progs`` for up to ``MAX_LINKS_REPRESENTABLE`` programs).
+LAYOUT_REGIONS: dict[str, tuple[int, int, int]] = {
+    "parent": (4, 0, 0x1000),
+    "func": (4, 0x10, 0x100),
+    "image": (4, 0, 0x1000),
+    "hosts": (4, 0, 0x1000),
+    "ftrace_caller": (4, 0, 0x20),
+    "data": (8, 0, DATA_SIZE),
+    "stack": (16, 0, STACK_SIZE),
+}
+LAYOUT_POINTERS: dict[str, tuple[int, int]] = {"im": (8, 8), "progs": (8, PROG_STRIDE * 64)}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -197,11 +225,7 @@ class Case:
 
     @staticmethod
     def from_json(text: str) -> Case:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CaseError("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        return case_from_dict(data)
+        return case_from_dict(parse_json(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,8 +288,7 @@ def validate(case: Case) -> None:
         _check_u64(f"links[{i}].enter", link.enter)
     if case.target == "struct_ops" and (len(case.links) != 1 or case.links[0].kind != "fentry"):
         raise CaseError("links", "a struct_ops case has exactly one fentry link")
-    for f in fields(Layout):
-        _check_u64(f"layout.{f.name}", getattr(case.layout, f.name))
+    _check_layout(case.layout)
     if case.flags is not None and not 0 <= case.flags < (1 << 10):
         raise CaseError("flags", f"expected a BPF_TRAMP_F_* mask below 0x400, got {case.flags:#x}")
     if not 0 <= case.seed < (1 << 64):
@@ -290,6 +313,41 @@ def _validate_compiled(case: Case) -> None:
         _check_u64(f"function.compiled.stores[{i}].addr", st.addr)
         if not 0 <= st.value < (1 << (8 * st.size)):
             raise CaseError(f"function.compiled.stores[{i}].value", f"does not fit {st.size} bytes: {st.value:#x}")
+
+
+_LAYOUT_FIELDS = tuple(f.name for f in fields(Layout))
+_LAYOUT_REGIONS = tuple((name, *spec) for name, spec in LAYOUT_REGIONS.items())
+_TOP = MASK64 + 1
+
+
+def _check_layout(lay: Layout) -> None:
+    """Every address aligned as a kernel's would be, every object inside the 64-bit address space,
+    no two mapped objects sharing a byte (``LAYOUT_REGIONS``). Runs for every generated case:
+    the common path builds no strings."""
+    for name in _LAYOUT_FIELDS:
+        v = getattr(lay, name)
+        if type(v) is not int or not 0 <= v <= MASK64:
+            _check_u64(f"layout.{name}", v)
+    spans: list[tuple[int, int, str]] = []
+    for name, align, before, after in _LAYOUT_REGIONS:
+        addr = getattr(lay, name)
+        if addr % align:
+            raise CaseError(f"layout.{name}", f"expected a {align}-byte aligned address, got {addr:#x}")
+        lo, hi = addr - before, addr + after
+        if lo < 0 or hi > _TOP:
+            raise CaseError(f"layout.{name}", f"[{lo & MASK64:#x}, {hi & MASK64:#x}) wraps around the address space "
+                                              f"(address {addr:#x})")
+        spans.append((lo, hi, name))
+    for name, (align, extent) in LAYOUT_POINTERS.items():
+        addr = getattr(lay, name)
+        if addr % align:
+            raise CaseError(f"layout.{name}", f"expected a {align}-byte aligned address, got {addr:#x}")
+        if addr + extent > _TOP:
+            raise CaseError(f"layout.{name}", f"{addr:#x} + {extent:#x} wraps around the address space")
+    spans.sort()
+    for (lo1, hi1, n1), (lo2, hi2, n2) in itertools.pairwise(spans):
+        if lo2 < hi1:
+            raise CaseError(f"layout.{n2}", f"[{lo2:#x}, {hi2:#x}) overlaps layout.{n1} [{lo1:#x}, {hi1:#x})")
 
 
 def _sled_key_ok(key: str) -> bool:
@@ -394,16 +452,23 @@ def _only(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
 
 
 def _int(v: Any, path: str) -> int:
+    """An integer field: a JSON integer or a '0x...' string, within 64 bits either sign."""
     if isinstance(v, bool):
         raise CaseError(path, f"expected an integer, got {v!r}")
-    if isinstance(v, int):
-        return v
+    if isinstance(v, str) and len(v) > MAX_JSON_DIGITS:
+        raise CaseError(path, f"expected an integer of at most 64 bits, got a {len(v)}-character string")
     if isinstance(v, str):
         try:
-            return int(v, 0)
+            v = int(v, 0)
         except ValueError:
-            pass
-    raise CaseError(path, f"expected an integer (or a '0x...' string), got {v!r}")
+            raise CaseError(path, f"expected an integer (or a '0x...' string), got {v!r}") from None
+    if isinstance(v, LongNumber):
+        raise CaseError(path, f"expected an integer of at most 64 bits, got {v!r}")
+    if not isinstance(v, int):
+        raise CaseError(path, f"expected an integer (or a '0x...' string), got {v!r}")
+    if not -MASK64 <= v <= MASK64:
+        raise CaseError(path, f"expected an integer of at most 64 bits, got {v:#x}")
+    return v
 
 
 def _bool(v: Any, path: str) -> bool:
@@ -501,9 +566,59 @@ def load_case(path: str) -> Case:
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CaseError("", f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        data = parse_json(text)
+    except CaseError as exc:
+        raise CaseError("", f"{path}: {exc}") from None
     if isinstance(data, dict) and "case" in data and "schema" not in data:
         data = data["case"]  # a corpus entry wraps its case
     return case_from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded JSON: a hostile file is a CaseError, never a RecursionError or a 4300-digit ValueError
+
+
+class LongNumber:
+    """A JSON number with more than ``MAX_JSON_DIGITS`` digits, kept as its length only: the field
+    that holds it reports it with its path instead of Python failing to convert it."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit number"
+
+
+def _bounded_int(text: str) -> int | LongNumber:
+    return LongNumber(len(text.lstrip("-"))) if len(text) > MAX_JSON_DIGITS else int(text)
+
+
+def _bounded_float(text: str) -> float | LongNumber:
+    return LongNumber(len(text)) if len(text) > MAX_JSON_DIGITS else float(text)
+
+
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')
+
+
+def _check_depth(text: str) -> None:
+    depth = 0
+    for m in _NESTING.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise CaseError("", f"nested more than {MAX_JSON_DEPTH} levels deep: not a case file")
+        elif tok in "]}":
+            depth -= 1
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` within the case limits: nesting at most ``MAX_JSON_DEPTH``, numbers of at most
+    ``MAX_JSON_DIGITS`` digits (longer ones become ``LongNumber``). Errors are CaseError."""
+    _check_depth(text)
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float)
+    except json.JSONDecodeError as exc:
+        raise CaseError("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise CaseError("", f"not valid JSON: {exc}") from None

@@ -109,6 +109,11 @@ def _h(value: int | None) -> str:
     return "none" if value is None else f"{value & MASK64:#x}"
 
 
+def _hs(values: tuple[int, ...]) -> str:
+    """``[0x1, 0x2]`` (not a list of quoted strings)."""
+    return "[" + ", ".join(_h(v) for v in values) + "]"
+
+
 def _first_diff(got: tuple[int, ...], want: tuple[int, ...]) -> str:
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
@@ -510,7 +515,7 @@ def _unwind(case: Case, caps: Capabilities, expected: Verdict, obs: Observation)
             continue
         got = tuple(ev.frames[:n])
         if got != exp.frames:
-            return f"at {_name(ev)} the unwinder saw {[_h(f) for f in got]} want {[_h(f) for f in exp.frames]}"
+            return f"at {_name(ev)} the unwinder saw {_hs(got)} want {_hs(exp.frames)}"
     return None
 
 
@@ -604,7 +609,7 @@ def _torn(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -
         return None
     for t in obs.torn:
         if t.reachable and t.landed not in t.allowed:
-            return f"{t.description}: landed at {_h(t.landed)}, allowed {[_h(a) for a in t.allowed]}"
+            return f"{t.description}: landed at {_h(t.landed)}, allowed {_hs(t.allowed)}"
     return None
 
 

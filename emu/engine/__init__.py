@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, ObserverFn, RunResult, StopKind
+from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, ObserverFn, RunResult, StopKind, TracerFn
 
 __all__ = ["Engine", "EngineError", "HostFn", "HostStop", "MemWrite", "ObserverFn", "RunResult", "StopKind",
-           "get_engine"]
+           "TracerFn", "get_engine"]
 
 
 def get_engine(name: str = "unicorn") -> Engine:

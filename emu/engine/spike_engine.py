@@ -52,6 +52,7 @@ from emu.engine.base import (
     ObserverFn,
     RunResult,
     StopKind,
+    TracerFn,
 )
 
 _RA = 1
@@ -205,6 +206,7 @@ class SpikeEngine:
         self._host: dict[int, HostFn] = {}
         self._host_dirty = False
         self._observers: dict[int, ObserverFn] = {}
+        self._tracer: TracerFn | None = None
         self._zero_root()
 
     # ---- address translation (ours, for the host side and the page tables) ----------------------
@@ -359,6 +361,10 @@ class SpikeEngine:
     def remove_observer(self, addr: int) -> None:
         self._observers.pop(addr, None)
 
+    def set_tracer(self, fn: TracerFn | None) -> None:
+        """Call fn(engine, pc, size) before every instruction from now on (None: stop)."""
+        self._tracer = fn
+
     # ---- running ------------------------------------------------------------------------------
 
     def _enter_s_mode(self, pc: int) -> None:
@@ -426,6 +432,9 @@ class SpikeEngine:
                     st.pc = pc
                     special = set(host) | set(observers)
                     continue
+            if self._tracer is not None:
+                first = self._word_at(pc)
+                self._tracer(self, pc, 4 if first is None or first & 3 == 3 else 2)
             step(1)
             npc = int(st.pc)
             if npc == _TRAP_VEC and st.prv == _PRV_M:

@@ -109,7 +109,7 @@ def test_explain_shows_the_violation_and_the_annotated_run(capsys: pytest.Captur
     code, out, _ = run(capsys, "explain", str(REG / "10541b374aa0-stale-start.json"))
     assert code == EXIT_FINDINGS
     assert "VIOLATION I-PROG-PROTOCOL" in out
-    assert "HOST CALL __bpf_prog_enter" in out and "<== host call" in out
+    assert "HOST CALL              __bpf_prog_enter(prog=0x" in out  # one line: arguments and return
     assert "image+0x0" in out and "sled func+0x0" in out  # regions
     assert "observation and model part at step" in out and "\n>>" in out
     assert "sd s1" in out or "c.sdsp" in out  # capstone disassembly
