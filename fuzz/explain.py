@@ -113,6 +113,10 @@ def where(case: Case, pc: int, body_addr: int, image: int | None, image_len: int
         return f"image+{pc - image:#x}"
     if lay.ftrace_caller <= pc < lay.ftrace_caller + 0x40:
         return f"ftrace_caller+{pc - lay.ftrace_caller:#x}"
+    if case.function.compiled is not None:
+        sym = compiled_symbol(case, pc)
+        if sym is not None:
+            return sym
     if body_addr and body_addr <= pc < body_addr + 0x1000:
         return f"body+{pc - body_addr:#x}"
     if lay.func - 0x20 <= pc < lay.func + 0x20:
@@ -121,6 +125,28 @@ def where(case: Case, pc: int, body_addr: int, image: int | None, image_len: int
     if lay.parent <= pc < lay.parent + 0x1000:
         return f"parent+{pc - lay.parent:#x}"
     return "?"
+
+
+def compiled_symbol(case: Case, pc: int) -> str | None:
+    """``st_calls+0x1a``: a compiled function's instructions named by the object's own symbols
+    (the sled part as ``sled st_calls-0x4``), or None outside the placed object."""
+    from emu.elf.image import ElfError
+    from emu.elf.placement import place
+
+    comp = case.function.compiled
+    assert comp is not None
+    try:
+        placed = place(comp, case.layout.func, b"", 0)
+    except ElfError:
+        return None
+    funcs = sorted((s for s in placed.elf.symbols if s.kind == "func"), key=lambda s: s.addr)
+    if placed.fn.record <= pc < placed.fn.body_addr:
+        off = pc - placed.fn.addr
+        return f"sled {placed.fn.name}{'+' if off >= 0 else '-'}{abs(off):#x}"
+    for sym in funcs:
+        if sym.addr <= pc < sym.addr + max(sym.size, 2):
+            return f"{sym.name}+{pc - sym.addr:#x}"
+    return None
 
 
 def trap_text(trap: Trap) -> str:

@@ -30,17 +30,25 @@ class Placed:
 
 @lru_cache(maxsize=64)
 def _offset(path: str, sha256: str, symbol: str) -> tuple[int, int]:
-    """(offset of the symbol from the load base, alignment the base needs)."""
+    """(offset of the symbol from the load base, alignment the base needs).
+
+    Sections are placed in file order, each at its own alignment in absolute terms, so the base
+    needs the alignment of the sections up to the symbol's own: then the symbol sits at
+    ``base + offset`` for every such base."""
+    from elftools.elf.elffile import ELFFile
+
+    del sha256
     elf = load_elf(path, base=0, with_debug=False)
     fn = find_function(elf, symbol)
+    sym = elf.symbol(symbol)
+    assert sym is not None
     align = 1
-    from elftools.elf.elffile import ELFFile  # alignment of the allocated sections
-
     with open(path, "rb") as fh:
         for sec in ELFFile(fh).iter_sections():
-            if sec["sh_flags"] & 2:  # SHF_ALLOC
+            if sec["sh_flags"] & 2:  # SHF_ALLOC: placed (an empty one still aligns the cursor)
                 align = max(align, sec["sh_addralign"])
-    del sha256
+                if sec.name == sym.section:
+                    break
     return fn.addr, align
 
 

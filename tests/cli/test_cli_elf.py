@@ -47,6 +47,8 @@ def test_fuzz_elf_finds_the_seed_bug_and_the_minimal_case_replays(
     assert entry.expect["ftrace=v6.6,tramp=v6.19"].status == "pass"  # passes where the pairing derives from
     code, out, _ = run(capsys, "replay", str(minimal[0]))
     assert code == EXIT_CLEAN and "0 changed" in out, out
+    code, out, _ = run(capsys, "explain", str(minimal[0]), "--impl", SEED_BUG)
+    assert code == EXIT_FINDINGS and f"sled {comp.symbol}+0x0" in out, out  # the object's own symbols
     # the object changes: the case no longer names the function it was made for
     obj.write_bytes(obj.read_bytes() + b"\0")
     code, _, err = run(capsys, "replay", str(minimal[0]))
