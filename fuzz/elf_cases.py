@@ -27,7 +27,7 @@ from emu.impls.api import Implementation, Patcher
 from emu.scenario import LayoutError, run_case
 from fuzz.shape import Draw, Shape, build_case, pick, value64
 from model.caps import SledLayout
-from model.case import DATA_SIZE, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
+from model.case import DATA_SIZE, LAYOUT_REGIONS, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
 
 __all__ = [
     "ElfSource",
@@ -126,8 +126,8 @@ def _abi_value(draw: Draw, size: int, signed: bool, pointer: bool, data: int) ->
     return v
 
 
-#: a traced kernel function's symbol is 4-byte aligned (model.case.LAYOUT_REGIONS)
-FUNC_ALIGN = 4
+#: the traced function's alignment as model.case.LAYOUT_REGIONS requires it (2: RVC kernels before v6.16)
+FUNC_ALIGN = LAYOUT_REGIONS["func"][0]
 
 
 def _placement_delta(func: int, target: ElfTarget) -> int | None:

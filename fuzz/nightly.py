@@ -102,12 +102,13 @@ def add_parser(sub: Any) -> None:
                     "findings (or a changed corpus verdict, a failing property, a declared bug not found), 2 the "
                     "job could not run, 130 interrupted (after writing the reports).")
     p.add_argument("--time", type=_duration, default=3600.0, metavar="T",
-                   help="budget covering every phase: seconds, or 90m, 1h (default 1h)")
+                   help="budget covering every phase: seconds, or 90m, 1h (default 3600 s = 1h)")
     p.add_argument("--impl", action="append", metavar="NAME",
                    help="configurations to search (repeatable; default: every clean configuration, plus kernel "
                         "for each --linux-src)")
     p.add_argument("--linux-src", action="append", default=[], metavar="PATH",
-                   help="a Linux tree (directory or tarball): adds a 'kernel' configuration built from it (repeatable)")
+                   help="a Linux tree (directory, tarball or debian:X.Y): adds a 'kernel' configuration built from it "
+                        "(repeatable; default: none)")
     p.add_argument("--jobs", type=_jobs, default=0, metavar="N|auto", help="worker processes (default auto: the CPUs)")
     p.add_argument("--out", default="nightly-out", metavar="DIR",
                    help="where reports and findings go (default ./nightly-out)")
@@ -121,8 +122,9 @@ def add_parser(sub: Any) -> None:
                    help="earlier nights' seen findings and the atheris corpora (default $XDG_CACHE_HOME/sledfuzz/nightly)")
     p.add_argument("--corpus", metavar="DIR", help="regression corpus to replay first (default: the checkout's "
                                                    "corpus/regressions, if any)")
-    p.add_argument("--skip", action="append", choices=PHASES, default=[], help="leave out a phase (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--skip", action="append", choices=PHASES, default=[],
+                   help="leave out a phase (repeatable; default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr (default: shown)")
 
 
 # -- configurations -----------------------------------------------------------------------------------

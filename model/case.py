@@ -172,15 +172,17 @@ DATA_SIZE = 0x1000
 STACK_SIZE = 0x4000
 
 #: What each layout address is, as a kernel would have it: (alignment, bytes before, bytes after)
-#: the object certainly occupies. Code is 4-byte aligned (RISC-V ftrace needs
-#: FUNCTION_ALIGNMENT_4B); the traced function's sled may start 16 bytes before it; a trampoline
+#: the object certainly occupies. Code is 4-byte aligned, except the traced function: before v6.16
+#: an RVC kernel aligns functions to 2 bytes only (6.12's arch/riscv/Kconfig selects no
+#: FUNCTION_ALIGNMENT; compiled objects put functions at 2 mod 4), so 2 is what a kernel can have;
+#: the traced function's sled may start 16 bytes before it; a trampoline
 #: image and the host thunks take a page, the parent's call sits ``0x800`` into its page; the stack
 #: pointer is 16-byte aligned (psABI), data pointers and kernel objects 8-byte aligned. Two
 #: regions that share a byte cannot belong to one kernel. ``im`` and ``progs`` are only pointers
 #: the image embeds (``progs`` for up to ``MAX_LINKS_REPRESENTABLE`` programs).
 LAYOUT_REGIONS: dict[str, tuple[int, int, int]] = {
     "parent": (4, 0, 0x1000),
-    "func": (4, 0x10, 0x100),
+    "func": (2, 0x10, 0x100),
     "image": (4, 0, 0x1000),
     "hosts": (4, 0, 0x1000),
     "ftrace_caller": (4, 0, 0x20),

@@ -88,7 +88,7 @@ HOSTILE: dict[str, tuple[str, str]] = {
     "deep.json": ("[" * 100_000 + "]" * 100_000, "nested more than 32 levels deep"),
     "huge.json": (" " * (2 << 20), "larger than 1 MiB"),
     "stack.json": (_case_text(layout=_layout(stack="0xffffffffffffffff")), "layout.stack: expected a 16-byte aligned"),
-    "func.json": (_case_text(layout=_layout(func="0x1")), "layout.func: expected a 4-byte aligned address, got 0x1"),
+    "func.json": (_case_text(layout=_layout(func="0x1")), "layout.func: expected a 2-byte aligned address, got 0x1"),
     "overlap.json": (_case_text(layout=_layout(data="0xffffffff80a00000")), "layout.stack: [0xffffffff80a00000"),
     "binary.json": ("\udcff", "not UTF-8"),
 }

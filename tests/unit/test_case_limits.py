@@ -20,8 +20,9 @@ def _case_dict(**layout: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("layout", "needle"),
     [
-        ({"func": "0x1"}, "layout.func: expected a 4-byte aligned address, got 0x1"),
-        ({"func": "0xffffffff80200002"}, "layout.func: expected a 4-byte aligned address"),
+        ({"func": "0x1"}, "layout.func: expected a 2-byte aligned address, got 0x1"),
+        ({"func": "0xffffffff80200003"}, "layout.func: expected a 2-byte aligned address"),
+        ({"image": "0xffffffff80400002"}, "layout.image: expected a 4-byte aligned address"),
         ({"stack": "0xffffffffffffffff"}, "layout.stack: expected a 16-byte aligned address"),
         ({"stack": "0xfffffffffffff000"}, "layout.stack: [0xfffffffffffff000, 0x3000) wraps around"),
         ({"image": "0xfffffffffffffffc"}, "layout.image: [0xfffffffffffffffc, 0xffc) wraps around"),
