@@ -20,6 +20,7 @@ from fuzz import __version__
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_HARNESS_FAULT = 3  # a finding that does not reproduce on a fresh engine (docs/cli.md)
 
 ENGINES = ("hypothesis", "atheris")
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-per-cell", type=_seconds, default=30.0, metavar="S",
                    help="search budget per configuration (default 30 s; found bugs stop early)")
     p.add_argument("--impl", action="append", metavar="NAME", help="restrict to these implementations (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
     _common_search(p)
 
     p = sub.add_parser("exhaust", help="every configuration shape up to small bounds, values drawn per shape")
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-links", type=_int_range(0, 6, "a number of links"), default=3, metavar="K")
     p.add_argument("--max-args", type=_int_range(0, 12, "a number of arguments"), default=12, metavar="N")
     p.add_argument("--count-only", action="store_true", help="print the number of shapes and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
     _common_search(p)
     return parser
 
@@ -227,84 +230,102 @@ def _configs(names: list[str] | None) -> list[str]:
     return shipped_configurations()
 
 
+def _not_run(impl: str) -> Any:
+    from fuzz.campaign import cell_context
+
+    res = cell_context(impl).new_result()
+    res.interrupted = True
+    return res
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from fuzz import report
-    from fuzz.campaign import CellSpec, default_jobs, run_cells
-
-    _check_out_dir(args.out)
-    configs = _configs(args.impl)
-    jobs = args.jobs or default_jobs()
-    start = time.time()
-    end = start + args.time
-    share = args.time * jobs / max(1, len(configs))
-    # expected failures first: they stop as soon as every known bug is found
-    from fuzz.campaign import expectation, resolve
-
-    expects = {n: expectation(resolve(n)) for n in configs}
-    ordered = sorted(configs, key=lambda n: expects[n] != "fail")
-    specs = [CellSpec(n, share, args.seed + i, args.strict_flags, args.out, True, True, end)
-             for i, n in enumerate(ordered)]
-    display = report.Display(ordered, expects, enabled=not args.no_progress, total_seconds=args.time)
-    with display:
-        results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
-        # time left (bug configurations stopped early): more search on the clean ones
-        left = end - time.time()
-        clean = [n for n in ordered if expects[n] == "pass"]
-        if not interrupted and clean and left > 2:
-            more = [CellSpec(n, left * jobs / len(clean), args.seed + 1000 + i, args.strict_flags, args.out,
-                             True, True, end) for i, n in enumerate(clean)]
-            extra, interrupted = run_cells(more, jobs=jobs, on_event=display.on_event)
-            results = results + extra
-    return _finish(args, display, results, interrupted, configs, time.time() - start)
-
-
-def cmd_matrix(args: argparse.Namespace) -> int:
-    from fuzz import report
+    from fuzz import interrupt, report
     from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
 
     _check_out_dir(args.out)
-    configs = _configs(args.impl)
-    jobs = args.jobs or default_jobs()
-    expects = {n: expectation(resolve(n)) for n in configs}
-    specs = [CellSpec(n, args.time_per_cell, args.seed + i, args.strict_flags, args.out) for i, n in enumerate(configs)]
-    display = report.Display(configs, expects, enabled=False)
     start = time.time()
-    with display:
-        results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
-    return _finish(args, display, results, interrupted, configs, time.time() - start,
-                   fmt=getattr(args, "format", "md"))
+    with interrupt.deferred():
+        configs = _configs(args.impl)
+        jobs = args.jobs or default_jobs()
+        end = start + args.time
+        share = args.time * jobs / max(1, len(configs))
+        expects = {n: expectation(resolve(n)) for n in configs}
+        # expected failures first: they stop as soon as every known bug is found
+        ordered = sorted(configs, key=lambda n: expects[n] != "fail")
+        specs = [CellSpec(n, share, args.seed + i, args.strict_flags, args.out, True, True, end)
+                 for i, n in enumerate(ordered)]
+        display = report.Display(ordered, expects, enabled=not args.no_progress, total_seconds=args.time)
+        with display:
+            results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
+            # time left (bug configurations stopped early): more search on the clean ones
+            left = end - time.time()
+            clean = [n for n in ordered if expects[n] == "pass"]
+            if not interrupted and clean and left > 2:
+                more = [CellSpec(n, left * jobs / len(clean), args.seed + 1000 + i, args.strict_flags, args.out,
+                                 True, True, end) for i, n in enumerate(clean)]
+                extra, interrupted = run_cells(more, jobs=jobs, on_event=display.on_event)
+                results = results + extra
+        return _finish(args, display, results, interrupted, configs, time.time() - start)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from fuzz import interrupt, report
+    from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
+
+    _check_out_dir(args.out)
+    with interrupt.deferred():
+        configs = _configs(args.impl)
+        jobs = args.jobs or default_jobs()
+        expects = {n: expectation(resolve(n)) for n in configs}
+        specs = [CellSpec(n, args.time_per_cell, args.seed + i, args.strict_flags, args.out)
+                 for i, n in enumerate(configs)]
+        display = report.Display(configs, expects, enabled=not args.no_progress, label="matrix")
+        start = time.time()
+        with display:
+            results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
+        return _finish(args, display, results, interrupted, configs, time.time() - start,
+                       fmt=getattr(args, "format", "md"))
 
 
 def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrupted: bool, configs: list[str],
             elapsed: float, fmt: str = "md") -> int:
-    from fuzz import report
+    """Write matrix.json and matrix.md, print the report; every configuration is accounted for."""
+    from fuzz import interrupt, report
     from fuzz.campaign import merge_results
     from fuzz.corpus import atomic_write_text
 
+    interrupted = interrupted or interrupt.requested()
     merged = {r.impl: r for r in merge_results(results)}
     cells = [merged.get(n) or display.partial(n) for n in configs]
-    cells = [c for c in cells if c is not None]
     rows = [c.to_json() for c in cells]
     atomic_write_text(Path(args.out) / "matrix.json", json.dumps(rows, indent=2) + "\n")
-    md = report.matrix_md(cells)
-    atomic_write_text(Path(args.out) / "matrix.md", md)
+    atomic_write_text(Path(args.out) / "matrix.md", report.matrix_md(cells, args.out))
     if fmt == "json":
         print(json.dumps(rows, indent=2))
     else:
-        print(md, end="")
-        print(report.summary(cells, elapsed, interrupted))
+        if args.command == "matrix":
+            print(report.matrix_md(cells, args.out), end="")
+        print(report.run_report(cells, elapsed, interrupted, args.out, interrupt.signal_name()))
+    return _end_code(interrupted, EXIT_CLEAN if all(c.ok for c in cells) else EXIT_FINDINGS, cells)
+
+
+def _end_code(interrupted: bool, code: int, cells: Sequence[Any] = ()) -> int:
+    """130 after an interrupt (with a note on stderr), else 3 on harness faults, else ``code``."""
+    from fuzz.interrupt import EXIT_INTERRUPTED
+
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
-    ok = all(c.ok for c in cells) and len(cells) == len(configs) and not interrupted
-    return EXIT_CLEAN if ok else EXIT_FINDINGS
+        return EXIT_INTERRUPTED
+    if any(getattr(c, "harness_faults", 0) for c in cells):
+        return EXIT_HARNESS_FAULT
+    return code
 
 
 # -- fuzz -----------------------------------------------------------------------------------------------
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from fuzz import report
-    from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
+    from fuzz import interrupt
 
     if args.linux_src is not None:
         if not Path(args.linux_src).exists():
@@ -314,28 +335,44 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         set_default_tree(args.linux_src)  # also exported as $SLEDFUZZ_LINUX_SRC for workers
     impl = _resolve(args.impl)
     _check_out_dir(args.out)
+    with interrupt.deferred():  # from here on an interrupt ends with the report
+        return _fuzz(args, impl)
+
+
+def _fuzz(args: argparse.Namespace, impl: Any) -> int:
+    from fuzz import interrupt, report
+    from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
+
     start = time.time()
     if args.engine == "atheris":
         from fuzz.atheris_run import run_atheris
 
         if args.corpus is not None and not Path(args.corpus).is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a directory")
-        res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
-                          strict_flags=args.strict_flags, corpus=args.corpus)
-        print(report.fuzz_report(res, time.time() - start))
-        return EXIT_FINDINGS if res.findings else EXIT_CLEAN
+        status = report.StatusLine(not args.no_progress)
+
+        def show(cell: Any) -> None:
+            status.update(lambda: f"fuzz: {report.counts_line(cell.counts, cell.seconds)}")
+
+        with status:
+            res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
+                              strict_flags=args.strict_flags, corpus=args.corpus, on_progress=show)
+        interrupted = res.interrupted or interrupt.requested()
+        print(report.fuzz_report(res, time.time() - start, interrupted))
+        return _end_code(interrupted, EXIT_FINDINGS if res.findings else EXIT_CLEAN, [res])
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
                       engine="hypothesis") for i in range(args.jobs)]
-    display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time)
+    display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time,
+                             label="fuzz")
     with display:
         results, interrupted = run_cells(specs, jobs=args.jobs, on_event=display.on_event)
     merged = merge_results(results)
     cell = merged[0] if merged else display.partial(args.impl)
-    print(report.fuzz_report(cell, time.time() - start))
-    if interrupted:
-        print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
-    return EXIT_FINDINGS if cell is not None and cell.findings else EXIT_CLEAN
+    interrupted = interrupted or interrupt.requested()
+    print(report.fuzz_report(cell, time.time() - start, interrupted))
+    code = EXIT_FINDINGS if cell.findings else EXIT_USAGE if cell.error else EXIT_CLEAN
+    return _end_code(interrupted, code, [cell])
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -451,23 +488,32 @@ def cmd_impls(args: argparse.Namespace) -> int:
 
 
 def cmd_exhaust(args: argparse.Namespace) -> int:
+    from fuzz import interrupt, report
     from fuzz.exhaust import enumerate_shapes, run_exhaust
 
     impl = _resolve(args.impl)
-    shapes = enumerate_shapes(impl.caps, max_links=args.max_links, max_args=args.max_args,
-                              strict_flags=args.strict_flags)
-    print(f"{len(shapes)} shapes for {args.impl} (max links {args.max_links}, max args {args.max_args})")
-    if args.count_only:
-        return EXIT_CLEAN
-    _check_out_dir(args.out)
-    from fuzz.campaign import default_jobs
+    with interrupt.deferred():  # an interrupt from here on still ends with the summary (0 shapes judged)
+        shapes = enumerate_shapes(impl.caps, max_links=args.max_links, max_args=args.max_args,
+                                  strict_flags=args.strict_flags)
+        print(f"{len(shapes)} shapes for {args.impl} (max links {args.max_links}, max args {args.max_args})",
+              flush=True)
+        if args.count_only:
+            return EXIT_CLEAN
+        _check_out_dir(args.out)
+        from fuzz.campaign import default_jobs
 
-    res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
-                      strict_flags=args.strict_flags, out_dir=args.out)
-    from fuzz import report
+        status = report.StatusLine(not args.no_progress)
 
+        def show(res: Any) -> None:
+            status.update(lambda: f"exhaust: {res.shapes_done:,}/{res.shapes:,} shapes in {res.seconds:.0f} s, "
+                                  f"{len(res.violating)} violate")
+
+        with status:
+            res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
+                              strict_flags=args.strict_flags, out_dir=args.out, on_progress=show)
     print(report.exhaust_report(res))
-    return EXIT_FINDINGS if res.violating else EXIT_CLEAN
+    code = EXIT_FINDINGS if res.violating else EXIT_USAGE if res.errors else EXIT_CLEAN
+    return _end_code(res.interrupted or interrupt.requested(), code)
 
 
 HANDLERS = {
@@ -482,25 +528,54 @@ HANDLERS = {
 }
 
 
+def _announce_kernel_builds(enabled: bool) -> None:
+    """The kernel JIT's first build takes half a minute: say so on stderr (``--no-progress``: not)."""
+    import logging
+
+    log = logging.getLogger("emu.kernel.build")
+    log.handlers = [h for h in log.handlers if not getattr(h, "_sledfuzz", False)]
+    if enabled:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("sledfuzz: %(message)s"))
+        setattr(handler, "_sledfuzz", True)  # noqa: B010 - a marker for the handler we own
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return HANDLERS[args.command](args)
-    except UsageError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("sledfuzz: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return EXIT_CLEAN
+    from fuzz import interrupt
+
+    with interrupt.handling():  # first: SIGINT and SIGTERM end every subcommand the same way
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        except KeyboardInterrupt:
+            return interrupt.EXIT_INTERRUPTED
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        _announce_kernel_builds(not getattr(args, "no_progress", False))
+        try:
+            code = HANDLERS[args.command](args)
+        except UsageError as exc:
+            if interrupt.requested():
+                print("sledfuzz: interrupted", file=sys.stderr)
+                return interrupt.EXIT_INTERRUPTED
+            _err(str(exc))
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("sledfuzz: interrupted", file=sys.stderr)
+            return interrupt.EXIT_INTERRUPTED
+        except BrokenPipeError:
+            return EXIT_CLEAN
+        finally:
+            _announce_kernel_builds(False)
+        if interrupt.requested() and code != interrupt.EXIT_INTERRUPTED:
+            print("sledfuzz: interrupted", file=sys.stderr)
+            return interrupt.EXIT_INTERRUPTED
+        return code
 
 
 if __name__ == "__main__":
