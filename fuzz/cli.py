@@ -352,13 +352,14 @@ def _fuzz(args: argparse.Namespace, impl: Any) -> int:
         status = report.StatusLine(not args.no_progress)
 
         def show(cell: Any) -> None:
-            status.update(lambda: f"fuzz: {report.counts_line(cell.counts, cell.seconds)}")
+            if cell.counts.cases:  # the first line once the target runs
+                status.update(lambda: f"fuzz: {report.counts_line(cell.counts, cell.seconds)}")
 
         with status:
             res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
                               strict_flags=args.strict_flags, corpus=args.corpus, on_progress=show)
         interrupted = res.interrupted or interrupt.requested()
-        print(report.fuzz_report(res, time.time() - start, interrupted))
+        print(report.fuzz_report(res, time.time() - start, interrupted, interrupt.signal_name()))
         return _end_code(interrupted, EXIT_FINDINGS if res.findings else EXIT_CLEAN, [res])
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
@@ -370,7 +371,7 @@ def _fuzz(args: argparse.Namespace, impl: Any) -> int:
     merged = merge_results(results)
     cell = merged[0] if merged else display.partial(args.impl)
     interrupted = interrupted or interrupt.requested()
-    print(report.fuzz_report(cell, time.time() - start, interrupted))
+    print(report.fuzz_report(cell, time.time() - start, interrupted, interrupt.signal_name()))
     code = EXIT_FINDINGS if cell.findings else EXIT_USAGE if cell.error else EXIT_CLEAN
     return _end_code(interrupted, code, [cell])
 
@@ -511,7 +512,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
         with status:
             res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
                               strict_flags=args.strict_flags, out_dir=args.out, on_progress=show)
-    print(report.exhaust_report(res))
+    print(report.exhaust_report(res, interrupt.signal_name()))
     code = EXIT_FINDINGS if res.violating else EXIT_USAGE if res.errors else EXIT_CLEAN
     return _end_code(res.interrupted or interrupt.requested(), code)
 

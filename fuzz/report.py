@@ -127,9 +127,9 @@ class Display:
         findings = sum(len(f) for f in self.found.values())
         known_bad = [inv for n, fs in self.found.items() for inv, d in fs.items() if not d.get("known", True)]
         started = sum(1 for n in self.configs if n in self.counts)
+        configs = f", {started}/{len(self.configs)} configurations started" if len(self.configs) > 1 else ""
         return (f"{self.label}: {elapsed:.0f} s{total}, {_n(cases)} cases ({_n(round(rate))} cases/s), "
-                f"{findings} findings ({len(known_bad)} unexpected), "
-                f"{started}/{len(self.configs)} configurations started")
+                f"{findings} findings ({len(known_bad)} unexpected){configs}")
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -202,31 +202,40 @@ class StatusLine:
 # -- the final report of run / matrix ------------------------------------------------------------------
 
 
-def _rel(path: str, out_dir: str) -> str:
+def _rel(path: str, base: str) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else as it is."""
     if not path:
         return "(not written)"
     try:
-        rel = os.path.relpath(path, out_dir)
+        rel = os.path.relpath(path, base)
     except ValueError:
         return path
     return path if rel.startswith("..") else rel
+
+
+def _case_column(path: str, impl: str, out_dir: str) -> str:
+    """The case path as short as it can be said: relative to ``OUT/<configuration>/``."""
+    from fuzz.campaign import slug
+
+    return _rel(path, os.path.join(out_dir, slug(impl))) if path else "(not written)"
 
 
 def _bug_rows(cells: list[CellResult], out_dir: str) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for c in cells:
         for commit, f in c.bugs_found.items():
-            invs = "/".join(c.target_bugs[commit])
             if f is not None:
-                case = _rel(f.case_path, out_dir)
+                case = _case_column(f.case_path, c.impl, out_dir)
                 if not f.checked:
-                    case += " (raw: not minimised, origin not checked)"
+                    case += " (raw, not minimised)"
                 elif f.origin_ok is False:
                     case += f" (ORIGIN-FAILS: {f.origin_status} on {f.origin})"
                 rows.append((c.impl, commit[:12], f.invariant, f"{f.seconds:.2f}s", case))
             else:
-                word = "not run" if c.not_run else "interrupted" if c.interrupted else "MISSED"
-                rows.append((c.impl, commit[:12], invs, word, "-"))
+                invs = c.target_bugs[commit]
+                word = "not run" if c.not_run else "stopped" if c.interrupted else "MISSED"
+                rows.append((c.impl, commit[:12], invs[0] + (f" +{len(invs) - 1}" if len(invs) > 1 else ""),
+                             word, "-"))
     return rows
 
 
@@ -239,7 +248,7 @@ def _table_lines(rows: Sequence[tuple[str, ...]], head: tuple[str, ...]) -> list
     return out
 
 
-def verdict(cells: list[CellResult], interrupted: bool, signal_name: str | None = None) -> str:
+def verdict(cells: list[CellResult], interrupted: bool) -> str:
     """The first line of the report: PASS / FAIL / INTERRUPTED and the three numbers that matter."""
     bugs = [(c, f) for c in cells for f in c.bugs_found.values()]
     found = sum(1 for _, f in bugs if f is not None)
@@ -251,9 +260,7 @@ def verdict(cells: list[CellResult], interrupted: bool, signal_name: str | None 
     faults = sum(int(getattr(c, "harness_faults", 0) or 0) for c in cells)
     problems = unexpected or any(not c.ok for c in cells if not c.interrupted)
     word = "INTERRUPTED" if interrupted else ("FAIL" if problems or not cells else "PASS")
-    if interrupted and signal_name:
-        word += f" ({signal_name})"
-    parts = [f"{unexpected} unexpected finding{'s' if unexpected != 1 else ''}",
+    parts = [f"{unexpected} unexpected",
              f"{found}/{len(bugs)} declared bugs found",
              f"{quiet}/{len(clean_ran)} clean configurations clean"]
     if not_run:
@@ -270,16 +277,16 @@ def run_report(cells: list[CellResult], elapsed: float, interrupted: bool, out_d
     total = Counts()
     for c in cells:
         total.merge(c.counts)
-    lines = fit(verdict(cells, interrupted, signal_name)) + fit(counts_line(total, elapsed))
+    lines = fit(verdict(cells, interrupted)) + fit(counts_line(total, elapsed))
     bug_rows = _bug_rows(cells, out_dir)
     if bug_rows:
-        lines.append(f"Declared bugs (cases under {out_dir}/):")
-        lines += _table_lines(bug_rows, ("configuration", "commit", "invariant", "found", "minimal case"))
+        lines += fit(f"Declared bugs (minimal cases in {os.path.join(out_dir, '<configuration>')}/):")
+        lines += _table_lines(bug_rows, ("configuration", "commit", "invariant", "after", "minimal case"))
     unexpected = [(c, c.findings[inv]) for c in cells for inv in c.unexpected]
     if unexpected:
         lines.append("Unexpected findings:")
         for c, f in sorted(unexpected, key=lambda cf: cf[1].seconds):
-            lines += fit(f"  {c.impl}  {f.seconds:.2f}s  {_rel(f.case_path, out_dir)}")
+            lines += fit(f"  {c.impl}  {f.invariant}  {f.seconds:.2f}s  {_rel(f.case_path, out_dir)}")
             lines += fit(f"    {f.message}")
     other = [(c, f) for c in cells for f in c.findings.values()
              if f.known and f.invariant not in {i for invs in c.target_bugs.values() for i in invs}]
@@ -297,8 +304,13 @@ def run_report(cells: list[CellResult], elapsed: float, interrupted: bool, out_d
         lines += fit("Not run (interrupted before they started): " + ", ".join(not_run))
     lines += fit(f"Full matrix: {os.path.join(out_dir, 'matrix.md')} (legend inside; also matrix.json)")
     if interrupted:
-        lines.append("Interrupted: the report covers the work done until then.")
+        lines.append(_interrupted_note(signal_name))
     return "\n".join(lines)
+
+
+def _interrupted_note(signal_name: str | None) -> str:
+    by = f" by {signal_name}" if signal_name else ""
+    return f"Interrupted{by}: the report covers the work done until then."
 
 
 # -- matrix.md --------------------------------------------------------------------------------------------
@@ -363,7 +375,8 @@ def _bug_found_via_other(c: CellResult, inv: str) -> bool:
 # -- fuzz / exhaust ------------------------------------------------------------------------------------------
 
 
-def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = False) -> str:
+def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = False,
+                signal_name: str | None = None) -> str:
     if cell is None:
         return f"{elapsed:.1f} s: nothing ran" + (" (interrupted)" if interrupted else "")
     lines = fit(f"{cell.impl}: " + counts_line(cell.counts, elapsed))
@@ -381,11 +394,11 @@ def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = Fal
     if cell.error:
         lines += fit(f"error: {cell.error}")
     if interrupted:
-        lines.append("Interrupted: the report covers the work done until then.")
+        lines.append(_interrupted_note(signal_name))
     return "\n".join(lines)
 
 
-def exhaust_report(res: Any) -> str:
+def exhaust_report(res: Any, signal_name: str | None = None) -> str:
     c = res.counts
     rate = c.cases / res.seconds if res.seconds > 0 else 0.0
     done = f"{_n(res.shapes_done)} of {_n(res.shapes)} shapes" if res.shapes_done < res.shapes \
@@ -400,5 +413,5 @@ def exhaust_report(res: Any) -> str:
     for err in getattr(res, "errors", []):
         lines += fit(f"error: {err}")
     if res.interrupted:
-        lines.append(f"Interrupted: {_n(res.shapes - res.shapes_done)} shapes not run.")
+        lines.append(_interrupted_note(signal_name) + f" {_n(res.shapes - res.shapes_done)} shapes not run.")
     return "\n".join(lines)
