@@ -543,23 +543,29 @@ def _announce_kernel_builds(enabled: bool) -> None:
         log.setLevel(logging.INFO)
 
 
+SUMMARISING = frozenset({"run", "matrix", "fuzz", "exhaust"})  # an interrupt ends them with their summary
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from fuzz import interrupt
 
-    with interrupt.handling():  # first: SIGINT and SIGTERM end every subcommand the same way
+    # first: SIGINT and SIGTERM end every subcommand the same way (fuzz/interrupt.py)
+    with interrupt.handling(), interrupt.deferred():
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
         except SystemExit as exc:
             return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-        except KeyboardInterrupt:
-            return interrupt.EXIT_INTERRUPTED
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         _announce_kernel_builds(not getattr(args, "no_progress", False))
         try:
-            code = HANDLERS[args.command](args)
+            if args.command in SUMMARISING:  # they poll the flag and print what ran
+                code = HANDLERS[args.command](args)
+            else:
+                with interrupt.immediate():
+                    code = HANDLERS[args.command](args)
         except UsageError as exc:
             if interrupt.requested():
                 print("sledfuzz: interrupted", file=sys.stderr)

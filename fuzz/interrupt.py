@@ -26,13 +26,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 _received: list[int] = []  # signal numbers, in arrival order
-_deferred = [0]  # nesting depth of deferred sections
+_deferred = [False]  # a stack: is the innermost section deferred?
 _worker_stop: list[Any] = []  # the parent's stop event, in a worker process
 
 
 def _handler(signum: int, frame: object) -> None:
     _received.append(signum)
-    if not _deferred[0]:
+    if not _deferred[-1]:
         raise Interrupted
 
 
@@ -73,11 +73,22 @@ def handling() -> Iterator[None]:
 @contextmanager
 def deferred() -> Iterator[None]:
     """Inside, a signal only sets the flag: the code polls :func:`requested` / :func:`check`."""
-    _deferred[0] += 1
+    _deferred.append(True)
     try:
         yield
     finally:
-        _deferred[0] -= 1
+        _deferred.pop()
+
+
+@contextmanager
+def immediate() -> Iterator[None]:
+    """Inside, a signal raises :class:`Interrupted` at once (and on entry, if one came before)."""
+    _deferred.append(False)
+    try:
+        check()
+        yield
+    finally:
+        _deferred.pop()
 
 
 def attach_worker(stop_event: Any) -> None:
