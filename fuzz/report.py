@@ -227,7 +227,7 @@ def _bug_rows(cells: list[CellResult], out_dir: str) -> list[tuple[str, str, str
             if f is not None:
                 case = _case_column(f.case_path, c.impl, out_dir)
                 if not f.checked:
-                    case += " (raw, not minimised)"
+                    case += " (not minimised)"
                 elif f.origin_ok is False:
                     case += f" (ORIGIN-FAILS: {f.origin_status} on {f.origin})"
                 rows.append((c.impl, commit[:12], f.invariant, f"{f.seconds:.2f}s", case))
