@@ -38,7 +38,7 @@ def _n(x: int) -> str:
 
 def counts_line(counts: Counts, seconds: float) -> str:
     rate = counts.cases / seconds if seconds > 0 else 0.0
-    return (f"{_n(counts.cases)} cases in {seconds:.1f} s ({_n(round(rate))} cases/s): "
+    return (f"{_n(counts.cases)} cases in {seconds:.1f} s ({_n(round(rate))}/s): "
             f"{_n(counts.judged)} judged ({_n(counts.failed)} failing), {_n(counts.refused)} refused, "
             f"{_n(counts.unspecified)} unspecified, {_n(counts.invalid)} invalid")
 
@@ -127,7 +127,7 @@ class Display:
         findings = sum(len(f) for f in self.found.values())
         known_bad = [inv for n, fs in self.found.items() for inv, d in fs.items() if not d.get("known", True)]
         started = sum(1 for n in self.configs if n in self.counts)
-        configs = f", {started}/{len(self.configs)} configurations started" if len(self.configs) > 1 else ""
+        configs = f", {started}/{len(self.configs)} started" if len(self.configs) > 1 else ""
         return (f"{self.label}: {elapsed:.0f} s{total}, {_n(cases)} cases ({_n(round(rate))} cases/s), "
                 f"{findings} findings ({len(known_bad)} unexpected){configs}")
 
@@ -403,7 +403,7 @@ def exhaust_report(res: Any, signal_name: str | None = None) -> str:
     rate = c.cases / res.seconds if res.seconds > 0 else 0.0
     done = f"{_n(res.shapes_done)} of {_n(res.shapes)} shapes" if res.shapes_done < res.shapes \
         else f"{_n(res.shapes)} shapes"
-    lines = fit(f"{res.impl}: {done}, {_n(c.cases)} cases in {res.seconds:.1f} s ({_n(round(rate))} cases/s): "
+    lines = fit(f"{res.impl}: {done}, {_n(c.cases)} cases in {res.seconds:.1f} s ({_n(round(rate))}/s): "
                 f"{_n(c.judged)} judged, {_n(c.refused)} refused, {_n(c.unspecified)} unspecified, "
                 f"{_n(c.invalid)} invalid; {len(res.violating)} shapes violate")
     for shape, invs, path, known in res.violating[:200]:
