@@ -543,7 +543,10 @@ def _announce_kernel_builds(enabled: bool) -> None:
         log.setLevel(logging.INFO)
 
 
-SUMMARISING = frozenset({"run", "matrix", "fuzz", "exhaust"})  # an interrupt ends them with their summary
+# Every subcommand polls the interrupt flag between judged cases (so no KeyboardInterrupt is ever
+# raised inside an engine callback, where it would be lost); ``impls`` runs no cases but may wait
+# half a minute on the kernel build, so a signal stops it at once.
+IMMEDIATE = frozenset({"impls"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,11 +564,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         _announce_kernel_builds(not getattr(args, "no_progress", False))
         try:
-            if args.command in SUMMARISING:  # they poll the flag and print what ran
-                code = HANDLERS[args.command](args)
-            else:
+            if args.command in IMMEDIATE:
                 with interrupt.immediate():
                     code = HANDLERS[args.command](args)
+            else:
+                code = HANDLERS[args.command](args)
         except UsageError as exc:
             if interrupt.requested():
                 print("sledfuzz: interrupted", file=sys.stderr)
