@@ -6,7 +6,8 @@ expects failures, until every declared known bug has been seen. Each first viola
 invariant is written atomically to the output directory the moment it is judged, then
 minimised (same invariant on the implementation, and a pass on the configuration it derives
 from), then written again as the minimal case. Cells run in worker processes; the parent sees
-progress and findings as events, so an interrupted campaign still reports what was done.
+progress and findings as events. On SIGINT/SIGTERM (``fuzz.interrupt``) every running cell stops
+between cases and returns what it found; cells not yet started never start.
 """
 
 from __future__ import annotations
@@ -242,10 +243,6 @@ class CellResult:
     def not_run(self) -> bool:
         """Stopped before it judged a single case (or never started)."""
         return self.interrupted and self.counts.cases == 0 and not self.findings and not self.error
-
-    @property
-    def cases_per_second(self) -> float:
-        return self.counts.cases / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def unexpected(self) -> list[str]:

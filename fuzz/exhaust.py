@@ -114,10 +114,6 @@ class ExhaustResult:
     shapes_done: int = 0  # shapes judged (all of them unless interrupted)
     errors: list[str] = field(default_factory=list)  # workers that failed (a tool error)
 
-    @property
-    def cases_per_second(self) -> float:
-        return self.counts.cases / self.seconds if self.seconds > 0 else 0.0
-
 
 _STATE: dict[str, Any] = {}
 
