@@ -11,6 +11,7 @@ event the parent sets (:func:`attach_worker`), so only the parent decides how a 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ class Interrupted(KeyboardInterrupt):
 
 _received: list[int] = []  # signal numbers, in arrival order
 _deferred = [False]  # a stack: is the innermost section deferred?
-_worker_stop: list[Any] = []  # the parent's stop event, in a worker process
+_worker_stop: list[Any] = []  # in a worker process: the parent's stop event and the parent's pid
 
 
 def _handler(signum: int, frame: object) -> None:
@@ -37,10 +38,12 @@ def _handler(signum: int, frame: object) -> None:
 
 
 def requested() -> bool:
-    """A signal arrived (in the parent), or the parent asked this worker to stop."""
+    """A signal arrived (in the parent), or the parent asked this worker to stop, or died."""
     if _received:
         return True
-    return bool(_worker_stop) and bool(_worker_stop[0].is_set())
+    if not _worker_stop:
+        return False
+    return bool(_worker_stop[0].is_set()) or os.getppid() != _worker_stop[1]
 
 
 def check() -> None:
@@ -92,10 +95,11 @@ def immediate() -> Iterator[None]:
 
 
 def attach_worker(stop_event: Any) -> None:
-    """In a worker process: ignore SIGINT/SIGTERM; :func:`requested` follows the parent's event."""
+    """In a worker process: ignore SIGINT/SIGTERM; :func:`requested` follows the parent's event
+    (and turns true if the parent is gone, so that no orphan keeps writing files)."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
-    _worker_stop[:] = [stop_event]
+    _worker_stop[:] = [stop_event, os.getppid()]
 
 
 def ignore_in_child() -> None:

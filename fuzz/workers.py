@@ -48,7 +48,7 @@ def _worker(fn: Callable[[Any], Any], init: Callable[..., None] | None, initargs
     try:
         if init is not None:
             init(*initargs)
-        while not stop.is_set():
+        while not interrupt.requested():  # the parent's stop event, or the parent gone
             try:
                 index, arg = tasks.get_nowait()
             except queue.Empty:

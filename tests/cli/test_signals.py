@@ -219,6 +219,19 @@ def test_exhaust(tmp_path: Path, sig: int, moment: str) -> None:
     assert f"{summary['shapes'] - summary['shapes_judged']:,} shapes not run" in out
 
 
+def test_exhaust_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no summary, but the workers notice the parent is gone and stop writing."""
+    run = launch(tmp_path, "exhaust", "--impl", "v6.19-pre-10541b374aa0", "--jobs", "2")
+    wait_for(run, file_appears(run, "exhaust-*/shape-*.json"), "the first shape file")
+    run.proc.kill()
+    run.proc.wait(timeout=BOUND)
+    deadline = time.monotonic() + BOUND  # 98,047 shapes: without the stop, minutes of work are left
+    while session_processes(run.proc.pid):
+        assert time.monotonic() < deadline, f"orphaned workers: {session_processes(run.proc.pid)}"
+        time.sleep(0.05)
+    assert len(list(run.out_dir.glob("exhaust-*/shape-*.json"))) < 5000
+
+
 def test_replay(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
