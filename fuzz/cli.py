@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -230,61 +231,52 @@ def _configs(names: list[str] | None) -> list[str]:
     return shipped_configurations()
 
 
-def _not_run(impl: str) -> Any:
-    from fuzz.campaign import cell_context
-
-    res = cell_context(impl).new_result()
-    res.interrupted = True
-    return res
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from fuzz import interrupt, report
-    from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
+    from fuzz import report
+    from fuzz.campaign import CellSpec, default_jobs, run_cells
 
     _check_out_dir(args.out)
+    configs = _configs(args.impl)
+    jobs = args.jobs or default_jobs()
     start = time.time()
-    with interrupt.deferred():
-        configs = _configs(args.impl)
-        jobs = args.jobs or default_jobs()
-        end = start + args.time
-        share = args.time * jobs / max(1, len(configs))
-        expects = {n: expectation(resolve(n)) for n in configs}
-        # expected failures first: they stop as soon as every known bug is found
-        ordered = sorted(configs, key=lambda n: expects[n] != "fail")
-        specs = [CellSpec(n, share, args.seed + i, args.strict_flags, args.out, True, True, end)
-                 for i, n in enumerate(ordered)]
-        display = report.Display(ordered, expects, enabled=not args.no_progress, total_seconds=args.time)
-        with display:
-            results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
-            # time left (bug configurations stopped early): more search on the clean ones
-            left = end - time.time()
-            clean = [n for n in ordered if expects[n] == "pass"]
-            if not interrupted and clean and left > 2:
-                more = [CellSpec(n, left * jobs / len(clean), args.seed + 1000 + i, args.strict_flags, args.out,
-                                 True, True, end) for i, n in enumerate(clean)]
-                extra, interrupted = run_cells(more, jobs=jobs, on_event=display.on_event)
-                results = results + extra
-        return _finish(args, display, results, interrupted, configs, time.time() - start)
+    end = start + args.time
+    share = args.time * jobs / max(1, len(configs))
+    # expected failures first: they stop as soon as every known bug is found
+    from fuzz.campaign import expectation, resolve
+
+    expects = {n: expectation(resolve(n)) for n in configs}
+    ordered = sorted(configs, key=lambda n: expects[n] != "fail")
+    specs = [CellSpec(n, share, args.seed + i, args.strict_flags, args.out, True, True, end)
+             for i, n in enumerate(ordered)]
+    display = report.Display(ordered, expects, enabled=not args.no_progress, total_seconds=args.time)
+    with display:
+        results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
+        # time left (bug configurations stopped early): more search on the clean ones
+        left = end - time.time()
+        clean = [n for n in ordered if expects[n] == "pass"]
+        if not interrupted and clean and left > 2:
+            more = [CellSpec(n, left * jobs / len(clean), args.seed + 1000 + i, args.strict_flags, args.out,
+                             True, True, end) for i, n in enumerate(clean)]
+            extra, interrupted = run_cells(more, jobs=jobs, on_event=display.on_event)
+            results = results + extra
+    return _finish(args, display, results, interrupted, configs, time.time() - start)
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from fuzz import interrupt, report
+    from fuzz import report
     from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
 
     _check_out_dir(args.out)
-    with interrupt.deferred():
-        configs = _configs(args.impl)
-        jobs = args.jobs or default_jobs()
-        expects = {n: expectation(resolve(n)) for n in configs}
-        specs = [CellSpec(n, args.time_per_cell, args.seed + i, args.strict_flags, args.out)
-                 for i, n in enumerate(configs)]
-        display = report.Display(configs, expects, enabled=not args.no_progress, label="matrix")
-        start = time.time()
-        with display:
-            results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
-        return _finish(args, display, results, interrupted, configs, time.time() - start,
-                       fmt=getattr(args, "format", "md"))
+    configs = _configs(args.impl)
+    jobs = args.jobs or default_jobs()
+    expects = {n: expectation(resolve(n)) for n in configs}
+    specs = [CellSpec(n, args.time_per_cell, args.seed + i, args.strict_flags, args.out) for i, n in enumerate(configs)]
+    display = report.Display(configs, expects, enabled=not args.no_progress, label="matrix")
+    start = time.time()
+    with display:
+        results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
+    return _finish(args, display, results, interrupted, configs, time.time() - start,
+                   fmt=getattr(args, "format", "md"))
 
 
 def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrupted: bool, configs: list[str],
@@ -325,7 +317,8 @@ def _end_code(interrupted: bool, code: int, cells: Sequence[Any] = ()) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from fuzz import interrupt
+    from fuzz import interrupt, report
+    from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
 
     if args.linux_src is not None:
         if not Path(args.linux_src).exists():
@@ -335,14 +328,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         set_default_tree(args.linux_src)  # also exported as $SLEDFUZZ_LINUX_SRC for workers
     impl = _resolve(args.impl)
     _check_out_dir(args.out)
-    with interrupt.deferred():  # from here on an interrupt ends with the report
-        return _fuzz(args, impl)
-
-
-def _fuzz(args: argparse.Namespace, impl: Any) -> int:
-    from fuzz import interrupt, report
-    from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
-
     start = time.time()
     if args.engine == "atheris":
         from fuzz.atheris_run import run_atheris
@@ -493,25 +478,24 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     from fuzz.exhaust import enumerate_shapes, run_exhaust
 
     impl = _resolve(args.impl)
-    with interrupt.deferred():  # an interrupt from here on still ends with the summary (0 shapes judged)
-        shapes = enumerate_shapes(impl.caps, max_links=args.max_links, max_args=args.max_args,
-                                  strict_flags=args.strict_flags)
-        print(f"{len(shapes)} shapes for {args.impl} (max links {args.max_links}, max args {args.max_args})",
-              flush=True)
-        if args.count_only:
-            return EXIT_CLEAN
-        _check_out_dir(args.out)
-        from fuzz.campaign import default_jobs
+    shapes = enumerate_shapes(impl.caps, max_links=args.max_links, max_args=args.max_args,
+                              strict_flags=args.strict_flags)
+    print(f"{len(shapes)} shapes for {args.impl} (max links {args.max_links}, max args {args.max_args})",
+          flush=True)
+    if args.count_only:
+        return EXIT_CLEAN
+    _check_out_dir(args.out)
+    from fuzz.campaign import default_jobs
 
-        status = report.StatusLine(not args.no_progress)
+    status = report.StatusLine(not args.no_progress)
 
-        def show(res: Any) -> None:
-            status.update(lambda: f"exhaust: {res.shapes_done:,}/{res.shapes:,} shapes in {res.seconds:.0f} s, "
-                                  f"{len(res.violating)} violate")
+    def show(res: Any) -> None:
+        status.update(lambda: f"exhaust: {res.shapes_done:,}/{res.shapes:,} shapes in {res.seconds:.0f} s, "
+                              f"{len(res.violating)} violate")
 
-        with status:
-            res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
-                              strict_flags=args.strict_flags, out_dir=args.out, on_progress=show)
+    with status:
+        res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
+                          strict_flags=args.strict_flags, out_dir=args.out, on_progress=show)
     print(report.exhaust_report(res, interrupt.signal_name()))
     code = EXIT_FINDINGS if res.violating else EXIT_USAGE if res.errors else EXIT_CLEAN
     return _end_code(res.interrupted or interrupt.requested(), code)
@@ -529,16 +513,17 @@ HANDLERS = {
 }
 
 
-def _announce_kernel_builds(enabled: bool) -> None:
-    """The kernel JIT's first build takes half a minute: say so on stderr (``--no-progress``: not)."""
-    import logging
+class _BuildNotice(logging.StreamHandler):  # type: ignore[type-arg]
+    """Shows ``emu.kernel.build``'s notices (a first kernel JIT build takes half a minute)."""
 
+
+def _announce_kernel_builds(enabled: bool) -> None:
+    """Say on stderr when the kernel JIT is built for the first time (``--no-progress``: not)."""
     log = logging.getLogger("emu.kernel.build")
-    log.handlers = [h for h in log.handlers if not getattr(h, "_sledfuzz", False)]
+    log.handlers = [h for h in log.handlers if not isinstance(h, _BuildNotice)]
     if enabled:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _BuildNotice(sys.stderr)
         handler.setFormatter(logging.Formatter("sledfuzz: %(message)s"))
-        setattr(handler, "_sledfuzz", True)  # noqa: B010 - a marker for the handler we own
         log.addHandler(handler)
         log.setLevel(logging.INFO)
 

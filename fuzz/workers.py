@@ -76,7 +76,9 @@ def run_tasks(fn: Callable[[Any], Any], items: list[Any], *, jobs: int,
 
     ``fn``, ``init`` and the items must be picklable (module-level functions, plain data)."""
     outcome = Outcome()
-    if not items:
+    if not items or interrupt.requested():
+        outcome.not_started = list(range(len(items)))
+        outcome.interrupted = interrupt.requested()
         return outcome
     ctx = mp.get_context("spawn")
     tasks = ctx.Queue()
