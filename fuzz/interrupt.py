@@ -6,7 +6,7 @@ printed as "Exception ignored" and lost. So the handler records the signal; code
 calls :func:`check` between them, which raises :class:`Interrupted` (a ``KeyboardInterrupt``)
 from ordinary Python code. Outside a :func:`deferred` section the handler also raises at once, so
 short commands stop without polling. Worker processes ignore both signals and instead watch an
-event the parent sets (:func:`attach_worker`), so only the parent decides how a run ends.
+flag the parent sets (:func:`attach_worker`), so only the parent decides how a run ends.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Interrupted(KeyboardInterrupt):
 
 _received: list[int] = []  # signal numbers, in arrival order
 _deferred = [False]  # a stack: is the innermost section deferred?
-_worker_stop: list[Any] = []  # in a worker process: the parent's stop event and the parent's pid
+_worker_stop: list[Any] = []  # in a worker process: the parent's stop flag and the parent's pid
 
 
 def _handler(signum: int, frame: object) -> None:
@@ -43,7 +43,7 @@ def requested() -> bool:
         return True
     if not _worker_stop:
         return False
-    return bool(_worker_stop[0].is_set()) or os.getppid() != _worker_stop[1]
+    return bool(_worker_stop[0].value) or os.getppid() != _worker_stop[1]
 
 
 def check() -> None:
@@ -94,12 +94,13 @@ def immediate() -> Iterator[None]:
         _deferred.pop()
 
 
-def attach_worker(stop_event: Any) -> None:
-    """In a worker process: ignore SIGINT/SIGTERM; :func:`requested` follows the parent's event
-    (and turns true if the parent is gone, so that no orphan keeps writing files)."""
+def attach_worker(stop_flag: Any) -> None:
+    """In a worker process: ignore SIGINT/SIGTERM; :func:`requested` follows the parent's flag (a
+    shared ``multiprocessing`` value, non-zero to stop) and turns true if the parent is gone, so
+    that no orphan keeps writing files."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_IGN)
-    _worker_stop[:] = [stop_event, os.getppid()]
+    _worker_stop[:] = [stop_flag, os.getppid()]
 
 
 def ignore_in_child() -> None:

@@ -399,13 +399,10 @@ def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = Fal
 
 
 def exhaust_report(res: Any, signal_name: str | None = None) -> str:
-    c = res.counts
-    rate = c.cases / res.seconds if res.seconds > 0 else 0.0
     done = f"{_n(res.shapes_done)} of {_n(res.shapes)} shapes" if res.shapes_done < res.shapes \
         else f"{_n(res.shapes)} shapes"
-    lines = fit(f"{res.impl}: {done}, {_n(c.cases)} cases in {res.seconds:.1f} s ({_n(round(rate))}/s): "
-                f"{_n(c.judged)} judged, {_n(c.refused)} refused, {_n(c.unspecified)} unspecified, "
-                f"{_n(c.invalid)} invalid; {len(res.violating)} shapes violate")
+    lines = [f"{res.impl}: {done} judged; {len(res.violating)} shapes violate"]
+    lines += fit(counts_line(res.counts, res.seconds))
     for shape, invs, path, known in res.violating[:200]:
         lines.append(f"  {'known' if known else 'NEW  '} {','.join(sorted(invs))}: {shape} -> {path}")
     if len(res.violating) > 200:

@@ -3,7 +3,7 @@
 ``multiprocessing.Pool`` stops workers with SIGTERM, starts queued tasks after a stop, and lets
 workers die mid-write on a terminal's Ctrl-C (tracebacks, leaked semaphores, files written after
 the parent ended). Here every worker ignores SIGINT/SIGTERM, takes tasks one at a time, and
-checks a stop event the parent sets on interrupt (``fuzz.interrupt`` reads it between cases): a
+checks a stop flag the parent sets on interrupt (``fuzz.interrupt`` reads it between cases): a
 running task returns what it has so far, queued tasks are never started and are reported as not
 run. A worker that does not finish within the grace period is killed (SIGKILL) as a last resort.
 """
@@ -48,7 +48,7 @@ def _worker(fn: Callable[[Any], Any], init: Callable[..., None] | None, initargs
     try:
         if init is not None:
             init(*initargs)
-        while not interrupt.requested():  # the parent's stop event, or the parent gone
+        while not interrupt.requested():  # the parent's stop flag, or the parent gone
             try:
                 index, arg = tasks.get_nowait()
             except queue.Empty:
@@ -83,7 +83,7 @@ def run_tasks(fn: Callable[[Any], Any], items: list[Any], *, jobs: int,
     ctx = mp.get_context("spawn")
     tasks = ctx.Queue()
     out = ctx.Queue()
-    stop = ctx.Event()
+    stop = ctx.RawValue("b", 0)  # set to 1 to stop; read between cases, so no lock
     for i, item in enumerate(items):
         tasks.put((i, item))
     procs = [ctx.Process(target=_worker, args=(fn, init, initargs, tasks, out, stop), daemon=True)
@@ -98,7 +98,7 @@ def run_tasks(fn: Callable[[Any], Any], items: list[Any], *, jobs: int,
         while exited < len(procs):
             if interrupt.requested() and kill_at is None:
                 outcome.interrupted = True
-                stop.set()
+                stop.value = 1
                 kill_at = time.monotonic() + STOP_GRACE_SECONDS
             if kill_at is not None and time.monotonic() > kill_at:
                 break
@@ -126,7 +126,7 @@ def run_tasks(fn: Callable[[Any], Any], items: list[Any], *, jobs: int,
             elif kind == "exit":
                 exited += 1
     finally:
-        stop.set()
+        stop.value = 1
         for p in procs:
             if p.is_alive() and kill_at is not None and time.monotonic() > kill_at:
                 p.kill()
