@@ -1,4 +1,5 @@
-"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error.
+"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error,
+3 harness fault, 130 interrupted (SIGINT or SIGTERM, after the summary).
 
 Every user mistake (missing file, bad JSON, a case field out of range, an unknown
 implementation, a bad option value) is reported as one line on stderr with exit code 2; library
