@@ -214,11 +214,6 @@ def _check_out_dir(out: str) -> None:
         raise UsageError(f"--out {out}: cannot create: {exc.strerror or exc}") from None
 
 
-def _counts_line(counts: Any) -> str:
-    return (f"{counts.cases} cases: {counts.judged} judged ({counts.failed} failing), {counts.refused} refused, "
-            f"{counts.unspecified} unspecified, {counts.invalid} invalid")
-
-
 # -- run / matrix ---------------------------------------------------------------------------------------
 
 
