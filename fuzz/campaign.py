@@ -419,7 +419,7 @@ def search_cell(
         now = time.monotonic()
         if emit and (force or now - last_emit[0] > 0.5):
             last_emit[0] = now
-            emit(("progress", impl_name, asdict(result.counts)))
+            emit(("progress", impl_name, dict(asdict(result.counts), seed=seed)))  # seed: which cell
 
     def all_known_found() -> bool:
         """Every awaited bug (``stop_on``, default: the target bugs) has been seen."""

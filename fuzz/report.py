@@ -83,7 +83,8 @@ class Display:
         self.total = total_seconds
         self.label = label
         self.start = time.monotonic()
-        self.counts: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, dict[str, int]] = {}  # per configuration, summed over its cells
+        self._cells: dict[tuple[str, int], dict[str, int]] = {}  # (configuration, seed) -> counts
         self.found: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in configs}
         self._live: Any = None
         self._ticker = Ticker(self.mode == "lines")
@@ -106,7 +107,13 @@ class Display:
     def on_event(self, event: Event) -> None:
         kind, impl, data = event
         if kind == "progress":
-            self.counts[impl] = data
+            self._cells[(impl, int(data.get("seed", 0)))] = {k: v for k, v in data.items() if k != "seed"}
+            total: dict[str, int] = {}
+            for (name, _), counts in self._cells.items():
+                if name == impl:
+                    for k, v in counts.items():
+                        total[k] = total.get(k, 0) + v
+            self.counts[impl] = total
         elif kind == "found":
             self.found.setdefault(impl, {})[data["invariant"]] = dict(data)
         elif kind == "minimized":

@@ -164,3 +164,14 @@ def test_the_first_kernel_build_is_announced(tmp_path: Path, monkeypatch: pytest
     code = main(["fuzz", "--impl", "kernel", "--linux-src", str(tarball), "--no-progress", "--out",
                  str(tmp_path / "o")])
     assert code == 2 and "reading the JIT sources" not in capsys.readouterr().err
+
+
+def test_progress_sums_the_cells_of_one_configuration() -> None:
+    """``fuzz --jobs 2`` runs two cells of one configuration: progress counts both."""
+    display = report.Display(["v6.19"], {"v6.19": "pass"}, enabled=False)
+    base = {"judged": 0, "failed": 0, "refused": 0, "unspecified": 0, "invalid": 0}
+    display.on_event(("progress", "v6.19", dict(base, cases=30, seed=0)))
+    display.on_event(("progress", "v6.19", dict(base, cases=12, seed=1)))
+    display.on_event(("progress", "v6.19", dict(base, cases=40, seed=0)))  # a later report of the first cell
+    assert " 52 cases (" in display.line()
+    assert display.partial("v6.19").counts.cases == 52
