@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emu.bodygen import compile_body
+from emu.elf.image import ElfError
+from emu.elf.placement import place
 from emu.engine import Engine, EngineError, HostStop, RunResult, get_engine
 from emu.impls.api import (
     ENOTSUPP,
@@ -623,7 +625,15 @@ class Scenario:
                                    image_addr=image.addr)
             patched = res.site
         helper = host_addr(lay, ROLE_HELPER)
-        if case.target == "kernel_function":
+        elf_writable: frozenset[int] = frozenset()
+        if case.function.compiled is not None:
+            try:
+                placed = place(case.function.compiled, lay.func, patched, sled.pre_bytes)
+            except ElfError as exc:
+                raise LayoutError(str(exc)) from None
+            regions.extend(placed.regions)
+            elf_writable = placed.writable
+        elif case.target == "kernel_function":
             body = compile_body(case.function.body, case.function.nr_slots, body_addr, helper)
             regions.append(((lay.func - sled.pre_bytes) & MASK64, patched + body))
         elif case.target == "bpf_prog":
@@ -644,7 +654,7 @@ class Scenario:
         regions.append((lay.stack, _stack_image(stack_args)))
         _check_overlaps(regions)
         self._guard_stack(lay.stack, regions)
-        volatile = frozenset((lay.data, lay.stack))
+        volatile = frozenset((lay.data, lay.stack)) | elf_writable
         self._install(regions, volatile)
 
         # registers as the parent leaves them at its call

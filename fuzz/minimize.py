@@ -191,8 +191,12 @@ def size(case: Case) -> tuple[int, ...]:
     )
 
 
-def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float | None = None) -> Case:
-    """The smallest case ``keep`` still accepts that greedy passes reach from ``case``."""
+def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float | None = None,
+             prepare: Callable[[Case], Case | None] | None = None) -> Case:
+    """The smallest case ``keep`` still accepts that greedy passes reach from ``case``.
+
+    ``prepare`` completes or rejects each candidate before it is judged (a compiled function's
+    case is measured again: its body's meaning depends on the argument values)."""
     import time
 
     checks = 0
@@ -204,6 +208,8 @@ def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float 
             if checks >= max_checks or (deadline is not None and time.monotonic() > deadline):
                 return current
             cand = _try(make)
+            if cand is not None and prepare is not None:
+                cand = prepare(cand)
             if cand is None or cand == current:
                 continue
             checks += 1

@@ -75,14 +75,45 @@ class Body:
 
 
 @dataclass(frozen=True)
+class BodyStore:
+    """One store a compiled body makes outside its own stack frame (little-endian value)."""
+
+    addr: int
+    size: int
+    value: int
+
+
+@dataclass(frozen=True)
+class CompiledBody:
+    """The traced function is real compiled code: ``symbol`` of the ELF object at ``path``
+    (content ``sha256``), placed so that the symbol is at ``layout.func``.
+
+    Its meaning is data, measured once by running the function untraced with the case's argument
+    slots and memory (``emu.elf``): the value it returns and the stores it makes outside its own
+    frame, in order. The model reasons from these as it does from a mini-language body; replay
+    measures them again and refuses a case whose object changed.
+    """
+
+    path: str
+    symbol: str
+    sha256: str
+    ret: int = 0
+    stores: tuple[BodyStore, ...] = ()
+
+
+@dataclass(frozen=True)
 class Function:
-    """The traced function: BTF args, one 64-bit value per slot, the body, the BTF return type."""
+    """The traced function: BTF args, one 64-bit value per slot, the body, the BTF return type.
+
+    ``compiled`` replaces the mini-language ``body`` (which then stays the default) with a real
+    compiled function."""
 
     args: tuple[Arg, ...] = ()
     values: tuple[int, ...] = ()
     body: Body = field(default_factory=Body)
     ret_size: int = 8
     ret_signed: bool = False
+    compiled: CompiledBody | None = None
 
     @property
     def nr_slots(self) -> int:
@@ -217,6 +248,8 @@ def validate(case: Case) -> None:
                 f"the store's slot must hold an 8-byte aligned pointer into the data region "
                 f"[{case.layout.data:#x}, {case.layout.data + DATA_SIZE:#x}), got {ptr:#x}",
             )
+    if fn.compiled is not None:
+        _validate_compiled(case)
     if fn.ret_size not in (0, 1, 2, 4, 8):
         raise CaseError("function.ret_size", f"expected 0, 1, 2, 4 or 8, got {fn.ret_size}")
     if not isinstance(case.sled, str) or not _sled_key_ok(case.sled):
@@ -239,6 +272,26 @@ def validate(case: Case) -> None:
         raise CaseError("seed", f"expected 0..2^64-1, got {case.seed}")
 
 
+def _validate_compiled(case: Case) -> None:
+    comp = case.function.compiled
+    assert comp is not None
+    if case.target != "kernel_function":
+        raise CaseError("function.compiled", f"a compiled function is traced as a kernel_function, not {case.target}")
+    if case.function.body != Body():
+        raise CaseError("function.body", "a compiled function has no mini-language body (leave it empty)")
+    if not comp.path or not comp.symbol:
+        raise CaseError("function.compiled", "path and symbol are required")
+    if len(comp.sha256) != 64 or any(c not in "0123456789abcdef" for c in comp.sha256):
+        raise CaseError("function.compiled.sha256", f"expected 64 lowercase hex digits, got {comp.sha256!r}")
+    _check_u64("function.compiled.ret", comp.ret)
+    for i, st in enumerate(comp.stores):
+        if st.size not in (1, 2, 4, 8):
+            raise CaseError(f"function.compiled.stores[{i}].size", f"expected 1, 2, 4 or 8, got {st.size}")
+        _check_u64(f"function.compiled.stores[{i}].addr", st.addr)
+        if not 0 <= st.value < (1 << (8 * st.size)):
+            raise CaseError(f"function.compiled.stores[{i}].value", f"does not fit {st.size} bytes: {st.value:#x}")
+
+
 def _sled_key_ok(key: str) -> bool:
     try:
         nm, width = key.split("/")
@@ -257,12 +310,15 @@ def _check_u64(path: str, value: object) -> None:
 # ---------------------------------------------------------------------------------------------
 # JSON <-> dataclasses, with field paths in every error
 
-_HEX_FIELDS = {f.name for f in fields(Layout)} | {"values", "r0", "cookie", "k", "a5", "value"}
+_HEX_FIELDS = {f.name for f in fields(Layout)} | {"values", "r0", "cookie", "k", "a5", "value", "ret", "addr"}
 
 
 def _to_plain(obj: Any, name: str = "") -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name), f.name) for f in fields(obj)}
+        out = {f.name: _to_plain(getattr(obj, f.name), f.name) for f in fields(obj)}
+        if isinstance(obj, Function) and obj.compiled is None:
+            del out["compiled"]  # mini-language cases keep their schema-1 form byte for byte
+        return out
     if isinstance(obj, tuple):
         return [_to_plain(x, name) for x in obj]
     if isinstance(obj, int) and not isinstance(obj, bool) and name in _HEX_FIELDS:
@@ -278,7 +334,7 @@ def case_from_dict(data: Any) -> Case:
         raise CaseError("schema", f"expected {SCHEMA}, got {schema!r}")
     _only(obj, "", {"schema", "target", "function", "sled", "links", "layout", "flags", "teardown", "seed"})
     fobj = _obj(_req(obj, "function", ""), "function")
-    _only(fobj, "function", {"args", "values", "body", "ret_size", "ret_signed"})
+    _only(fobj, "function", {"args", "values", "body", "ret_size", "ret_signed", "compiled"})
     args = tuple(_arg(a, f"function.args[{i}]") for i, a in enumerate(_list(fobj.get("args", []), "function.args")))
     values = tuple(_int(v, f"function.values[{i}]") for i, v in enumerate(_list(fobj.get("values", []), "function.values")))
     body = _body(fobj.get("body", {}), "function.body")
@@ -288,6 +344,7 @@ def case_from_dict(data: Any) -> Case:
         body=body,
         ret_size=_int(fobj.get("ret_size", 8), "function.ret_size"),
         ret_signed=_bool(fobj.get("ret_signed", False), "function.ret_signed"),
+        compiled=None if fobj.get("compiled") is None else _compiled(fobj["compiled"], "function.compiled"),
     )
     links = tuple(_link(x, f"links[{i}]") for i, x in enumerate(_list(obj.get("links", []), "links")))
     layout = _layout(obj.get("layout", {}), "layout")
@@ -386,6 +443,32 @@ def _body(data: Any, path: str) -> Body:
         frame_pointer=_bool(obj.get("frame_pointer", True), f"{path}.frame_pointer"),
         compressed=_bool(obj.get("compressed", True), f"{path}.compressed"),
         a5=_int(obj.get("a5", 0), f"{path}.a5"),
+    )
+
+
+def _str(v: Any, path: str) -> str:
+    if not isinstance(v, str):
+        raise CaseError(path, f"expected a string, got {v!r}")
+    return v
+
+
+def _compiled(data: Any, path: str) -> CompiledBody:
+    obj = _obj(data, path)
+    _only(obj, path, {f.name for f in fields(CompiledBody)})
+    stores = []
+    for i, raw in enumerate(_list(obj.get("stores", []), f"{path}.stores")):
+        sp = f"{path}.stores[{i}]"
+        sobj = _obj(raw, sp)
+        _only(sobj, sp, {"addr", "size", "value"})
+        stores.append(BodyStore(addr=_int(_req(sobj, "addr", sp), f"{sp}.addr"),
+                                size=_int(_req(sobj, "size", sp), f"{sp}.size"),
+                                value=_int(_req(sobj, "value", sp), f"{sp}.value")))
+    return CompiledBody(
+        path=_str(_req(obj, "path", path), f"{path}.path"),
+        symbol=_str(_req(obj, "symbol", path), f"{path}.symbol"),
+        sha256=_str(_req(obj, "sha256", path), f"{path}.sha256"),
+        ret=_int(obj.get("ret", 0), f"{path}.ret"),
+        stores=tuple(stores),
     )
 
 

@@ -1,4 +1,4 @@
-"""Execution engines behind one interface (DESIGN §2): unicorn by default."""
+"""Execution engines behind one interface (DESIGN §2): unicorn by default, Spike to cross-check."""
 
 from __future__ import annotations
 
@@ -14,4 +14,8 @@ def get_engine(name: str = "unicorn") -> Engine:
         from emu.engine.unicorn_engine import UnicornEngine
 
         return UnicornEngine()
-    raise EngineError(f"unknown engine {name!r} (available: unicorn)")
+    if name == "spike":  # the `spike` extra (EngineError saying so when it is missing)
+        from emu.engine.spike_engine import SpikeEngine
+
+        return SpikeEngine()
+    raise EngineError(f"unknown engine {name!r} (available: unicorn, spike)")
