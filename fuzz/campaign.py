@@ -6,17 +6,15 @@ expects failures, until every declared known bug has been seen. Each first viola
 invariant is written atomically to the output directory the moment it is judged, then
 minimised (same invariant on the implementation, and a pass on the configuration it derives
 from), then written again as the minimal case. Cells run in worker processes; the parent sees
-progress and findings as events, so an interrupted campaign still reports what was done.
+progress and findings as events. On SIGINT/SIGTERM (``fuzz.interrupt``) every running cell stops
+between cases and returns what it found; cells not yet started never start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
-import queue
 import re
-import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from fuzz import interrupt, workers
 from fuzz.corpus import Entry, ExpectedVerdict, with_tool_version, write_finding
 from fuzz.elf_cases import ElfSource
 from fuzz.oracle import PASSING
@@ -79,9 +78,11 @@ class Judged:
 
 
 def judge_case(case: Case, impl: Any, strict_flags: bool = False) -> Judged:
+    """The verdict of one case; raises ``fuzz.interrupt.Interrupted`` once a stop was requested."""
     from fuzz.crosscheck import cross_check_hook
     from fuzz.oracle import judge
 
+    interrupt.check()
     cross_check_hook(case, impl)  # `fuzz --cross-check`: engine findings (no-op unless enabled)
     verdict = judge(case, impl, strict_flags=strict_flags)
     violations = tuple(getattr(verdict, "violations", ()) or ())
@@ -224,10 +225,12 @@ class Finding:
     origin: str | None = None
     origin_status: str | None = None  # the minimal case's verdict on the configuration it derives from
     origin_required: bool = True  # False when the origin declares this invariant's bug itself
+    checked: bool = False  # minimisation and the origin check ran (False: interrupted before)
 
     @property
     def origin_ok(self) -> bool | None:
-        if self.origin is None or not self.origin_required:
+        """None when there is nothing to check or the check never ran."""
+        if self.origin is None or not self.origin_required or not self.checked:
             return None
         return self.origin_status in PASSING
 
@@ -247,6 +250,11 @@ class CellResult:
     seed: int = 0
     interrupted: bool = False
     error: str = ""
+
+    @property
+    def not_run(self) -> bool:
+        """Stopped before it judged a single case (or never started)."""
+        return self.interrupted and self.counts.cases == 0 and not self.findings and not self.error
 
     @property
     def unexpected(self) -> list[str]:
@@ -299,6 +307,7 @@ class CellResult:
             "seconds": round(first.seconds, 3) if first else None,
             "case": first.case_path if first else None,
             "ok": self.ok,
+            "status": self.status,
             "derives_from": self.origin,
             "inherited_bugs": sorted(self.inherited),
             "target_bugs": {
@@ -313,8 +322,9 @@ class CellResult:
                     "case": f.case_path,
                     "raw_case": f.raw_path,
                     "message": f.message,
-                    "origin_status": f.origin_status,
+                    "origin_status": f.origin_status if f.checked else "not run",
                     "origin_required": f.origin_required,
+                    "minimized": f.checked,
                 }
                 for f in sorted(self.findings.values(), key=lambda f: f.seconds)
             ],
@@ -323,8 +333,24 @@ class CellResult:
             "search_seconds": round(self.seconds, 3),
             "seed": self.seed,
             "interrupted": self.interrupted,
+            "not_run": self.not_run,
             **({"error": self.error} if self.error else {}),
         }
+
+    @property
+    def status(self) -> str:
+        """The configuration's word in the report (docs/cli.md, "Reading the report")."""
+        if self.not_run:
+            return "not run"
+        if self.error:
+            return "ERROR"
+        if self.unexpected:
+            return "UNEXPECTED"
+        if any(f.origin_ok is False for f in self.findings.values()):
+            return "ORIGIN-FAILS"
+        if any(f is None for f in self.bugs_found.values()):
+            return "interrupted" if self.interrupted else "MISSED"
+        return "ok"
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,7 +436,7 @@ def search_cell(
         now = time.monotonic()
         if emit and (force or now - last_emit[0] > 0.5):
             last_emit[0] = now
-            emit(("progress", impl_name, asdict(result.counts)))
+            emit(("progress", impl_name, dict(asdict(result.counts), seed=seed)))  # seed: which cell
 
     def all_known_found() -> bool:
         """Every awaited bug (``stop_on``, default: the target bugs) has been seen."""
@@ -452,6 +478,7 @@ def search_cell(
             use_small = finding.invariant in small_j.invariants
             chosen, chosen_j, chosen_o = (small, small_j, origin_j) if use_small else (case, judged, raw_origin)
             finding.origin_status = chosen_o.status if chosen_o else None
+            finding.checked = True
             if cell_dir is not None:
                 prov = dict(prov, minimized="yes" if minimize and use_small else "no")
                 finding.case_path = _write_case(cell_dir / f"{slug(finding.invariant)}.json", chosen, impl_name,
@@ -474,6 +501,7 @@ def search_cell(
         judged = judge_case(case, impl, strict_flags)
         result.counts.add(judged.status)
         if judged.status == "fail":
+            progress(force=True)  # the parent's counts include this failure before its finding
             record(case, judged)
             if stop_when_found and all_known_found():
                 raise _Stop
@@ -581,93 +609,50 @@ class CellSpec:
     elf: ElfSource | None = None  # fuzz --elf: cases over an object's compiled functions
 
 
-_EVENTS: Any = None
-
-
-def _worker_init(events: Any) -> None:
-    global _EVENTS
-    _EVENTS = events
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _emit_to_queue(event: Event) -> None:
-    if _EVENTS is not None:
-        _EVENTS.put(event)
-
-
-def _run_spec(spec: CellSpec) -> CellResult:
+def _run_spec(spec: CellSpec, emit: Emit | None = workers.emit) -> CellResult:
     deadline = None
     if spec.deadline_wall is not None:
         deadline = time.monotonic() + max(0.0, spec.deadline_wall - time.time())
     return search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
                        out_dir=spec.out_dir, stop_when_found=spec.stop_when_found, minimize=spec.minimize,
-                       emit=_emit_to_queue, deadline=deadline, engine=spec.engine, elf=spec.elf)
-
-
-class Interrupted(Exception):
-    """SIGTERM, turned into an exception so the campaign can summarise."""
+                       emit=emit, deadline=deadline, engine=spec.engine, elf=spec.elf)
 
 
 def run_cells(specs: list[CellSpec], *, jobs: int, on_event: Callable[[Event], None] | None = None,
               ) -> tuple[list[CellResult], bool]:
-    """Run cells on ``jobs`` processes. Returns (results, interrupted); partial results survive."""
+    """Run cells on ``jobs`` processes. Returns (results, interrupted); partial results survive.
+
+    On SIGINT/SIGTERM (``fuzz.interrupt``) running cells return what they found so far and
+    cells not yet started are not started: the caller lists them as not run."""
     results: list[CellResult] = []
-    if jobs <= 1:
-        interrupted = False
-        for spec in specs:
-            try:
-                res = search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
-                                  out_dir=spec.out_dir, stop_when_found=spec.stop_when_found,
-                                  minimize=spec.minimize, emit=on_event, engine=spec.engine, elf=spec.elf)
-            except KeyboardInterrupt:
-                interrupted = True
-                break
-            results.append(res)
-            if res.interrupted:
-                interrupted = True
-                break
-        return results, interrupted
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    pool = ctx.Pool(processes=min(jobs, len(specs)), initializer=_worker_init, initargs=(events,))
     interrupted = False
-    old_term = signal.getsignal(signal.SIGTERM)
+    with interrupt.deferred():
+        if jobs <= 1:
+            for spec in specs:
+                if interrupt.requested():
+                    interrupted = True
+                    break
+                res = _run_spec(spec, emit=on_event)
+                results.append(res)
+                if res.interrupted or interrupt.requested():
+                    interrupted = True
+                    break
+            return results, interrupted
 
-    def on_term(signum: int, frame: object) -> None:
-        raise Interrupted
+        def tick() -> None:
+            if on_event is not None:
+                on_event(("tick", "", {}))
 
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        pending = pool.imap_unordered(_run_spec, specs)
-        remaining = len(specs)
-        while remaining:
-            _drain(events, on_event)
-            try:
-                res = pending.next(timeout=0.2)
-            except mp.TimeoutError:
-                continue
+        outcome = workers.run_tasks(_run_spec, list(specs), jobs=jobs, on_message=on_event, on_tick=tick)
+        for index in sorted(outcome.results):
+            results.append(outcome.results[index])
+        for index, error in sorted(outcome.errors.items()):
+            if error == "interrupted":
+                continue  # the cell is listed from its events (``Display.partial``) or as not run
+            res = cell_context(specs[index].impl).new_result(specs[index].seed)
+            res.error = error
             results.append(res)
-            remaining -= 1
-        _drain(events, on_event)
-        pool.close()
-    except (KeyboardInterrupt, Interrupted):
-        interrupted = True
-        _drain(events, on_event)
-        pool.terminate()
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        pool.join()
-    return results, interrupted
-
-
-def _drain(events: Any, on_event: Callable[[Event], None] | None) -> None:
-    while True:
-        try:
-            ev = events.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            return
-        if on_event:
-            on_event(ev)
+        return results, outcome.interrupted or interrupt.requested()
 
 
 def merge_results(results: Iterable[CellResult]) -> list[CellResult]:

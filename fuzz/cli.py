@@ -1,4 +1,5 @@
-"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error.
+"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error,
+3 harness fault, 130 interrupted (SIGINT or SIGTERM, after the summary).
 
 Every user mistake (missing file, bad JSON, a case field out of range, an unknown
 implementation, a bad option value) is reported as one line on stderr with exit code 2; library
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -22,6 +24,7 @@ from fuzz.review_cli import TreeUnavailable
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_HARNESS_FAULT = 3  # a finding that does not reproduce on a fresh engine (docs/cli.md)
 EXIT_SKIP = 125  # the tree cannot be built or probed: git bisect run skips it
 
 ENGINES = ("hypothesis", "atheris")
@@ -181,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search budget per configuration; found bugs stop early (default: %(default)g s)")
     p.add_argument("--impl", action="append", metavar="NAME",
                    help="restrict to these implementations, repeatable (default: every shipped configuration)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output on stderr (default: shown)")
     _common_search(p)
 
     p = sub.add_parser("exhaust", help="every configuration shape up to small bounds, values drawn per shape")
@@ -191,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most function arguments enumerated, 0..12 (default: %(default)s)")
     p.add_argument("--count-only", action="store_true",
                    help="print the number of shapes and exit (default: off, run them)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output on stderr (default: shown)")
     _common_search(p)
 
     from fuzz.nightly import add_parser as add_nightly_parser  # sledfuzz nightly (docs/nightly.md)
@@ -303,11 +308,6 @@ def _use_hypothesis_cache() -> None:
         os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(cache) / "sledfuzz" / "hypothesis")
 
 
-def _counts_line(counts: Any) -> str:
-    return (f"{counts.cases} cases: {counts.judged} judged ({counts.failed} failing), {counts.refused} refused, "
-            f"{counts.unspecified} unspecified, {counts.invalid} invalid")
-
-
 # -- run / matrix ---------------------------------------------------------------------------------------
 
 
@@ -361,7 +361,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     jobs = args.jobs or default_jobs()
     expects = {n: expectation(resolve(n)) for n in configs}
     specs = [CellSpec(n, args.time_per_cell, args.seed + i, args.strict_flags, args.out) for i, n in enumerate(configs)]
-    display = report.Display(configs, expects, enabled=False)
+    display = report.Display(configs, expects, enabled=not args.no_progress, label="matrix")
     start = time.time()
     with display:
         results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
@@ -371,26 +371,36 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrupted: bool, configs: list[str],
             elapsed: float, fmt: str = "md") -> int:
-    from fuzz import report
+    """Write matrix.json and matrix.md, print the report; every configuration is accounted for."""
+    from fuzz import interrupt, report
     from fuzz.campaign import merge_results
     from fuzz.corpus import atomic_write_text
 
+    interrupted = interrupted or interrupt.requested()
     merged = {r.impl: r for r in merge_results(results)}
     cells = [merged.get(n) or display.partial(n) for n in configs]
-    cells = [c for c in cells if c is not None]
     rows = [c.to_json() for c in cells]
     atomic_write_text(Path(args.out) / "matrix.json", json.dumps(rows, indent=2) + "\n")
-    md = report.matrix_md(cells)
-    atomic_write_text(Path(args.out) / "matrix.md", md)
+    atomic_write_text(Path(args.out) / "matrix.md", report.matrix_md(cells, args.out))
     if fmt == "json":
         print(json.dumps(rows, indent=2))
     else:
-        print(md, end="")
-        print(report.summary(cells, elapsed, interrupted))
+        if args.command == "matrix":
+            print(report.matrix_md(cells, args.out), end="")
+        print(report.run_report(cells, elapsed, interrupted, args.out, interrupt.signal_name()))
+    return _end_code(interrupted, EXIT_CLEAN if all(c.ok for c in cells) else EXIT_FINDINGS, cells)
+
+
+def _end_code(interrupted: bool, code: int, cells: Sequence[Any] = ()) -> int:
+    """130 after an interrupt (with a note on stderr), else 3 on harness faults, else ``code``."""
+    from fuzz.interrupt import EXIT_INTERRUPTED
+
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
-    ok = all(c.ok for c in cells) and len(cells) == len(configs) and not interrupted
-    return EXIT_CLEAN if ok else EXIT_FINDINGS
+        return EXIT_INTERRUPTED
+    if any(getattr(c, "harness_faults", 0) for c in cells):
+        return EXIT_HARNESS_FAULT
+    return code
 
 
 # -- fuzz -----------------------------------------------------------------------------------------------
@@ -452,7 +462,7 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
 
 
 def _fuzz_one(args: argparse.Namespace, name: str) -> int:
-    from fuzz import report
+    from fuzz import interrupt, report
     from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
 
     args.impl = name
@@ -465,22 +475,31 @@ def _fuzz_one(args: argparse.Namespace, name: str) -> int:
 
         if args.corpus is not None and not Path(args.corpus).is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a directory")
-        res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
-                          strict_flags=args.strict_flags, corpus=args.corpus, elf=elf)
-        print(report.fuzz_report(res, time.time() - start))
-        return EXIT_FINDINGS if res.findings else EXIT_CLEAN
+        status = report.StatusLine(not args.no_progress)
+
+        def show(cell: Any) -> None:
+            if cell.counts.cases:  # the first line once the target runs
+                status.update(lambda: f"fuzz: {report.counts_line(cell.counts, cell.seconds)}")
+
+        with status:
+            res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
+                              strict_flags=args.strict_flags, corpus=args.corpus, elf=elf, on_progress=show)
+        interrupted = res.interrupted or interrupt.requested()
+        print(report.fuzz_report(res, time.time() - start, interrupted, interrupt.signal_name()))
+        return _end_code(interrupted, EXIT_FINDINGS if res.findings else EXIT_CLEAN, [res])
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
                       engine="hypothesis", elf=elf) for i in range(args.jobs)]
-    display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time)
+    display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time,
+                             label="fuzz")
     with display:
         results, interrupted = run_cells(specs, jobs=args.jobs, on_event=display.on_event)
     merged = merge_results(results)
     cell = merged[0] if merged else display.partial(args.impl)
-    print(report.fuzz_report(cell, time.time() - start))
-    if interrupted:
-        print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
-    return EXIT_FINDINGS if cell is not None and cell.findings else EXIT_CLEAN
+    interrupted = interrupted or interrupt.requested()
+    print(report.fuzz_report(cell, time.time() - start, interrupted, interrupt.signal_name()))
+    code = EXIT_FINDINGS if cell.findings else EXIT_USAGE if cell.error else EXIT_CLEAN
+    return _end_code(interrupted, code, [cell])
 
 
 def _elf_source(args: argparse.Namespace, impl: Any) -> Any:
@@ -686,23 +705,31 @@ def cmd_impls(args: argparse.Namespace) -> int:
 
 
 def cmd_exhaust(args: argparse.Namespace) -> int:
+    from fuzz import interrupt, report
     from fuzz.exhaust import enumerate_shapes, run_exhaust
 
     impl = _resolve(args.impl)
     shapes = enumerate_shapes(impl.caps, max_links=args.max_links, max_args=args.max_args,
                               strict_flags=args.strict_flags)
-    print(f"{len(shapes)} shapes for {args.impl} (max links {args.max_links}, max args {args.max_args})")
+    print(f"{len(shapes)} shapes for {args.impl} (max links {args.max_links}, max args {args.max_args})",
+          flush=True)
     if args.count_only:
         return EXIT_CLEAN
     _check_out_dir(args.out)
     from fuzz.campaign import default_jobs
 
-    res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
-                      strict_flags=args.strict_flags, out_dir=args.out)
-    from fuzz import report
+    status = report.StatusLine(not args.no_progress)
 
-    print(report.exhaust_report(res))
-    return EXIT_FINDINGS if res.violating else EXIT_CLEAN
+    def show(res: Any) -> None:
+        status.update(lambda: f"exhaust: {res.shapes_done:,}/{res.shapes:,} shapes in {res.seconds:.0f} s, "
+                              f"{len(res.violating)} violate")
+
+    with status:
+        res = run_exhaust(args.impl, shapes, jobs=args.jobs or default_jobs(), seed=args.seed,
+                          strict_flags=args.strict_flags, out_dir=args.out, on_progress=show)
+    print(report.exhaust_report(res, interrupt.signal_name()))
+    code = EXIT_FINDINGS if res.violating else EXIT_USAGE if res.errors else EXIT_CLEAN
+    return _end_code(res.interrupted or interrupt.requested(), code)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
@@ -751,29 +778,68 @@ HANDLERS = {
 }
 
 
+class _BuildNotice(logging.StreamHandler):  # type: ignore[type-arg]
+    """Shows ``emu.kernel.build``'s notices (a first kernel JIT build takes half a minute)."""
+
+
+def _announce_kernel_builds(enabled: bool) -> None:
+    """Say on stderr when the kernel JIT is built for the first time (``--no-progress``: not)."""
+    log = logging.getLogger("emu.kernel.build")
+    log.handlers = [h for h in log.handlers if not isinstance(h, _BuildNotice)]
+    if enabled:
+        handler = _BuildNotice(sys.stderr)
+        handler.setFormatter(logging.Formatter("sledfuzz: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+# Every subcommand polls the interrupt flag between judged cases (so no KeyboardInterrupt is ever
+# raised inside an engine callback, where it would be lost); ``impls`` runs no cases but may wait
+# half a minute on the kernel build, so a signal stops it at once.
+IMMEDIATE = frozenset({"impls"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _use_hypothesis_cache()
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return HANDLERS[args.command](args)
-    except UsageError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
-    except TreeUnavailable as exc:
-        _err(f"{exc} (exit 125: git bisect run skips this tree)")
-        return EXIT_SKIP
-    except KeyboardInterrupt:
-        print("sledfuzz: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return EXIT_CLEAN
+    from fuzz import interrupt
+
+    # first: SIGINT and SIGTERM end every subcommand the same way (fuzz/interrupt.py)
+    with interrupt.handling(), interrupt.deferred():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        _announce_kernel_builds(not getattr(args, "no_progress", False))
+        try:
+            if args.command in IMMEDIATE:
+                with interrupt.immediate():
+                    code = HANDLERS[args.command](args)
+            else:
+                code = HANDLERS[args.command](args)
+        except UsageError as exc:
+            if interrupt.requested():
+                print("sledfuzz: interrupted", file=sys.stderr)
+                return interrupt.EXIT_INTERRUPTED
+            _err(str(exc))
+            return EXIT_USAGE
+        except TreeUnavailable as exc:
+            _err(f"{exc} (exit 125: git bisect run skips this tree)")
+            return EXIT_SKIP
+        except KeyboardInterrupt:
+            print("sledfuzz: interrupted", file=sys.stderr)
+            return interrupt.EXIT_INTERRUPTED
+        except BrokenPipeError:
+            return EXIT_CLEAN
+        finally:
+            _announce_kernel_builds(False)
+        if interrupt.requested() and code != interrupt.EXIT_INTERRUPTED:
+            print("sledfuzz: interrupted", file=sys.stderr)
+            return interrupt.EXIT_INTERRUPTED
+        return code
 
 
 if __name__ == "__main__":

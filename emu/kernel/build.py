@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from emu.kernel.probe import KernelFeatures, probe_source
 
+_log = logging.getLogger(__name__)  # the CLI shows INFO records: a first build takes half a minute
 DEFAULT_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 JIT_C = "arch/riscv/net/bpf_jit_comp64.c"
 JIT_H = "arch/riscv/net/bpf_jit.h"
@@ -206,6 +208,7 @@ def read_tree(src: Path) -> tuple[dict[str, bytes], str, str]:
                 files = {}
             if files and _content_hash(files) == known:
                 return files, meta.read_text().strip(), known
+    _log.info("reading the JIT sources from %s (first time only; cached afterwards)", src)
     files, name = _read_tarball(src)
     digest = _content_hash(files)
     index = _load_index()
@@ -350,6 +353,7 @@ def build(linux_src: Path | str | None = None, *, rvc: bool = True, cc: str | No
         return KernelBuild(library, src, name, version, digest, features, rvc, True, time.monotonic() - start, counts,
                            notes)
 
+    _log.info("building the RV64 trampoline JIT of %s (%s) with %s (first time only)", name, version, compiler)
     tree = _store_tree(digest, files, name)
     _write_atomic(tree / REWRITTEN, rewritten.encode())
     fd, tmp_lib = tempfile.mkstemp(dir=out_dir, prefix=".lib", suffix=".so")
