@@ -1,17 +1,19 @@
-"""End-to-end throughput on one core: generate -> expect -> run -> judge, cases per second.
+"""End-to-end throughput as a user sees it: generated and judged cases per second, per engine.
 
-The rate is cases per second of this process's CPU time (one core; other load on the machine does
-not count against it); the wall-clock rate is printed beside it. A fixed-seed mix of generated
-cases (``fuzz.strategies.search_cases``, what campaigns search with, for the implementation's
-capabilities; ``--base`` for the base ``cases`` only) is drawn up front (drawing is not part of
-the figure), then every case is judged by ``fuzz.oracle.judge`` in one process on one engine.
-Prints the counts per verdict, the rate, and the time split (model ``expect``, JIT size+emit,
-scenario setup, engine run, observation collection, invariants), and last ``cases_per_s: N``.
+Each engine runs in a fresh process exactly as the tool runs it — ``hypothesis`` (the strategies,
+the default engine of ``sledfuzz fuzz``), ``random`` (the shape builder on a seeded stream),
+``mixed`` (the two alternating, ``sledfuzz run``), all through ``fuzz.campaign.search_cell`` with
+no output files and no minimising, and ``atheris`` (the libFuzzer target's own case builder,
+instrumented imports, libFuzzer's mutations) — on one implementation for ``--seconds``. The clock
+starts at the first generated case; the process start-up before it is printed beside the figure.
+Per engine: cases per CPU-second and per wall-second, the split between generation (everything
+outside the judge: the strategies or the builder, the search loop) and each judge stage, the judge
+alone (cases per judge CPU-second), and the distinct structures generated per second (target,
+sled, argument sizes, link kinds, flags, return size, teardown: ``bench.measure.structure_of``).
+The last line is ``cases_per_s_per_core: N`` for the default engine of ``sledfuzz fuzz``.
 
-    python bench/throughput.py [--impl v6.19] [--cases 2000] [--seed 1] [--repeat 1]
-
-``--repeat 2`` judges the same cases twice: the second pass shows the cached-JIT rate (what
-shrinking and replay see); the figure printed last is always the first, cold pass.
+    python bench/throughput.py [--impl v6.19] [--seconds 10] [--engine NAME ...] [--seed 1]
+    python bench/throughput.py --judge-only [--cases 3000] [--base] [--repeat 2]   # the judge alone
 """
 
 from __future__ import annotations
@@ -19,86 +21,150 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hyp_seed
-
-from emu.impls.registry import resolve
-from emu.scenario import scenario_for
-from fuzz.oracle import judge
-from fuzz.strategies import cases, search_cases
-from model.case import Case
+from bench.measure import STAGES, child_command, error_tail, fuzz_default_engine, search_engines
 
 
-def draw_cases(impl_name: str, n: int, seed: int, *, base: bool = False) -> list[Case]:
-    """``n`` cases from the campaign strategies (or the base ones), deterministic for ``seed``."""
+def measure_engine(engine: str, impl: str, seconds: float, seed: int) -> dict[str, Any]:
+    """One engine in a fresh process; its JSON result (see ``bench.measure.run_search``)."""
+    fd, out = tempfile.mkstemp(prefix="sledfuzz-bench-", suffix=".json")
+    os.close(fd)
+    try:
+        proc = subprocess.run(child_command(engine, impl, seconds, seed, out), cwd=tempfile.gettempdir(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=seconds + 180,
+                              check=False)
+        text = Path(out).read_text(encoding="utf-8")
+        if not text:
+            raise RuntimeError(f"engine {engine}: no result (exit {proc.returncode}) {error_tail(proc.stderr)}")
+        result: dict[str, Any] = json.loads(text)
+        return result
+    finally:
+        os.unlink(out)
+
+
+def report(r: dict[str, Any], default: bool) -> list[str]:
+    """Lines describing one engine's measurement."""
+    n, cpu, wall = r["cases"], r["cpu"], r["wall"]
+    rate_cpu = n / cpu if cpu > 0 else 0.0
+    rate_wall = n / wall if wall > 0 else 0.0
+    stages = r["stages"]
+    judge = r["judge_seconds"]
+    probe = r.get("probe_seconds") or 0.0
+    generation = max(0.0, wall - judge - probe)
+    startup = f"{r['startup']:.2f}s" if r.get("startup") is not None else "?"
+    label = " (default of sledfuzz fuzz)" if default else ""
+    lines = [
+        f"{r['engine']}{label}: {n} cases in {wall:.2f}s wall, {cpu:.2f}s CPU (start-up before the first case "
+        f"{startup}): {rate_cpu:.0f} cases per CPU-second, {rate_wall:.0f}/s wall; "
+        f"{r['structures']} distinct structures ({r['structures'] / wall if wall else 0:.0f}/s wall, "
+        f"{r['structures'] / cpu if cpu else 0:.0f} per CPU-second)",
+    ]
+    if n:
+        parts = [f"generation+search {1e6 * generation / n:.0f}us ({100 * generation / wall:.0f}%)"]
+        if r.get("generation_seconds") is not None:
+            parts[0] += f" [of which case building {1e6 * r['generation_seconds'] / n:.0f}us]"
+        inner = ", ".join(f"{k} {1e6 * stages.get(k, 0.0) / n:.0f}us ({100 * stages.get(k, 0.0) / wall:.0f}%)"
+                          for k in STAGES)
+        parts.append(f"judge {1e6 * judge / n:.0f}us ({100 * judge / wall:.0f}%) = {inner}")
+        parts.append(f"bench probe {1e6 * probe / n:.0f}us ({100 * probe / wall:.0f}%)")
+        lines.append("  per case (wall): " + " | ".join(parts))
+        jc = judge * cpu / wall if wall else 0.0  # the judge's share of the CPU time (load is uniform)
+        lines.append(f"  judge alone: ~{n / jc if jc else 0:.0f} cases per CPU-second of judging; "
+                     "verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items())))
+    if r.get("error"):
+        lines.append(f"  search error: {r['error']}")
+    return lines
+
+
+def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat: int = 1) -> int:
+    """The judge alone on a fixed set of cases drawn up front (drawing not counted): the campaign
+    strategies (``--base``: the base ones). ``repeat`` 2 judges the set again with the JIT cached
+    (what shrinking and replay see); the last line is the first, cold pass."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hyp_seed
+
+    from emu.impls.registry import resolve
+    from emu.scenario import scenario_for
+    from fuzz.oracle import judge
+    from fuzz.strategies import cases, search_cases
+    from model.case import Case
+
     impl = resolve(impl_name)
-    out: list[Case] = []
-    strategy = cases(caps=impl.caps) if base else search_cases(impl.caps)
+    batch: list[Case] = []
 
     @hyp_seed(seed)
-    @settings(max_examples=n, database=None, deadline=None, derandomize=False, phases=[Phase.generate],
+    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(strategy)
+    @given(cases(caps=impl.caps) if base else search_cases(impl.caps))
     def collect(case: Case) -> None:
-        out.append(case)
+        batch.append(case)
 
+    t = time.perf_counter()
     collect()
-    return out[:n]
+    batch = batch[:n]
+    digest = hashlib.sha256("".join(c.to_json(indent=None) for c in batch).encode()).hexdigest()[:12]
+    print(f"drew {len(batch)} {'base' if base else 'campaign'} cases for {impl.name} in "
+          f"{time.perf_counter() - t:.1f}s (seed {seed}, mix {digest})")
+    sc = scenario_for(None)
+    first = 0.0
+    for rep in range(repeat):
+        before = dict(sc.timing)
+        spent: dict[str, float] = {}
+        counts: collections.Counter[str] = collections.Counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for case in batch:
+            counts[judge(case, impl, timing=spent).status] += 1
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rate = len(batch) / cpu if cpu else 0.0
+        first = first or rate
+        split = {**spent, **{k: v - before.get(k, 0.0) for k, v in sc.timing.items()}}
+        label = "cold (JIT not cached)" if rep == 0 else "warm (JIT cached)"
+        print(f"pass {rep + 1}, {label}: {len(batch)} cases in {cpu:.2f}s CPU ({wall:.2f}s wall): {rate:.0f} cases "
+              f"per CPU-second; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        print("  per case (wall): " + " | ".join(f"{k} {1e6 * split.get(k, 0.0) / len(batch):.0f}us" for k in STAGES))
+    print(f"judge_cases_per_s: {first:.0f}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--impl", default="v6.19")
-    ap.add_argument("--cases", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=10.0, help="search time per engine (default 10)")
+    ap.add_argument("--engine", action="append", help="measure only these engines (repeatable)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--base", action="store_true", help="draw from the base strategies only")
+    ap.add_argument("--judge-only", action="store_true", help="the judge alone on cases drawn up front")
+    ap.add_argument("--cases", type=int, default=3000, help="with --judge-only: how many cases")
+    ap.add_argument("--base", action="store_true", help="with --judge-only: the base strategies")
+    ap.add_argument("--repeat", type=int, default=1, help="with --judge-only: passes over the set (2: warm)")
     args = ap.parse_args(argv)
+    if args.judge_only:
+        return judge_only(args.impl, args.cases, args.seed, base=args.base, repeat=args.repeat)
 
-    impl = resolve(args.impl)
-    t = time.perf_counter()
-    batch = draw_cases(args.impl, args.cases, args.seed, base=args.base)
-    digest = hashlib.sha256("".join(c.to_json(indent=None) for c in batch).encode()).hexdigest()[:12]
-    print(f"drew {len(batch)} cases for {impl.name} in {time.perf_counter() - t:.1f}s (seed {args.seed}, mix {digest})")
-
-    spent = {"expect": 0.0, "invariants": 0.0}
-    sc = scenario_for(None)
-    first_rate = 0.0
-    for rep in range(args.repeat):
-        for k in sc.timing:
-            sc.timing[k] = 0.0
-        spent["expect"] = spent["invariants"] = 0.0
-        counts: collections.Counter[str] = collections.Counter()
-        failing: collections.Counter[str] = collections.Counter()
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        for case in batch:
-            v = judge(case, impl, timing=spent)
-            counts[v.status] += 1
-            for name in v.invariants:
-                failing[name] += 1
-        wall = time.perf_counter() - t0
-        cpu = time.process_time() - c0
-        rate = len(batch) / cpu if cpu else 0.0
-        if rep == 0:
-            first_rate = rate
-        label = "cold (JIT not cached)" if rep == 0 else "warm (JIT cached)"
-        print(f"pass {rep + 1}, {label}: {len(batch)} cases in {cpu:.2f}s CPU ({wall:.2f}s wall) = {rate:.0f} cases/s "
-              f"per core ({len(batch) / wall:.0f}/s wall)")
-        print("  verdicts: " + ", ".join(f"{k} {counts[k]}" for k in ("pass", "refused", "fail", "unspecified", "invalid")))
-        if failing:
-            print("  violations: " + ", ".join(f"{k} {n}" for k, n in failing.most_common()))
-        parts = {**{"expect": spent["expect"]}, **sc.timing, "invariants": spent["invariants"]}
-        other = wall - sum(parts.values())
-        per = " | ".join(f"{k} {1e6 * s / len(batch):.0f}us ({100 * s / wall:.0f}%)" for k, s in parts.items())
-        print(f"  per case: {per} | other {1e6 * other / len(batch):.0f}us")
-    print(f"cases_per_s: {first_rate:.0f}")
+    default = fuzz_default_engine()
+    known = [*search_engines(), "atheris"]
+    engines = args.engine or [default, *(e for e in known if e != default)]
+    for e in engines:
+        if e not in known:
+            ap.error(f"unknown engine {e!r} (known: {', '.join(known)})")
+    print(f"{args.impl}, {args.seconds:g}s per engine, seed {args.seed}, one process per engine")
+    rates: dict[str, float] = {}
+    for e in engines:
+        r = measure_engine(e, args.impl, args.seconds, args.seed)
+        for line in report(r, e == default):
+            print(line, flush=True)
+        rates[e] = r["cases"] / r["cpu"] if r["cpu"] > 0 else 0.0
+    headline = default if default in rates else engines[0]
+    print(f"cases_per_s_per_core: {rates[headline]:.0f}")
     return 0
 
 

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emu.bodygen import compile_body
+from emu.elf.image import ElfError
+from emu.elf.placement import place
 from emu.engine import Engine, EngineError, HostStop, RunResult, get_engine
 from emu.impls.api import (
     ENOTSUPP,
@@ -543,6 +545,10 @@ class Scenario:
     def _teardown(self, run: _Run) -> None:
         """Retire the image while the original runs: ip_after_call NOP -> JUMP ip_epilogue."""
         img = run.image
+        skips = getattr(img, "skips", ())
+        if img is not None and img.ip_after_call is None and skips:
+            self._detach_fexit(run, skips)
+            return
         if img is None or img.ip_after_call is None or img.ip_epilogue is None:
             return
         eng = self.engine
@@ -553,6 +559,24 @@ class Scenario:
             self._shadow.pop(run.case.layout.image, None)
         else:
             run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
+
+    def _detach_fexit(self, run: _Run, skips: tuple[tuple[str, int, int], ...]) -> None:
+        """7.x (no ip_after_call): the same outcome by detaching every fexit program while the
+        original runs: the kernel patches each one's nop into a jump over its call
+        (``arch_bpf_trampoline_skip``, docs/kernel.md)."""
+        tramp_skip = getattr(run.impl.jit, "tramp_skip", None)
+        if tramp_skip is None:
+            return
+        for kind, nop, target in skips:
+            if kind != "fexit":
+                continue
+            site = self.engine.read(nop, 8)
+            res = tramp_skip(nop, site, target)
+            if res.rc == 0:
+                self._write(nop, res.site[:8])
+                self._shadow.pop(run.case.layout.image, None)
+            else:
+                run.teardown_pokes.append(PokeCheck("teardown", "arch_bpf_trampoline_skip", res.rc, res.site, site))
 
     def _set_body_hook(self, addr: int | None) -> None:
         """An observer at the body's first instruction: records, never redirects control. None:
@@ -719,14 +743,24 @@ class Scenario:
                                    image_addr=image.addr)
             patched = res.site
         helper = host_addr(lay, ROLE_HELPER)
-        function: tuple[int, int] | None = None  # the traced function's bytes: sled and body
-        if case.target == "kernel_function":
+        # the traced function's bytes (sled and generated body), watched for I-SLED-CONSISTENT;
+        # not for a compiled function (its placement spans several regions)
+        function: tuple[int, int] | None = None
+        elf_writable: frozenset[int] = frozenset()
+        if case.function.compiled is not None:
+            try:
+                placed = place(case.function.compiled, lay.func, patched, sled.pre_bytes)
+            except ElfError as exc:
+                raise LayoutError(str(exc)) from None
+            regions.extend(placed.regions)
+            elf_writable = placed.writable
+        elif case.target == "kernel_function":
             body = compile_body(case.function.body, case.function.nr_slots, body_addr, helper)
             regions.append(((lay.func - sled.pre_bytes) & MASK64, patched + body))
         elif case.target == "bpf_prog":
             body = compile_body(case.function.body, case.function.nr_slots, body_addr + 4, helper)
             regions.append(((lay.func - sled.pre_bytes) & MASK64, patched + _TCC_INIT + body))
-        if case.target != "struct_ops":
+        if case.target != "struct_ops" and case.function.compiled is None:
             function = (regions[-1][0], regions[-1][0] + len(regions[-1][1]))
         if image is not None:
             regions.append((image.addr, image.code))
@@ -744,7 +778,7 @@ class Scenario:
         regions.append((lay.stack, _stack_image(stack_args, pattern)))
         _check_overlaps(regions)
         self._unmap_unused(regions)
-        volatile = frozenset((lay.data, lay.stack))
+        volatile = frozenset((lay.data, lay.stack)) | elf_writable
         self._install(regions, volatile)
 
         # registers as the parent leaves them at its call (every other register as on a new CPU)
@@ -842,15 +876,17 @@ class Scenario:
             modify = getattr(ft, "modify_call", None)
             if modify is not None:
                 plain = p.patch(sled, lay.func, image, lay.ftrace_caller)
-                # a wrong old target: one whose call encodes differently from the site's
-                for cand in (image + 0x10, lay.ftrace_caller + 0x10, lay.ftrace_caller - 0x10):
-                    wrong = cand & MASK64
-                    if p.patch(sled, lay.func, wrong, lay.ftrace_caller) != plain:
-                        r = modify(sled, lay.func, plain, wrong, image, lay.ftrace_caller)
-                        out.append(PokeCheck("wrong_old modify_call", "ftrace_modify_call", r.rc, r.site, plain))
-                        break
+                # a site the mechanism must refuse, per what it compares (patchers.wrong_old_site)
+                wrong_old = getattr(ft, "wrong_old_site", None)
+                bad, wrong = wrong_old(sled, lay.func, plain, image, lay.ftrace_caller) if wrong_old else (plain, image)
+                if (bad, wrong) != (plain, image):
+                    r = modify(sled, lay.func, bad, wrong, image, lay.ftrace_caller)
+                    out.append(PokeCheck("wrong_old modify_call", "ftrace_modify_call", r.rc, r.site, bad))
                 r = modify(sled, lay.func, plain, image, image, lay.ftrace_caller)
-                out.append(PokeCheck("call->call", "ftrace_modify_call", r.rc, r.site, plain))
+                # v6.16+ always re-points the jalr at ftrace_caller (the literal reaches the target)
+                via = lay.ftrace_caller if getattr(ft, "scheme", None) == "atomic" else image
+                out.append(PokeCheck("call->call", "ftrace_modify_call", r.rc, r.site,
+                                     p.patch(sled, lay.func, via, lay.ftrace_caller)))
         checks = tuple(out)
         self._pokes.put(impl, key, checks)
         return checks

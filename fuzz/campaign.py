@@ -6,24 +6,25 @@ expects failures, until every declared known bug has been seen. Each first viola
 invariant is written atomically to the output directory the moment it is judged, then
 minimised (same invariant on the implementation, and a pass on the configuration it derives
 from), then written again as the minimal case. Cells run in worker processes; the parent sees
-progress and findings as events, so an interrupted campaign still reports what was done.
+progress and findings as events. On SIGINT/SIGTERM (``fuzz.interrupt``) every running cell stops
+between cases and returns what it found; cells not yet started never start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
-import queue
 import re
-import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from fuzz.corpus import Entry, ExpectedVerdict, atomic_write_text
+from fuzz import interrupt, workers
+from fuzz.corpus import Entry, ExpectedVerdict, with_tool_version, write_finding
+from fuzz.elf_cases import ElfSource
 from fuzz.oracle import PASSING
 from model.case import Case
 
@@ -77,9 +78,14 @@ class Judged:
 
 
 def judge_case(case: Case, impl: Any, strict_flags: bool = False, *, fresh: bool = False) -> Judged:
-    """The oracle's verdict as a Judged (``fresh``: on a new engine with no history)."""
+    """The verdict of one case (``fresh``: on a new engine with no history, fuzz.fresh); raises
+    ``fuzz.interrupt.Interrupted`` once a stop was requested."""
+    from fuzz.crosscheck import cross_check_hook
     from fuzz.oracle import judge
 
+    interrupt.check()
+    if not fresh:
+        cross_check_hook(case, impl)  # `fuzz --cross-check`: engine findings (no-op unless enabled)
     verdict = judge(case, impl, strict_flags=strict_flags, fresh=fresh)
     violations = tuple(getattr(verdict, "violations", ()) or ())
     return Judged(
@@ -124,6 +130,14 @@ def expectation(impl: Any) -> Expect:
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("_")
+
+
+def dir_name(impl_name: str) -> str:
+    """The directory a configuration's findings go to: its name as a path component (a
+    ``module:factory`` plugin's own name, e.g. ``my-v6.19``)."""
+    from emu.impls.registry import display_name
+
+    return slug(display_name(impl_name))
 
 
 @dataclass(frozen=True)
@@ -215,10 +229,12 @@ class Finding:
     origin: str | None = None
     origin_status: str | None = None  # the minimal case's verdict on the configuration it derives from
     origin_required: bool = True  # False when the origin declares this invariant's bug itself
+    checked: bool = False  # minimisation and the origin check ran (False: interrupted before)
 
     @property
     def origin_ok(self) -> bool | None:
-        if self.origin is None or not self.origin_required:
+        """None when there is nothing to check or the check never ran."""
+        if self.origin is None or not self.origin_required or not self.checked:
             return None
         return self.origin_status in PASSING
 
@@ -238,6 +254,11 @@ class CellResult:
     seed: int = 0
     interrupted: bool = False
     error: str = ""
+
+    @property
+    def not_run(self) -> bool:
+        """Stopped before it judged a single case (or never started)."""
+        return self.interrupted and self.counts.cases == 0 and not self.findings and not self.error
 
     @property
     def unexpected(self) -> list[str]:
@@ -295,6 +316,7 @@ class CellResult:
             "seconds": round(first.seconds, 3) if first else None,
             "case": first.case_path if first else None,
             "ok": self.ok,
+            "status": self.status,
             "derives_from": self.origin,
             "inherited_bugs": sorted(self.inherited),
             "target_bugs": {
@@ -309,8 +331,9 @@ class CellResult:
                     "case": f.case_path,
                     "raw_case": f.raw_path,
                     "message": f.message,
-                    "origin_status": f.origin_status,
+                    "origin_status": f.origin_status if f.checked else "not run",
                     "origin_required": f.origin_required,
+                    "minimized": f.checked,
                 }
                 for f in sorted(self.findings.values(), key=lambda f: f.seconds)
             ],
@@ -320,8 +343,24 @@ class CellResult:
             "search_seconds": round(self.seconds, 3),
             "seed": self.seed,
             "interrupted": self.interrupted,
+            "not_run": self.not_run,
             **({"error": self.error} if self.error else {}),
         }
+
+    @property
+    def status(self) -> str:
+        """The configuration's word in the report (docs/cli.md, "Reading the report")."""
+        if self.not_run:
+            return "not run"
+        if self.error:
+            return "ERROR"
+        if self.unexpected:
+            return "UNEXPECTED"
+        if any(f.origin_ok is False for f in self.findings.values()):
+            return "ORIGIN-FAILS"
+        if any(f is None for f in self.bugs_found.values()):
+            return "interrupted" if self.interrupted else "MISSED"
+        return "ok"
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,9 +384,8 @@ def _write_case(path: Path, case: Case, impl: str, judged: Judged, provenance: d
     expect = {impl: judged.verdict}
     if origin is not None and origin_judged is not None:
         expect[origin] = origin_judged.verdict
-    entry = Entry(case=case, expect=expect, provenance=provenance)
-    atomic_write_text(path, entry.to_json())
-    return str(path)
+    entry = Entry(case=case, expect=expect, provenance=with_tool_version(provenance))
+    return str(write_finding(path, entry))  # a free name: never another run's case
 
 
 def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | None, strict_flags: bool,
@@ -361,7 +399,12 @@ def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | Non
             return False
         return origin is None or judge_case(c, origin, strict_flags).passed
 
-    return minimize(case, keep, deadline=time.monotonic() + seconds)
+    prepare = None
+    if case.function.compiled is not None:
+        from fuzz.elf_cases import compiled_candidate
+
+        prepare = partial(compiled_candidate, original=case, impl=impl)
+    return minimize(case, keep, deadline=time.monotonic() + seconds, prepare=prepare)
 
 
 def search_cell(
@@ -378,6 +421,7 @@ def search_cell(
     minimize_seconds: float = MINIMIZE_SECONDS,
     stop_on: frozenset[str] | None = None,
     engine: Engine = "mixed",
+    elf: ElfSource | None = None,
 ) -> CellResult:
     """Search one implementation; see the module docstring for what is kept and written.
 
@@ -395,14 +439,14 @@ def search_cell(
     impl, origin_name, origin = ctx.impl, ctx.origin_name, ctx.origin
     known_invs = impl.caps.known_invariants
     result = ctx.new_result(seed)
-    cell_dir = Path(out_dir) / slug(impl_name) if out_dir else None
+    cell_dir = Path(out_dir) / dir_name(impl_name) if out_dir else None
     last_emit = [0.0]
 
     def progress(force: bool = False) -> None:
         now = time.monotonic()
         if emit and (force or now - last_emit[0] > 0.5):
             last_emit[0] = now
-            emit(("progress", impl_name, asdict(result.counts)))
+            emit(("progress", impl_name, dict(asdict(result.counts), seed=seed)))  # seed: which cell
 
     def all_known_found() -> bool:
         """Every awaited bug (``stop_on``, default: the target bugs) has been seen."""
@@ -463,6 +507,7 @@ def search_cell(
             use_small = finding.invariant in small_j.invariants
             chosen, chosen_j, chosen_o = (small, small_j, origin_j) if use_small else (case, judged, raw_origin)
             finding.origin_status = chosen_o.status if chosen_o else None
+            finding.checked = True
             if cell_dir is not None:
                 prov = dict(prov, minimized="yes" if minimize and use_small else "no")
                 finding.case_path = _write_case(cell_dir / f"{slug(finding.invariant)}.json", chosen, impl_name,
@@ -485,6 +530,7 @@ def search_cell(
         judged = judge_case(case, impl, strict_flags)
         result.counts.add(judged.status)
         if judged.status == "fail":
+            progress(force=True)  # the parent's counts include this failure before its finding
             record(case, judged)
             if stop_when_found and all_known_found():
                 raise _Stop
@@ -494,19 +540,23 @@ def search_cell(
             restart[0] = True
             raise _Restart
 
-    strategy = search_cases(impl.caps, strict_flags=strict_flags)
+    draw_case = _case_source(impl, elf, strict_flags)
+    strategy = search_cases(impl.caps, strict_flags=strict_flags) if elf is None else _elf_strategy(impl, elf, strict_flags)
     run_seed = seed
     random_index = 0
 
     def random_burst(until: float) -> None:
         """Cases from the shape builder with a seeded random stream: ~10x hypothesis's rate."""
         nonlocal random_index
-        from fuzz.shape import RandomDraw, case_from_draw
+        from fuzz.shape import RandomDraw
 
         while time.monotonic() < until:
             random_index += 1
+            case = draw_case(RandomDraw((seed << 40) ^ random_index))
+            if case is None:
+                continue
             try:
-                body(case_from_draw(RandomDraw((seed << 40) ^ random_index), impl.caps, strict_flags=strict_flags))
+                body(case)
             except _Restart:  # only hypothesis runs restart
                 restart[0] = False
 
@@ -542,6 +592,25 @@ def search_cell(
     return result
 
 
+def _case_source(impl: Any, elf: ElfSource | None, strict_flags: bool) -> Callable[[Any], Case | None]:
+    """The shape builder's case for a draw: over the whole case space, or over an ELF's functions."""
+    from fuzz.shape import case_from_draw
+
+    if elf is None:
+        return lambda draw: case_from_draw(draw, impl.caps, strict_flags=strict_flags)
+    from fuzz.elf_cases import draw_elf_case
+
+    targets, _ = elf.targets(impl)
+    return lambda draw: draw_elf_case(draw, impl, targets, strict_flags=strict_flags)
+
+
+def _elf_strategy(impl: Any, elf: ElfSource, strict_flags: bool) -> Any:
+    from fuzz.elf_cases import elf_case_strategy
+
+    targets, _ = elf.targets(impl)
+    return elf_case_strategy(impl, targets, strict_flags=strict_flags)
+
+
 def _by_invariant(judged: Judged) -> list[tuple[str, str]]:
     out: dict[str, str] = {}
     for msg in judged.messages:
@@ -566,95 +635,53 @@ class CellSpec:
     minimize: bool = True
     deadline_wall: float | None = None  # time.time() based: shared across processes
     engine: Engine = "mixed"
+    elf: ElfSource | None = None  # fuzz --elf: cases over an object's compiled functions
 
 
-_EVENTS: Any = None
-
-
-def _worker_init(events: Any) -> None:
-    global _EVENTS
-    _EVENTS = events
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _emit_to_queue(event: Event) -> None:
-    if _EVENTS is not None:
-        _EVENTS.put(event)
-
-
-def _run_spec(spec: CellSpec) -> CellResult:
+def _run_spec(spec: CellSpec, emit: Emit | None = workers.emit) -> CellResult:
     deadline = None
     if spec.deadline_wall is not None:
         deadline = time.monotonic() + max(0.0, spec.deadline_wall - time.time())
     return search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
                        out_dir=spec.out_dir, stop_when_found=spec.stop_when_found, minimize=spec.minimize,
-                       emit=_emit_to_queue, deadline=deadline, engine=spec.engine)
-
-
-class Interrupted(Exception):
-    """SIGTERM, turned into an exception so the campaign can summarise."""
+                       emit=emit, deadline=deadline, engine=spec.engine, elf=spec.elf)
 
 
 def run_cells(specs: list[CellSpec], *, jobs: int, on_event: Callable[[Event], None] | None = None,
               ) -> tuple[list[CellResult], bool]:
-    """Run cells on ``jobs`` processes. Returns (results, interrupted); partial results survive."""
+    """Run cells on ``jobs`` processes. Returns (results, interrupted); partial results survive.
+
+    On SIGINT/SIGTERM (``fuzz.interrupt``) running cells return what they found so far and
+    cells not yet started are not started: the caller lists them as not run."""
     results: list[CellResult] = []
-    if jobs <= 1:
-        interrupted = False
-        for spec in specs:
-            try:
-                res = search_cell(spec.impl, seconds=spec.seconds, seed=spec.seed, strict_flags=spec.strict_flags,
-                                  out_dir=spec.out_dir, stop_when_found=spec.stop_when_found,
-                                  minimize=spec.minimize, emit=on_event, engine=spec.engine)
-            except KeyboardInterrupt:
-                interrupted = True
-                break
-            results.append(res)
-            if res.interrupted:
-                interrupted = True
-                break
-        return results, interrupted
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    pool = ctx.Pool(processes=min(jobs, len(specs)), initializer=_worker_init, initargs=(events,))
     interrupted = False
-    old_term = signal.getsignal(signal.SIGTERM)
+    with interrupt.deferred():
+        if jobs <= 1:
+            for spec in specs:
+                if interrupt.requested():
+                    interrupted = True
+                    break
+                res = _run_spec(spec, emit=on_event)
+                results.append(res)
+                if res.interrupted or interrupt.requested():
+                    interrupted = True
+                    break
+            return results, interrupted
 
-    def on_term(signum: int, frame: object) -> None:
-        raise Interrupted
+        def tick() -> None:
+            if on_event is not None:
+                on_event(("tick", "", {}))
 
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        pending = pool.imap_unordered(_run_spec, specs)
-        remaining = len(specs)
-        while remaining:
-            _drain(events, on_event)
-            try:
-                res = pending.next(timeout=0.2)
-            except mp.TimeoutError:
-                continue
+        outcome = workers.run_tasks(_run_spec, list(specs), jobs=jobs, on_message=on_event, on_tick=tick)
+        for index in sorted(outcome.results):
+            results.append(outcome.results[index])
+        for index, error in sorted(outcome.errors.items()):
+            if error == "interrupted":
+                continue  # the cell is listed from its events (``Display.partial``) or as not run
+            res = cell_context(specs[index].impl).new_result(specs[index].seed)
+            res.error = error
             results.append(res)
-            remaining -= 1
-        _drain(events, on_event)
-        pool.close()
-    except (KeyboardInterrupt, Interrupted):
-        interrupted = True
-        _drain(events, on_event)
-        pool.terminate()
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        pool.join()
-    return results, interrupted
-
-
-def _drain(events: Any, on_event: Callable[[Event], None] | None) -> None:
-    while True:
-        try:
-            ev = events.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            return
-        if on_event:
-            on_event(ev)
+        return results, outcome.interrupted or interrupt.requested()
 
 
 def merge_results(results: Iterable[CellResult]) -> list[CellResult]:

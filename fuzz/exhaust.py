@@ -12,13 +12,14 @@ random stream seeded by (seed, shape index), so a run is reproducible and no sha
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
-import signal
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fuzz import interrupt, workers
 from fuzz.campaign import Counts, judge_case, resolve, slug
 from fuzz.corpus import Entry, atomic_write_text
 from fuzz.shape import (
@@ -110,29 +111,44 @@ class ExhaustResult:
     counts: Counts = field(default_factory=Counts)
     violating: list[tuple[str, frozenset[str], str, bool]] = field(default_factory=list)
     interrupted: bool = False
+    shapes_done: int = 0  # shapes judged (all of them unless interrupted)
+    errors: list[str] = field(default_factory=list)  # workers that failed (a tool error)
+
+    @property
+    def harness_faults(self) -> int:
+        """Failures a fresh engine did not reproduce (fuzz.fresh; written to harness-faults/)."""
+        return self.counts.harness_faults
 
 
 _STATE: dict[str, Any] = {}
 
 
 def _init(impl_name: str, strict: bool, seed: int, out_dir: str, caps_shapes: list[Shape]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _STATE.update(impl=resolve(impl_name), name=impl_name, strict=strict, seed=seed, out=out_dir, shapes=caps_shapes)
 
 
-def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, list[str], str]]]:
+def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, list[str], str]], int]:
+    """Judge the shapes in ``bounds``; stops early (returning what it has) when asked to stop.
+    A failure a fresh engine does not reproduce is a harness fault (fuzz.fresh), not a shape file."""
     from fuzz.fresh import confirm, write_harness_fault
 
     impl = _STATE["impl"]
     counts = Counts()
     bad: list[tuple[int, list[str], str]] = []
+    done = 0
     for idx in range(*bounds):
+        if interrupt.requested():
+            break
         shape: Shape = _STATE["shapes"][idx]
         case = build_case(RandomDraw((_STATE["seed"] << 32) ^ idx), impl.caps, shape)
-        j = judge_case(case, impl, _STATE["strict"])
+        try:
+            j = judge_case(case, impl, _STATE["strict"])
+            confirmed, again = confirm(case, impl, j, _STATE["strict"]) if j.status == "fail" else (True, j)
+        except interrupt.Interrupted:
+            break
         counts.add(j.status)
+        done += 1
         if j.status == "fail":
-            confirmed, again = confirm(case, impl, j, _STATE["strict"])
             if not confirmed:  # the reused engine disagrees with a fresh one: not a finding
                 counts.harness_faults += 1
                 write_harness_fault(_STATE["out"], case, _STATE["name"], j, again,
@@ -141,41 +157,59 @@ def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, lis
             path = Path(_STATE["out"]) / f"exhaust-{slug(_STATE['name'])}" / f"shape-{idx:06d}.json"
             entry = Entry(case, {_STATE["name"]: j.verdict},
                           {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}", "shape": shape.describe()})
-            atomic_write_text(path, entry.to_json())
+            path = _write_shape(path, entry)
             bad.append((idx, sorted(j.invariants), str(path)))
-    return counts.__dict__, bad
+    return counts.__dict__, bad, done
+
+
+Progress = Callable[[ExhaustResult], None]
 
 
 def run_exhaust(impl_name: str, shapes: list[Shape], *, jobs: int, seed: int = 0, strict_flags: bool = False,
-                out_dir: str = "sledfuzz-out") -> ExhaustResult:
-    """Judge one case per shape on ``jobs`` processes; violating shapes are written as found."""
+                out_dir: str = "sledfuzz-out", on_progress: Progress | None = None) -> ExhaustResult:
+    """Judge one case per shape on ``jobs`` processes; violating shapes are written as found.
+
+    On SIGINT/SIGTERM the workers stop between shapes; the summary says how many shapes ran."""
     start = time.monotonic()
     impl = resolve(impl_name)
     known = impl.caps.known_invariants
     res = ExhaustResult(impl_name, len(shapes), 0.0, out_dir)
     bounds = [(i, min(i + CHUNK, len(shapes))) for i in range(0, len(shapes), CHUNK)]
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(processes=max(1, jobs), initializer=_init,
-                    initargs=(impl_name, strict_flags, seed, out_dir, shapes))
-    try:
-        for counts, bad in pool.imap_unordered(_chunk, bounds):
-            res.counts.merge(Counts(**counts))
-            for idx, invs, path in bad:
-                res.violating.append((shapes[idx].describe(), frozenset(invs), path, set(invs) <= known))
-        pool.close()
-    except KeyboardInterrupt:
-        res.interrupted = True
-        pool.terminate()
-    finally:
-        pool.join()
+
+    def on_result(_: int, payload: tuple[dict[str, int], list[tuple[int, list[str], str]], int]) -> None:
+        counts, bad, done = payload
+        res.counts.merge(Counts(**counts))
+        res.shapes_done += done
+        for idx, invs, path in bad:
+            res.violating.append((shapes[idx].describe(), frozenset(invs), path, set(invs) <= known))
+
+    def tick() -> None:
+        res.seconds = time.monotonic() - start
+        if on_progress is not None:
+            on_progress(res)
+
+    with interrupt.deferred():
+        outcome = workers.run_tasks(_chunk, bounds, jobs=max(1, jobs), init=_init,
+                                    initargs=(impl_name, strict_flags, seed, out_dir, shapes),
+                                    on_result=on_result, on_tick=tick)
+    res.interrupted = outcome.interrupted
+    res.errors = sorted(set(outcome.errors.values()) - {"interrupted"})
     res.violating.sort(key=lambda v: v[2])
     res.seconds = time.monotonic() - start
     summary = {
-        "impl": impl_name, "shapes": res.shapes, "seconds": round(res.seconds, 2), "counts": res.counts.__dict__,
+        "impl": impl_name, "shapes": res.shapes, "shapes_judged": res.shapes_done,
+        "seconds": round(res.seconds, 2), "counts": res.counts.__dict__,
         "violating": [{"shape": s, "invariants": sorted(i), "case": p, "known": k} for s, i, p, k in res.violating],
         "interrupted": res.interrupted,
+        **({"errors": res.errors} if res.errors else {}),
     }
-    import json
-
     atomic_write_text(Path(out_dir) / f"exhaust-{slug(impl_name)}.json", json.dumps(summary, indent=2) + "\n")
     return res
+
+
+def _write_shape(path: Path, entry: Entry) -> Path:
+    """A violating shape's case, stamped with the tool version, under a name no other run's case
+    holds (runs sharing ``--out``)."""
+    from fuzz.corpus import with_tool_version, write_finding
+
+    return write_finding(path, Entry(entry.case, entry.expect, with_tool_version(entry.provenance)))

@@ -8,7 +8,8 @@ the crash file), then an exception hands the input to libFuzzer, which writes th
 
 Configuration comes from the environment so that the target stays a plain libFuzzer binary:
 ``SLEDFUZZ_IMPL`` (default ``v6.19``), ``SLEDFUZZ_OUT`` (where case JSON and stats go, default
-the artifact prefix or ``.``), ``SLEDFUZZ_STRICT_FLAGS=1``. Run::
+the artifact prefix or ``.``), ``SLEDFUZZ_STRICT_FLAGS=1``, ``SLEDFUZZ_ELF`` (JSON of ``fuzz.elf_cases.ElfSource``: cases
+over an object's compiled functions). Run::
 
     python fuzz/fuzz_trampoline.py -max_total_time=30 -dict=corpus/fuzz_trampoline.dict corpus/seeds
 """
@@ -35,6 +36,7 @@ with atheris.instrument_imports():
     import model.semantics
     from fuzz.campaign import judge_case, resolve
     from fuzz.corpus import Entry, atomic_write_text
+    from fuzz.elf_cases import ElfSource, draw_elf_case
     from fuzz.fresh import confirm, write_harness_fault
     from fuzz.shape import case_from_draw
     from model.case import MASK64
@@ -72,6 +74,9 @@ def _setup() -> None:
     _STATE["name"] = name
     _STATE["impl"] = resolve(name)
     _STATE["strict"] = os.environ.get("SLEDFUZZ_STRICT_FLAGS", "") == "1"
+    _STATE["elf_targets"] = None
+    if os.environ.get("SLEDFUZZ_ELF"):  # fuzz --elf: cases over an object's compiled functions
+        _STATE["elf_targets"] = ElfSource.from_json(os.environ["SLEDFUZZ_ELF"]).targets(_STATE["impl"])[0]
     prefix = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("-artifact_prefix=")), "")
     _STATE["out"] = os.environ.get("SLEDFUZZ_OUT") or (os.path.dirname(prefix) if prefix else ".")
     _STATE["prefix"] = prefix
@@ -98,7 +103,13 @@ def TestOneInput(data: bytes) -> None:
     if not _STATE:
         _setup()
     impl = _STATE["impl"]
-    case = case_from_bytes(data, impl.caps, _STATE["strict"])
+    if _STATE["elf_targets"] is not None:
+        case = draw_elf_case(ProviderDraw(atheris.FuzzedDataProvider(data)), impl, _STATE["elf_targets"],
+                             strict_flags=_STATE["strict"])
+        if case is None:
+            return
+    else:
+        case = case_from_bytes(data, impl.caps, _STATE["strict"])
     judged = judge_case(case, impl, _STATE["strict"])
     counts = _STATE["counts"]
     counts["cases"] += 1

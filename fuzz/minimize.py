@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from functools import partial
+from typing import NamedTuple
 
 from model.case import Arg, Body, Case, CaseError, Function, Layout, Link
 
@@ -179,20 +180,41 @@ def _set_link(case: Case, index: int, **changes: object) -> Case:
     return replace(case, links=(*case.links[:index], link, *case.links[index + 1:]))
 
 
-def size(case: Case) -> tuple[int, ...]:
-    """A rough measure that every adopted candidate decreases (for reports and tests)."""
+class Size(NamedTuple):
+    """A rough measure that every adopted candidate decreases (compared as a tuple, in this order)."""
+
+    links: int
+    args: int
+    slots: int
+    body_fields: int  #: body fields away from their default
+    value_bits: int  #: bits of the argument values, link return values and cookies
+
+
+def size(case: Case) -> Size:
+    """The case's ``Size``."""
     fn = case.function
-    return (
-        len(case.links),
-        len(fn.args),
-        fn.nr_slots,
-        sum(1 for f in fields(Body) if getattr(fn.body, f.name) != getattr(Body(), f.name)),
-        sum(v.bit_length() for v in fn.values) + sum(lk.r0.bit_length() + lk.cookie.bit_length() for lk in case.links),
+    return Size(
+        links=len(case.links),
+        args=len(fn.args),
+        slots=fn.nr_slots,
+        body_fields=sum(1 for f in fields(Body) if getattr(fn.body, f.name) != getattr(Body(), f.name)),
+        value_bits=sum(v.bit_length() for v in fn.values)
+        + sum(lk.r0.bit_length() + lk.cookie.bit_length() for lk in case.links),
     )
 
 
-def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float | None = None) -> Case:
-    """The smallest case ``keep`` still accepts that greedy passes reach from ``case``."""
+def size_change(before: Size, after: Size) -> str:
+    """``links 2 -> 1, args 5 -> 0, ...``: each measure by name, unchanged ones as a single number."""
+    return ", ".join(f"{name.replace('_', ' ')} {b} -> {a}" if a != b else f"{name.replace('_', ' ')} {b}"
+                     for name, b, a in zip(before._fields, before, after, strict=True))
+
+
+def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float | None = None,
+             prepare: Callable[[Case], Case | None] | None = None) -> Case:
+    """The smallest case ``keep`` still accepts that greedy passes reach from ``case``.
+
+    ``prepare`` completes or rejects each candidate before it is judged (a compiled function's
+    case is measured again: its body's meaning depends on the argument values)."""
     import time
 
     checks = 0
@@ -204,6 +226,8 @@ def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float 
             if checks >= max_checks or (deadline is not None and time.monotonic() > deadline):
                 return current
             cand = _try(make)
+            if cand is not None and prepare is not None:
+                cand = prepare(cand)
             if cand is None or cand == current:
                 continue
             checks += 1
@@ -214,4 +238,4 @@ def minimize(case: Case, keep: Keep, *, max_checks: int = 2000, deadline: float 
     return current
 
 
-__all__ = ["Function", "Keep", "candidates", "minimize", "size"]
+__all__ = ["Function", "Keep", "Size", "candidates", "minimize", "size", "size_change"]

@@ -1,91 +1,270 @@
-"""The nightly job: the long searches a CI schedule runs, one summary file, one exit code.
+"""``sledfuzz nightly``: the unattended job a team reads in the morning (docs/nightly.md).
 
-Steps (each optional): corpus replay; the property suite under the hypothesis ``nightly`` profile
-(large budget, example database on, so a failure found tonight is replayed first tomorrow); a
-hypothesis campaign over every shipped configuration; atheris on the clean configurations. New
-findings are written as corpus entries under ``OUT/new-regressions/`` for a person to review and
-copy into ``corpus/regressions/``. Exit 0 when every step is as expected, else 1.
-
-    python -m fuzz.nightly --minutes 60 --out nightly-out [--db .hypothesis] [--skip-pytest]
+Within ``--time``: replay the corpus and the findings other machines stored in the shared example
+database, run the property suite under the hypothesis ``nightly`` profile (from a checkout that
+has it), then search every configuration on ``--jobs`` worker processes with the mixed
+hypothesis/shape-builder engine and with atheris (whose corpus grows across nights). Each
+minimised finding is keyed by (implementation, invariant, signature) and written to
+``OUT/findings/`` as found; it is new when neither the corpus, nor earlier nights' state file, nor
+the shared database knows the key. Four reports at the end (``fuzz.nightly_report``), also after
+SIGINT/SIGTERM. Exit 0: nothing new; 1: something to read; 2: the job could not run; 130:
+interrupted (the reports say so).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import os
-import shutil
-import subprocess
+import re
+import signal
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from fuzz.campaign import CellSpec, default_jobs, expectation, merge_results, resolve, run_cells, shipped_configurations
-from fuzz.corpus import atomic_write_text
+from fuzz.nightly_db import DatabaseSpec, DatabaseUnavailable, SharedFindings, cache_dir, default_directory, open_database
+from fuzz.nightly_findings import NightState
+from fuzz.nightly_phases import has_property_suite, phase_campaign, phase_properties, phase_replay, phase_shared_db
+from fuzz.nightly_plan import (
+    Configuration,
+    PlanError,
+    Shard,
+    kernel_configurations,
+    parse_shard,
+    properties_seconds,
+    report_reserve,
+    shard_of,
+)
+from fuzz.nightly_run import (
+    EXIT_CANNOT_RUN,
+    EXIT_INTERRUPTED,
+    Night,
+    NightInterrupted,
+    check_interrupt,
+    clear_stop,
+    request_stop,
+    stop_requested,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-CLEAN_FOR_ATHERIS = ("v6.19", "v6.12")
+PHASES = ("replay", "properties", "search", "atheris")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fuzz.nightly", description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=60.0, help="campaign budget (default 60)")
-    ap.add_argument("--out", default="nightly-out")
-    ap.add_argument("--db", default=".hypothesis", help="hypothesis example database directory for pytest")
-    ap.add_argument("--jobs", type=int, default=default_jobs())
-    ap.add_argument("--seed", type=int, default=int(time.strftime("%Y%m%d")))
-    ap.add_argument("--skip-pytest", action="store_true")
-    ap.add_argument("--skip-atheris", action="store_true")
-    args = ap.parse_args(argv)
+class NightError(Exception):
+    """The job cannot run (bad option, Redis down, a configuration that does not resolve); one line."""
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(s|m|h)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration (seconds, or 90m, 1h), got {text!r}")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2) or "s"]
+
+
+def _jobs(text: str) -> int:
+    if text == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes or 'auto', got {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"expected 1..256 worker processes, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (a non-negative integer), got {text!r}") from None
+    if not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0..2**63-1, got {value}")
+    return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except PlanError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``sledfuzz nightly`` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "nightly", help="the unattended nightly job: replay, properties, search, atheris; four reports",
+        description="A time-boxed nightly campaign (docs/nightly.md). Exit codes: 0 no new finding, 1 new "
+                    "findings (or a changed corpus verdict, a failing property, a declared bug not found), 2 the "
+                    "job could not run, 130 interrupted (after writing the reports).")
+    p.add_argument("--time", type=_duration, default=3600.0, metavar="T",
+                   help="budget covering every phase: seconds, or 90m, 1h (default 3600 s = 1h)")
+    p.add_argument("--impl", action="append", metavar="NAME",
+                   help="configurations to search (repeatable; default: every clean configuration, plus kernel "
+                        "for each --linux-src)")
+    p.add_argument("--linux-src", action="append", default=[], metavar="PATH",
+                   help="a Linux tree (directory, tarball or debian:X.Y): adds a 'kernel' configuration built from it "
+                        "(repeatable; default: none)")
+    p.add_argument("--jobs", type=_jobs, default=0, metavar="N|auto", help="worker processes (default auto: the CPUs)")
+    p.add_argument("--out", default="nightly-out", metavar="DIR",
+                   help="where reports and findings go (default ./nightly-out)")
+    p.add_argument("--seed", type=_seed, default=None, help="seed of the night (default: today's date, YYYYMMDD)")
+    p.add_argument("--shard", type=_shard, default=Shard(1, 1), metavar="I/N",
+                   help="run the I-th of N deterministic slices of the configurations (default 1/1)")
+    p.add_argument("--hypothesis-db", metavar="URL|DIR",
+                   help="shared example database: redis://HOST:PORT[/DB] or a directory "
+                        "(default $XDG_CACHE_HOME/sledfuzz/hypothesis)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="earlier nights' seen findings and the atheris corpora (default $XDG_CACHE_HOME/sledfuzz/nightly)")
+    p.add_argument("--corpus", metavar="DIR", help="regression corpus to replay first (default: the checkout's "
+                                                   "corpus/regressions, if any)")
+    p.add_argument("--skip", action="append", choices=PHASES, default=[],
+                   help="leave out a phase (repeatable; default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr (default: shown)")
+
+
+# -- configurations -----------------------------------------------------------------------------------
+
+
+def _impl_for(config: Configuration) -> Any:
+    """The implementation object in this (the parent) process; kernel trees each their own."""
+    from emu.impls.registry import ImplementationError, resolve
+
+    try:
+        if config.impl == "kernel" and config.linux_src:
+            from emu.kernel.impl import factory
+
+            return factory(config.linux_src)
+        return resolve(config.impl)
+    except ImplementationError as exc:
+        raise NightError(str(exc).splitlines()[0]) from None
+
+
+def choose_configurations(names: list[str] | None, trees: list[str]) -> list[Configuration]:
+    from fuzz.campaign import expectation, shipped_configurations
+
+    for tree in trees:
+        if not Path(tree).exists():
+            raise NightError(f"--linux-src {tree}: no such file or directory")
+    kernels = kernel_configurations(trees)
+    if names:
+        out: list[Configuration] = []
+        for n in dict.fromkeys(names):
+            if n == "kernel":
+                if not kernels:
+                    raise NightError("--impl kernel needs --linux-src PATH (one kernel configuration per tree)")
+                out += kernels
+            else:
+                out.append(Configuration(n, n))
+        return out
+    clean = [Configuration(n, n) for n in shipped_configurations() if expectation(_impl_for(Configuration(n, n))) == "pass"]
+    return clean + kernels
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """The subcommand; prints its own one-line errors (exit 2)."""
+    clear_stop()
+    old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(args)
+    except NightError as exc:
+        print(f"sledfuzz nightly: error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except NightInterrupted:
+        print("sledfuzz nightly: interrupted before the job started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run(args: argparse.Namespace) -> int:
+    start = time.time()
+    deadline = start + args.time
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, object] = {"seed": args.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    ok = True
+    if out.exists() and not out.is_dir():
+        raise NightError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NightError(f"--out {out}: cannot create: {exc.strerror or exc}") from None
+    if importlib.util.find_spec("matplotlib") is None:
+        raise NightError("matplotlib is not installed (pip install 'sledfuzz[nightly]'): the report plot needs it")
+    db_spec = DatabaseSpec(args.hypothesis_db or str(default_directory()))
+    try:
+        shared = SharedFindings(open_database(db_spec))
+    except DatabaseUnavailable as exc:
+        raise NightError(f"--hypothesis-db: {exc}") from None
+    configs = shard_of(choose_configurations(args.impl, args.linux_src), args.shard)
+    if not configs:
+        raise NightError(f"shard {args.shard} has no configuration (fewer configurations than shards)")
+    state_dir = Path(args.state_dir) if args.state_dir else cache_dir() / "nightly"
+    corpus = Path(args.corpus) if args.corpus else (ROOT / "corpus" / "regressions")
+    if args.corpus and not corpus.is_dir():
+        raise NightError(f"--corpus {corpus}: not a directory")
+    seed = args.seed if args.seed is not None else int(time.strftime("%Y%m%d"))
+    jobs = args.jobs or max(1, os.cpu_count() or 1)
+    night = Night(out=out, configs=configs, budget=args.time, jobs=jobs, seed=seed, shard=args.shard,
+                  db_spec=db_spec, shared=shared, state=NightState(state_dir / "state.json"), quiet=args.no_progress,
+                  started_wall=start)
+    night.known |= night.state.keys()
+    interrupted = False
+    error = ""
+    try:
+        for c in configs:
+            check_interrupt()
+            night.impls[c.label] = _impl_for(c)
+            if c.linux_src:
+                desc = str(night.impls[c.label].description)
+                m = re.search(r"linux (\S+)", desc)
+                night.kernel_versions[c.label] = m.group(1) if m else desc
+        try:
+            night.known |= shared.seen()
+        except Exception as exc:
+            raise NightError(f"--hypothesis-db: cannot read {db_spec.describe()}: {' '.join(str(exc).split())}") from None
+        plural = "s" if len(configs) != 1 else ""
+        night.say(f"{len(configs)} configuration{plural} ({', '.join(c.label for c in configs)}), shard {args.shard}, "
+                  f"{jobs} workers, {args.time:.0f} s, database {db_spec.describe()}")
+        reserve = report_reserve(args.time)
+        if "replay" not in args.skip:
+            phase_replay(night, corpus if corpus.is_dir() else None, deadline - reserve)
+        phase_shared_db(night, deadline - reserve)
+        if "properties" in args.skip:
+            night.phases["properties"] = {"line": "skipped (--skip properties)"}
+        elif not has_property_suite():
+            night.phases["properties"] = {"line": "skipped: not run from a checkout with tests/properties"}
+            night.say("properties: skipped (not a checkout with tests/properties)")
+        else:
+            phase_properties(night, min(properties_seconds(args.time), max(0.0, deadline - reserve - time.time())))
+        atheris = "atheris" not in args.skip and importlib.util.find_spec("atheris") is not None
+        if "atheris" not in args.skip and not atheris:
+            night.phases["atheris"] = {"line": "skipped: atheris is not installed (pip install 'sledfuzz[fuzz]')"}
+        elif "atheris" in args.skip:
+            night.phases["atheris"] = {"line": "skipped (--skip atheris)"}
+        if "search" not in args.skip or atheris:
+            phase_campaign(night, deadline - reserve, deadline - reserve / 2, atheris=atheris,
+                           search="search" not in args.skip)
+    except NightInterrupted:
+        interrupted = True
+    except NightError as exc:
+        error = str(exc)
+    interrupted = interrupted or stop_requested()  # a signal after the last check still makes the night interrupted
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)  # the reports are written whatever arrives now
+    night.phase_name = "reports"
+    summary = night.summary(interrupted=interrupted, error=error)
+    from fuzz.nightly_report import verdict_line, write_reports
 
-    replay = subprocess.run([sys.executable, "-m", "fuzz.cli", "replay", str(ROOT / "corpus" / "regressions")],
-                            cwd=ROOT, capture_output=True, text=True, check=False)
-    summary["replay"] = {"exit": replay.returncode, "tail": replay.stdout.splitlines()[-1:]}
-    ok &= replay.returncode == 0
-
-    if not args.skip_pytest:
-        env = dict(os.environ, HYPOTHESIS_PROFILE="nightly", SLEDFUZZ_HYPOTHESIS_DB=args.db)
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "tests/properties", "-n", str(args.jobs)],
-                               cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-        summary["properties"] = {"exit": tests.returncode, "tail": tests.stdout.splitlines()[-3:]}
-        ok &= tests.returncode == 0
-
-    configs = shipped_configurations()
-    seconds = args.minutes * 60 * args.jobs / max(1, len(configs))
-    specs = [CellSpec(n, seconds, args.seed + i, False, str(out), stop_when_found=False) for i, n in enumerate(configs)]
-    results, interrupted = run_cells(specs, jobs=args.jobs)
-    cells = merge_results(results)
-    summary["campaign"] = [c.to_json() for c in cells]
-    ok &= all(c.ok for c in cells) and not interrupted
-    new_dir = out / "new-regressions"
-    for c in cells:
-        for inv in c.unexpected:
-            f = c.findings[inv]
-            if f.case_path:
-                new_dir.mkdir(exist_ok=True)
-                shutil.copy(f.case_path, new_dir / f"{c.impl.replace('=', '_').replace(',', '_')}-{inv}.json")
-
-    if not args.skip_atheris:
-        from fuzz.atheris_run import run_atheris
-
-        ath = []
-        for name in CLEAN_FOR_ATHERIS:
-            expectation(resolve(name))
-            res = run_atheris(name, seconds=args.minutes * 60 / 4, jobs=args.jobs, seed=args.seed, out_dir=str(out))
-            ath.append(res.to_json())
-            ok &= not res.findings
-        summary["atheris"] = ath
-
-    summary["ok"] = ok
-    atomic_write_text(out / "nightly.json", json.dumps(summary, indent=2) + "\n")
-    print(f"nightly: {'ok' if ok else 'FINDINGS'}; summary in {out / 'nightly.json'}")
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    write_reports(summary, out)
+    if error:
+        print(f"sledfuzz nightly: error: {error}", file=sys.stderr)
+    for f in summary["findings"]:
+        if f["status"] == "new":
+            print(f"NEW {f['impl']} {f['invariant']} {f['signature']}: {f['message']}\n    {f['reproduce']}")
+    print(f"sledfuzz nightly: {verdict_line(summary)} Reports: {out / 'summary.md'} (exit {summary['exit_code']})"
+          + (" [interrupted]" if interrupted else ""))
+    return int(summary["exit_code"])

@@ -1,35 +1,96 @@
-"""What a person sees: the live progress display, the matrix, the one-paragraph summaries.
+"""What a person sees: live progress, the final verdict and bug lines, the matrix file.
 
-The display is driven only by campaign events, so what it shows after Ctrl-C (``partial``) is
-exactly what the workers reported before they were stopped.
+The display is driven only by campaign events, so what it shows after an interrupt
+(``partial``) is exactly what the workers reported before they stopped. Progress goes to
+stderr: a live table when stderr is a terminal, a plain line every few seconds when it is not
+(a log file, CI), nothing with ``--no-progress``. Every line of a final report fits
+``WIDTH`` columns; the wide configuration x invariant matrix goes to ``matrix.md`` instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import textwrap
 import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from fuzz.campaign import CellResult, Counts, Event, Expect, Finding
 
+WIDTH = 100
+PROGRESS_EVERY = 5.0  # seconds between plain progress lines
+
+
+def fit(line: str, width: int = WIDTH) -> list[str]:
+    """``line`` as lines of at most ``width`` columns (continuations indented)."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * min(len(line) - len(line.lstrip()) + 4, 12)
+    return textwrap.wrap(line, width=width, subsequent_indent=indent, break_on_hyphens=False,
+                         break_long_words=True)
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def counts_line(counts: Counts, seconds: float) -> str:
+    rate = counts.cases / seconds if seconds > 0 else 0.0
+    return (f"{_n(counts.cases)} cases in {seconds:.1f} s ({_n(round(rate))}/s): "
+            f"{_n(counts.judged)} judged ({_n(counts.failed)} failing), {_n(counts.refused)} refused, "
+            f"{_n(counts.unspecified)} unspecified, {_n(counts.invalid)} invalid")
+
+
+class Ticker:
+    """Plain progress lines on a stream, at most one per ``every`` seconds (the first at once)."""
+
+    def __init__(self, enabled: bool, every: float = PROGRESS_EVERY, stream: TextIO | None = None) -> None:
+        self.enabled = enabled
+        self.every = every
+        self.stream = stream
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        return self.enabled and (self.last is None or time.monotonic() - self.last >= self.every)
+
+    def emit(self, text: str) -> None:
+        self.last = time.monotonic()
+        print(f"sledfuzz: {text}", file=self.stream or sys.stderr, flush=True)
+
+    def maybe(self, text: Callable[[], str]) -> None:
+        if self.due():
+            self.emit(text())
+
+
+def progress_mode(enabled: bool) -> str:
+    """"live" (rich, stderr is a terminal), "lines" (plain lines), or "off"."""
+    if not enabled:
+        return "off"
+    return "live" if sys.stderr.isatty() else "lines"
+
 
 class Display:
-    """Live table on stderr (rich), fed by campaign events; also keeps the partial results."""
+    """Progress on stderr fed by campaign events (see the module docstring); keeps partial results."""
 
     def __init__(self, configs: list[str], expects: dict[str, Expect], *, enabled: bool = True,
-                 total_seconds: float | None = None) -> None:
+                 total_seconds: float | None = None, label: str = "run") -> None:
         self.configs = configs
         self.expects = expects
-        self.enabled = enabled and sys.stderr.isatty()
+        self.mode = progress_mode(enabled)
+        self.enabled = self.mode == "live"
         self.total = total_seconds
+        self.label = label
         self.start = time.monotonic()
-        self.counts: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, dict[str, int]] = {}  # per configuration, summed over its cells
+        self._cells: dict[tuple[str, int], dict[str, int]] = {}  # (configuration, seed) -> counts
         self.found: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in configs}
         self._live: Any = None
+        self._ticker = Ticker(self.mode == "lines")
 
     def __enter__(self) -> Display:
-        if self.enabled:
+        if self.mode == "live":
             from rich.console import Console
             from rich.live import Live
 
@@ -46,14 +107,36 @@ class Display:
     def on_event(self, event: Event) -> None:
         kind, impl, data = event
         if kind == "progress":
-            self.counts[impl] = data
+            self._cells[(impl, int(data.get("seed", 0)))] = {k: v for k, v in data.items() if k != "seed"}
+            total: dict[str, int] = {}
+            for (name, _), counts in self._cells.items():
+                if name == impl:
+                    for k, v in counts.items():
+                        total[k] = total.get(k, 0) + v
+            self.counts[impl] = total
         elif kind == "found":
             self.found.setdefault(impl, {})[data["invariant"]] = dict(data)
         elif kind == "minimized":
             self.found.setdefault(impl, {}).setdefault(data["invariant"], {}).update(
-                {"min_path": data["path"], "origin_status": data.get("origin_status")})
+                {"min_path": data["path"], "origin_status": data.get("origin_status"), "checked": True})
         if self._live is not None:
-            self._live.update(self._table())
+            if kind != "tick":
+                self._live.update(self._table())
+        elif self.counts:
+            self._ticker.maybe(self.line)
+
+    def line(self) -> str:
+        """One plain progress line: time, cases and rate, findings so far."""
+        elapsed = time.monotonic() - self.start
+        cases = sum(c.get("cases", 0) for c in self.counts.values())
+        rate = cases / elapsed if elapsed > 0 else 0.0
+        total = f" of {self.total:.0f} s" if self.total else ""
+        findings = sum(len(f) for f in self.found.values())
+        known_bad = [inv for n, fs in self.found.items() for inv, d in fs.items() if not d.get("known", True)]
+        started = sum(1 for n in self.configs if n in self.counts)
+        configs = f", {started}/{len(self.configs)} started" if len(self.configs) > 1 else ""
+        return (f"{self.label}: {elapsed:.0f} s{total}, {_n(cases)} cases ({_n(round(rate))} cases/s), "
+                f"{findings} findings ({len(known_bad)} unexpected){configs}")
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -70,37 +153,205 @@ class Display:
                       str(c.get("refused", 0)), str(c.get("unspecified", 0)), found or "-")
         return t
 
-    def partial(self, impl: str) -> CellResult | None:
-        """What the events said about ``impl`` (for cells that never returned: interrupted)."""
-        if impl not in self.counts and not self.found.get(impl):
-            return None
+    def partial(self, impl: str) -> CellResult:
+        """What the events said about ``impl``: for cells that never returned (interrupted, or
+        never started: then it says "not run")."""
         from fuzz.campaign import cell_context
 
         ctx = cell_context(impl)
         res = ctx.new_result()
+        res.interrupted = True
+        if impl not in self.counts and not self.found.get(impl):
+            return res
         res.seconds = time.monotonic() - self.start
         res.counts = Counts(**self.counts.get(impl, {}))
-        res.interrupted = True
         known = ctx.impl.caps.known_invariants
         for inv, d in self.found.get(impl, {}).items():
-            res.findings[inv] = Finding(impl, inv, inv, float(d.get("seconds", 0.0)), str(d.get("path", "")),
-                                        str(d.get("min_path") or d.get("path", "")), inv in known, res.origin,
-                                        d.get("origin_status"), origin_required=inv not in ctx.origin_invariants)
+            res.findings[inv] = Finding(impl, inv, str(d.get("message", inv)), float(d.get("seconds", 0.0)),
+                                        str(d.get("path", "")), str(d.get("min_path") or d.get("path", "")),
+                                        inv in known, res.origin, d.get("origin_status"),
+                                        origin_required=inv not in ctx.origin_invariants,
+                                        checked=bool(d.get("checked")))
+        res.counts.failed = max(res.counts.failed, len(res.findings))
         return res
 
 
-def matrix_md(cells: list[CellResult]) -> str:
-    """The configuration x invariant matrix as a markdown table, then the minimal case paths."""
+class StatusLine:
+    """One status line refreshed in place (rich) on a terminal, plain lines otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.mode = progress_mode(enabled)
+        self._ticker = Ticker(self.mode == "lines")
+        self._live: Any = None
+        self._text = ""
+
+    def __enter__(self) -> StatusLine:
+        if self.mode == "live":
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live("", console=Console(stderr=True), refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if self._live is not None:
+            self._live.__exit__(et, ev, tb)
+            self._live = None
+
+    def update(self, text: Callable[[], str]) -> None:
+        if self._live is not None:
+            self._live.update(f"sledfuzz: {text()}")
+        else:
+            self._ticker.maybe(text)
+
+
+# -- the final report of run / matrix ------------------------------------------------------------------
+
+
+def _rel(path: str, base: str) -> str:
+    """``path`` relative to ``base`` when it lies inside it, else as it is."""
+    if not path:
+        return "(not written)"
+    try:
+        rel = os.path.relpath(path, base)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def _case_column(path: str, impl: str, out_dir: str) -> str:
+    """The case path as short as it can be said: relative to ``OUT/<configuration>/``."""
+    from fuzz.campaign import slug
+
+    return _rel(path, os.path.join(out_dir, slug(impl))) if path else "(not written)"
+
+
+def _bug_rows(cells: list[CellResult], out_dir: str) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for c in cells:
+        for commit, f in c.bugs_found.items():
+            if f is not None:
+                case = _case_column(f.case_path, c.impl, out_dir)
+                if not f.checked:
+                    case += " (not minimised)"
+                elif f.origin_ok is False:
+                    case += f" (ORIGIN-FAILS: {f.origin_status} on {f.origin})"
+                rows.append((c.impl, commit[:12], f.invariant, f"{f.seconds:.2f}s", case))
+            else:
+                invs = c.target_bugs[commit]
+                word = "not run" if c.not_run else "stopped" if c.interrupted else "MISSED"
+                rows.append((c.impl, commit[:12], invs[0] + (f" +{len(invs) - 1}" if len(invs) > 1 else ""),
+                             word, "-"))
+    return rows
+
+
+def _table_lines(rows: Sequence[tuple[str, ...]], head: tuple[str, ...]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    out = []
+    for r in [head, *rows]:
+        cols = [r[i].ljust(widths[i]) if i < len(widths) else r[i] for i in range(len(r))]
+        out.extend(fit("  " + "  ".join(cols).rstrip()))
+    return out
+
+
+def verdict(cells: list[CellResult], interrupted: bool) -> str:
+    """The first line of the report: PASS / FAIL / INTERRUPTED and the three numbers that matter."""
+    bugs = [(c, f) for c in cells for f in c.bugs_found.values()]
+    found = sum(1 for _, f in bugs if f is not None)
+    clean = [c for c in cells if c.expect == "pass"]
+    clean_ran = [c for c in clean if not c.not_run]
+    quiet = sum(1 for c in clean_ran if not c.findings)
+    unexpected = sum(len(c.unexpected) for c in cells)
+    not_run = sum(1 for c in cells if c.not_run)
+    faults = sum(int(getattr(c, "harness_faults", 0) or 0) for c in cells)
+    problems = unexpected or any(not c.ok for c in cells if not c.interrupted)
+    word = "INTERRUPTED" if interrupted else ("FAIL" if problems or not cells else "PASS")
+    parts = [f"{unexpected} unexpected",
+             f"{found}/{len(bugs)} declared bugs found",
+             f"{quiet}/{len(clean_ran)} clean configurations clean"]
+    if not_run:
+        parts.append(f"{not_run} not run")
+    if faults:
+        parts.append(f"{faults} harness faults")
+    return f"{word}: " + "; ".join(parts)
+
+
+def run_report(cells: list[CellResult], elapsed: float, interrupted: bool, out_dir: str,
+               signal_name: str | None = None) -> str:
+    """The final screen of ``run`` / ``matrix``: verdict, counts, one line per declared bug,
+    unexpected findings, what did not run; at most ``WIDTH`` columns a line."""
+    total = Counts()
+    for c in cells:
+        total.merge(c.counts)
+    lines = fit(verdict(cells, interrupted)) + fit(counts_line(total, elapsed))
+    bug_rows = _bug_rows(cells, out_dir)
+    if bug_rows:
+        lines += fit(f"Declared bugs (minimal cases in {os.path.join(out_dir, '<configuration>')}/):")
+        lines += _table_lines(bug_rows, ("configuration", "commit", "invariant", "after", "minimal case"))
+    unexpected = [(c, c.findings[inv]) for c in cells for inv in c.unexpected]
+    if unexpected:
+        lines.append("Unexpected findings:")
+        for c, f in sorted(unexpected, key=lambda cf: cf[1].seconds):
+            lines += fit(f"  {c.impl}  {f.invariant}  {f.seconds:.2f}s  {_rel(f.case_path, out_dir)}")
+            lines += fit(f"    {f.message}")
+    other = [(c, f) for c in cells for f in c.findings.values()
+             if f.known and f.invariant not in {i for invs in c.target_bugs.values() for i in invs}]
+    origin_fails = [(c, f) for c in cells for f in c.findings.values() if f.origin_ok is False and not f.known]
+    for c, f in origin_fails:
+        lines += fit(f"ORIGIN-FAILS {c.impl} {f.invariant}: the case does not pass on {f.origin} either "
+                     f"({f.origin_status})")
+    if other:
+        lines += fit("Inherited known bugs also seen: " + ", ".join(f"{c.impl} {f.invariant}" for c, f in other))
+    for c in cells:
+        if c.error:
+            lines += fit(f"ERROR on {c.impl}: {c.error}")
+    not_run = [c.impl for c in cells if c.not_run]
+    if not_run:
+        lines += fit("Not run (interrupted before they started): " + ", ".join(not_run))
+    lines += fit(f"Full matrix: {os.path.join(out_dir, 'matrix.md')} (legend inside; also matrix.json)")
+    if interrupted:
+        lines.append(_interrupted_note(signal_name))
+    return "\n".join(lines)
+
+
+def _interrupted_note(signal_name: str | None) -> str:
+    by = f" by {signal_name}" if signal_name else ""
+    return f"Interrupted{by}: the report covers the work done until then."
+
+
+# -- matrix.md --------------------------------------------------------------------------------------------
+
+LEGEND = """\
+Legend (docs/cli.md, "Reading the report"):
+
+- result `ok`: every declared bug found, nothing else reported; `MISSED`: a declared bug not found
+  in the time given; `UNEXPECTED`: a violation the configuration does not declare; `ORIGIN-FAILS`:
+  a minimal case that does not pass on the configuration it derives from either; `ERROR`: the
+  search itself failed; `interrupted`: stopped before every declared bug was found; `not run`:
+  stopped before the configuration started.
+- cell `found 0.42s`: a declared bug's invariant, first violated after 0.42 s; `declared`: an
+  invariant of a declared bug found through another of its invariants; `missed`: an invariant of
+  a declared bug not found; `known 0.42s`: a known bug inherited from the configuration it derives
+  from (not this configuration's target); `NEW 0.42s`: an undeclared violation; `not run`: the
+  configuration never ran; empty: nothing declared, nothing found.
+"""
+
+
+def matrix_md(cells: list[CellResult], out_dir: str | None = None) -> str:
+    """The configuration x invariant matrix as markdown with its legend, then the case paths."""
     invs: list[str] = sorted({i for c in cells for invs in c.target_bugs.values() for i in invs}
                              | {i for c in cells for i in c.findings})
     head = ["configuration", "expect", "result", *invs]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["# sledfuzz matrix", "", LEGEND, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
         declared = {i for invs in c.target_bugs.values() for i in invs}
-        row = [f"`{c.impl}`", c.expect, _result(c)]
+        row = [f"`{c.impl}`", c.expect, c.status]
         for inv in invs:
             f = c.findings.get(inv)
-            if f is not None:
+            if c.not_run:
+                row.append("not run" if inv in declared else "")
+            elif f is not None:
                 mark = ("found" if inv in declared else "known") if f.known else "NEW"
                 row.append(f"{mark} {f.seconds:.2f}s")
             elif inv in declared:
@@ -108,18 +359,18 @@ def matrix_md(cells: list[CellResult]) -> str:
             else:
                 row.append("")
         lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-    lines.append("Minimal cases:")
-    any_case = False
-    for c in cells:
-        for f in sorted(c.findings.values(), key=lambda f: f.seconds):
-            any_case = True
-            origin = ""
-            if f.origin:
+    cases = [(c, f) for c in cells for f in sorted(c.findings.values(), key=lambda f: f.seconds)]
+    if cases:
+        lines += ["", "Cases:"]
+        for c, f in cases:
+            if not f.checked:
+                origin = " (not minimised; origin check not run)"
+            elif f.origin:
                 origin = f" (on {f.origin}: {f.origin_status or '?'})"
-            lines.append(f"- `{c.impl}` {f.invariant} after {f.seconds:.2f}s: {f.case_path or '(not written)'}{origin}")
-    if not any_case:
-        lines.append("- none")
+            else:
+                origin = ""
+            path = _rel(f.case_path, out_dir) if out_dir else f.case_path or "(not written)"
+            lines.append(f"- `{c.impl}` {f.invariant} after {f.seconds:.2f}s: {path}{origin}")
     return "\n".join(lines) + "\n"
 
 
@@ -128,71 +379,43 @@ def _bug_found_via_other(c: CellResult, inv: str) -> bool:
     return any(inv in invs and any(i in c.findings for i in invs) for invs in c.target_bugs.values())
 
 
-def _result(c: CellResult) -> str:
-    if c.error:
-        return "ERROR"
-    if c.unexpected:
-        return "UNEXPECTED"
-    if any(f.origin_ok is False for f in c.findings.values()):
-        return "ORIGIN-FAILS"
-    missed = [b for b, f in c.bugs_found.items() if f is None]
-    if missed:
-        return "MISSED " + ",".join(b[:12] for b in missed)
-    return "ok" + (" (interrupted)" if c.interrupted else "")
+# -- fuzz / exhaust ------------------------------------------------------------------------------------------
 
 
-def summary(cells: list[CellResult], elapsed: float, interrupted: bool) -> str:
-    total = Counts()
-    for c in cells:
-        total.merge(c.counts)
-    bugs = [c for c in cells if c.expect == "fail"]
-    clean = [c for c in cells if c.expect == "pass"]
-    found = [c for c in bugs if all(f is not None for f in c.bugs_found.values())]
-    noisy = [c for c in clean if c.findings]
-    lines = [
-        f"{elapsed:.1f} s, {total.cases} cases: {total.judged} judged ({total.failed} failing), {total.refused} refused, "
-        f"{total.unspecified} unspecified, {total.invalid} invalid",
-        f"configurations with known bugs: {len(found)}/{len(bugs)} found all their bugs; "
-        f"clean configurations: {len(clean) - len(noisy)}/{len(clean)} reported nothing",
-    ]
-    for c in cells:
-        if c.error:
-            lines.append(f"error on {c.impl}: {c.error}")
-        for inv in c.unexpected:
-            lines.append(f"NEW on {c.impl}: {c.findings[inv].message} -> {c.findings[inv].case_path}")
-        for f in c.findings.values():
-            if f.origin_ok is False:
-                lines.append(f"counterexample on {c.impl} does not pass on {f.origin} ({f.origin_status}): {f.case_path}")
-    if interrupted:
-        lines.append("interrupted: results cover the work done so far")
-    return "\n".join(lines)
-
-
-def fuzz_report(cell: Any, elapsed: float) -> str:
+def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = False,
+                signal_name: str | None = None) -> str:
     if cell is None:
-        return f"{elapsed:.1f} s: nothing ran"
-    lines = [f"{cell.impl}: {elapsed:.1f} s, {cell.counts.cases} cases: {cell.counts.judged} judged "
-             f"({cell.counts.failed} failing), {cell.counts.refused} refused, {cell.counts.unspecified} unspecified, "
-             f"{cell.counts.invalid} invalid"]
+        return f"{elapsed:.1f} s: nothing ran" + (" (interrupted)" if interrupted else "")
+    lines = fit(f"{cell.impl}: " + counts_line(cell.counts, elapsed))
     if not cell.findings:
-        lines.append("no violations found")
+        lines.append("no violations found" + (" before the interrupt" if interrupted else ""))
     for f in sorted(cell.findings.values(), key=lambda f: f.seconds):
         tag = "known bug" if f.known else "NEW"
-        origin = f"; on {f.origin}: {f.origin_status}" if f.origin else ""
-        lines.append(f"FOUND {f.invariant} ({tag}) after {f.seconds:.2f}s: {f.message}")
-        lines.append(f"      minimal case: {f.case_path}{origin}")
-    if getattr(cell, "error", ""):
-        lines.append(f"error: {cell.error}")
+        lines += fit(f"FOUND {f.invariant} ({tag}) after {f.seconds:.2f}s: {f.message}")
+        if f.checked:
+            origin = f"; on {f.origin}: {f.origin_status}" if f.origin else ""
+            lines += fit(f"      minimal case: {f.case_path}{origin}")
+        else:
+            lines += fit(f"      raw case: {f.case_path or '(not written)'} (interrupted: minimisation and "
+                         "origin check not run)")
+    if cell.error:
+        lines += fit(f"error: {cell.error}")
+    if interrupted:
+        lines.append(_interrupted_note(signal_name))
     return "\n".join(lines)
 
 
-def exhaust_report(res: Any) -> str:
-    c = res.counts
-    lines = [f"{res.impl}: {res.shapes} shapes, {c.cases} cases in {res.seconds:.1f} s: {c.judged} judged, "
-             f"{c.refused} refused, {c.unspecified} unspecified, {c.invalid} invalid; "
-             f"{len(res.violating)} shapes violate"]
+def exhaust_report(res: Any, signal_name: str | None = None) -> str:
+    done = f"{_n(res.shapes_done)} of {_n(res.shapes)} shapes" if res.shapes_done < res.shapes \
+        else f"{_n(res.shapes)} shapes"
+    lines = [f"{res.impl}: {done} judged; {len(res.violating)} shapes violate"]
+    lines += fit(counts_line(res.counts, res.seconds))
     for shape, invs, path, known in res.violating[:200]:
         lines.append(f"  {'known' if known else 'NEW  '} {','.join(sorted(invs))}: {shape} -> {path}")
     if len(res.violating) > 200:
         lines.append(f"  ... and {len(res.violating) - 200} more (see {res.out_dir})")
+    for err in getattr(res, "errors", []):
+        lines += fit(f"error: {err}")
+    if res.interrupted:
+        lines.append(_interrupted_note(signal_name) + f" {_n(res.shapes - res.shapes_done)} shapes not run.")
     return "\n".join(lines)

@@ -7,7 +7,9 @@ JSON (one ``CaseError`` naming the offending field), and serialises to a version
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, cast, get_args
 
@@ -19,6 +21,12 @@ MASK64 = (1 << 64) - 1
 LinkKind = Literal["fentry", "fmod_ret", "fexit"]
 LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
 
+#: Limits on case JSON: no case nests deeper than ~6 levels or needs more than 20 decimal digits.
+MAX_JSON_DEPTH = 32
+MAX_JSON_DIGITS = 40
+#: Longest error message (a hostile file can put a megabyte into one field).
+_MAX_MESSAGE = 300
+
 MAX_ARGS_REPRESENTABLE = 13  # one more than the kernel's 12, so the refusal can be asked for
 MAX_LINKS_REPRESENTABLE = 64
 
@@ -27,6 +35,8 @@ class CaseError(ValueError):
     """A case (or its JSON) is malformed. ``path`` names the field, e.g. ``links[2].kind``."""
 
     def __init__(self, path: str, message: str) -> None:
+        if len(message) > _MAX_MESSAGE:
+            message = message[: _MAX_MESSAGE - 20] + f"... ({len(message)} characters)"
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
@@ -75,14 +85,45 @@ class Body:
 
 
 @dataclass(frozen=True)
+class BodyStore:
+    """One store a compiled body makes outside its own stack frame (little-endian value)."""
+
+    addr: int
+    size: int
+    value: int
+
+
+@dataclass(frozen=True)
+class CompiledBody:
+    """The traced function is real compiled code: ``symbol`` of the ELF object at ``path``
+    (content ``sha256``), placed so that the symbol is at ``layout.func``.
+
+    Its meaning is data, measured once by running the function untraced with the case's argument
+    slots and memory (``emu.elf``): the value it returns and the stores it makes outside its own
+    frame, in order. The model reasons from these as it does from a mini-language body; replay
+    measures them again and refuses a case whose object changed.
+    """
+
+    path: str
+    symbol: str
+    sha256: str
+    ret: int = 0
+    stores: tuple[BodyStore, ...] = ()
+
+
+@dataclass(frozen=True)
 class Function:
-    """The traced function: BTF args, one 64-bit value per slot, the body, the BTF return type."""
+    """The traced function: BTF args, one 64-bit value per slot, the body, the BTF return type.
+
+    ``compiled`` replaces the mini-language ``body`` (which then stays the default) with a real
+    compiled function."""
 
     args: tuple[Arg, ...] = ()
     values: tuple[int, ...] = ()
     body: Body = field(default_factory=Body)
     ret_size: int = 8
     ret_signed: bool = False
+    compiled: CompiledBody | None = None
 
     @property
     def nr_slots(self) -> int:
@@ -130,6 +171,26 @@ class Layout:
 DATA_SIZE = 0x1000
 STACK_SIZE = 0x4000
 
+#: What each layout address is, as a kernel would have it: (alignment, bytes before, bytes after)
+#: the object certainly occupies. Code is 4-byte aligned, except the traced function: before v6.16
+#: an RVC kernel aligns functions to 2 bytes only (6.12's arch/riscv/Kconfig selects no
+#: FUNCTION_ALIGNMENT; compiled objects put functions at 2 mod 4), so 2 is what a kernel can have;
+#: the traced function's sled may start 16 bytes before it; a trampoline
+#: image and the host thunks take a page, the parent's call sits ``0x800`` into its page; the stack
+#: pointer is 16-byte aligned (psABI), data pointers and kernel objects 8-byte aligned. Two
+#: regions that share a byte cannot belong to one kernel. ``im`` and ``progs`` are only pointers
+#: the image embeds (``progs`` for up to ``MAX_LINKS_REPRESENTABLE`` programs).
+LAYOUT_REGIONS: dict[str, tuple[int, int, int]] = {
+    "parent": (4, 0, 0x1000),
+    "func": (2, 0x10, 0x100),
+    "image": (4, 0, 0x1000),
+    "hosts": (4, 0, 0x1000),
+    "ftrace_caller": (4, 0, 0x20),
+    "data": (8, 0, DATA_SIZE),
+    "stack": (16, 0, STACK_SIZE),
+}
+LAYOUT_POINTERS: dict[str, tuple[int, int]] = {"im": (8, 8), "progs": (8, PROG_STRIDE * 64)}
+
 
 @dataclass(frozen=True)
 class Case:
@@ -166,11 +227,7 @@ class Case:
 
     @staticmethod
     def from_json(text: str) -> Case:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CaseError("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        return case_from_dict(data)
+        return case_from_dict(parse_json(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +274,8 @@ def validate(case: Case) -> None:
                 f"the store's slot must hold an 8-byte aligned pointer into the data region "
                 f"[{case.layout.data:#x}, {case.layout.data + DATA_SIZE:#x}), got {ptr:#x}",
             )
+    if fn.compiled is not None:
+        _validate_compiled(case)
     if fn.ret_size not in (0, 1, 2, 4, 8):
         raise CaseError("function.ret_size", f"expected 0, 1, 2, 4 or 8, got {fn.ret_size}")
     if not isinstance(case.sled, str) or not _sled_key_ok(case.sled):
@@ -231,12 +290,66 @@ def validate(case: Case) -> None:
         _check_u64(f"links[{i}].enter", link.enter)
     if case.target == "struct_ops" and (len(case.links) != 1 or case.links[0].kind != "fentry"):
         raise CaseError("links", "a struct_ops case has exactly one fentry link")
-    for f in fields(Layout):
-        _check_u64(f"layout.{f.name}", getattr(case.layout, f.name))
+    _check_layout(case.layout)
     if case.flags is not None and not 0 <= case.flags < (1 << 10):
         raise CaseError("flags", f"expected a BPF_TRAMP_F_* mask below 0x400, got {case.flags:#x}")
     if not 0 <= case.seed < (1 << 64):
         raise CaseError("seed", f"expected 0..2^64-1, got {case.seed}")
+
+
+def _validate_compiled(case: Case) -> None:
+    comp = case.function.compiled
+    assert comp is not None
+    if case.target != "kernel_function":
+        raise CaseError("function.compiled", f"a compiled function is traced as a kernel_function, not {case.target}")
+    if case.function.body != Body():
+        raise CaseError("function.body", "a compiled function has no mini-language body (leave it empty)")
+    if not comp.path or not comp.symbol:
+        raise CaseError("function.compiled", "path and symbol are required")
+    if len(comp.sha256) != 64 or any(c not in "0123456789abcdef" for c in comp.sha256):
+        raise CaseError("function.compiled.sha256", f"expected 64 lowercase hex digits, got {comp.sha256!r}")
+    _check_u64("function.compiled.ret", comp.ret)
+    for i, st in enumerate(comp.stores):
+        if st.size not in (1, 2, 4, 8):
+            raise CaseError(f"function.compiled.stores[{i}].size", f"expected 1, 2, 4 or 8, got {st.size}")
+        _check_u64(f"function.compiled.stores[{i}].addr", st.addr)
+        if not 0 <= st.value < (1 << (8 * st.size)):
+            raise CaseError(f"function.compiled.stores[{i}].value", f"does not fit {st.size} bytes: {st.value:#x}")
+
+
+_LAYOUT_FIELDS = tuple(f.name for f in fields(Layout))
+_LAYOUT_REGIONS = tuple((name, *spec) for name, spec in LAYOUT_REGIONS.items())
+_TOP = MASK64 + 1
+
+
+def _check_layout(lay: Layout) -> None:
+    """Every address aligned as a kernel's would be, every object inside the 64-bit address space,
+    no two mapped objects sharing a byte (``LAYOUT_REGIONS``). Runs for every generated case:
+    the common path builds no strings."""
+    for name in _LAYOUT_FIELDS:
+        v = getattr(lay, name)
+        if type(v) is not int or not 0 <= v <= MASK64:
+            _check_u64(f"layout.{name}", v)
+    spans: list[tuple[int, int, str]] = []
+    for name, align, before, after in _LAYOUT_REGIONS:
+        addr = getattr(lay, name)
+        if addr % align:
+            raise CaseError(f"layout.{name}", f"expected a {align}-byte aligned address, got {addr:#x}")
+        lo, hi = addr - before, addr + after
+        if lo < 0 or hi > _TOP:
+            raise CaseError(f"layout.{name}", f"[{lo & MASK64:#x}, {hi & MASK64:#x}) wraps around the address space "
+                                              f"(address {addr:#x})")
+        spans.append((lo, hi, name))
+    for name, (align, extent) in LAYOUT_POINTERS.items():
+        addr = getattr(lay, name)
+        if addr % align:
+            raise CaseError(f"layout.{name}", f"expected a {align}-byte aligned address, got {addr:#x}")
+        if addr + extent > _TOP:
+            raise CaseError(f"layout.{name}", f"{addr:#x} + {extent:#x} wraps around the address space")
+    spans.sort()
+    for (lo1, hi1, n1), (lo2, hi2, n2) in itertools.pairwise(spans):
+        if lo2 < hi1:
+            raise CaseError(f"layout.{n2}", f"[{lo2:#x}, {hi2:#x}) overlaps layout.{n1} [{lo1:#x}, {hi1:#x})")
 
 
 def _sled_key_ok(key: str) -> bool:
@@ -257,12 +370,15 @@ def _check_u64(path: str, value: object) -> None:
 # ---------------------------------------------------------------------------------------------
 # JSON <-> dataclasses, with field paths in every error
 
-_HEX_FIELDS = {f.name for f in fields(Layout)} | {"values", "r0", "cookie", "k", "a5", "value"}
+_HEX_FIELDS = {f.name for f in fields(Layout)} | {"values", "r0", "cookie", "k", "a5", "value", "ret", "addr"}
 
 
 def _to_plain(obj: Any, name: str = "") -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name), f.name) for f in fields(obj)}
+        out = {f.name: _to_plain(getattr(obj, f.name), f.name) for f in fields(obj)}
+        if isinstance(obj, Function) and obj.compiled is None:
+            del out["compiled"]  # mini-language cases keep their schema-1 form byte for byte
+        return out
     if isinstance(obj, tuple):
         return [_to_plain(x, name) for x in obj]
     if isinstance(obj, int) and not isinstance(obj, bool) and name in _HEX_FIELDS:
@@ -278,7 +394,7 @@ def case_from_dict(data: Any) -> Case:
         raise CaseError("schema", f"expected {SCHEMA}, got {schema!r}")
     _only(obj, "", {"schema", "target", "function", "sled", "links", "layout", "flags", "teardown", "seed"})
     fobj = _obj(_req(obj, "function", ""), "function")
-    _only(fobj, "function", {"args", "values", "body", "ret_size", "ret_signed"})
+    _only(fobj, "function", {"args", "values", "body", "ret_size", "ret_signed", "compiled"})
     args = tuple(_arg(a, f"function.args[{i}]") for i, a in enumerate(_list(fobj.get("args", []), "function.args")))
     values = tuple(_int(v, f"function.values[{i}]") for i, v in enumerate(_list(fobj.get("values", []), "function.values")))
     body = _body(fobj.get("body", {}), "function.body")
@@ -288,6 +404,7 @@ def case_from_dict(data: Any) -> Case:
         body=body,
         ret_size=_int(fobj.get("ret_size", 8), "function.ret_size"),
         ret_signed=_bool(fobj.get("ret_signed", False), "function.ret_signed"),
+        compiled=None if fobj.get("compiled") is None else _compiled(fobj["compiled"], "function.compiled"),
     )
     links = tuple(_link(x, f"links[{i}]") for i, x in enumerate(_list(obj.get("links", []), "links")))
     layout = _layout(obj.get("layout", {}), "layout")
@@ -337,16 +454,23 @@ def _only(obj: dict[str, Any], path: str, allowed: set[str]) -> None:
 
 
 def _int(v: Any, path: str) -> int:
+    """An integer field: a JSON integer or a '0x...' string, within 64 bits either sign."""
     if isinstance(v, bool):
         raise CaseError(path, f"expected an integer, got {v!r}")
-    if isinstance(v, int):
-        return v
+    if isinstance(v, str) and len(v) > MAX_JSON_DIGITS:
+        raise CaseError(path, f"expected an integer of at most 64 bits, got a {len(v)}-character string")
     if isinstance(v, str):
         try:
-            return int(v, 0)
+            v = int(v, 0)
         except ValueError:
-            pass
-    raise CaseError(path, f"expected an integer (or a '0x...' string), got {v!r}")
+            raise CaseError(path, f"expected an integer (or a '0x...' string), got {v!r}") from None
+    if isinstance(v, LongNumber):
+        raise CaseError(path, f"expected an integer of at most 64 bits, got {v!r}")
+    if not isinstance(v, int):
+        raise CaseError(path, f"expected an integer (or a '0x...' string), got {v!r}")
+    if not -MASK64 <= v <= MASK64:
+        raise CaseError(path, f"expected an integer of at most 64 bits, got {v:#x}")
+    return v
 
 
 def _bool(v: Any, path: str) -> bool:
@@ -389,6 +513,32 @@ def _body(data: Any, path: str) -> Body:
     )
 
 
+def _str(v: Any, path: str) -> str:
+    if not isinstance(v, str):
+        raise CaseError(path, f"expected a string, got {v!r}")
+    return v
+
+
+def _compiled(data: Any, path: str) -> CompiledBody:
+    obj = _obj(data, path)
+    _only(obj, path, {f.name for f in fields(CompiledBody)})
+    stores = []
+    for i, raw in enumerate(_list(obj.get("stores", []), f"{path}.stores")):
+        sp = f"{path}.stores[{i}]"
+        sobj = _obj(raw, sp)
+        _only(sobj, sp, {"addr", "size", "value"})
+        stores.append(BodyStore(addr=_int(_req(sobj, "addr", sp), f"{sp}.addr"),
+                                size=_int(_req(sobj, "size", sp), f"{sp}.size"),
+                                value=_int(_req(sobj, "value", sp), f"{sp}.value")))
+    return CompiledBody(
+        path=_str(_req(obj, "path", path), f"{path}.path"),
+        symbol=_str(_req(obj, "symbol", path), f"{path}.symbol"),
+        sha256=_str(_req(obj, "sha256", path), f"{path}.sha256"),
+        ret=_int(obj.get("ret", 0), f"{path}.ret"),
+        stores=tuple(stores),
+    )
+
+
 def _link(data: Any, path: str) -> Link:
     obj = _obj(data, path)
     _only(obj, path, {f.name for f in fields(Link)})
@@ -418,9 +568,59 @@ def load_case(path: str) -> Case:
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CaseError("", f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        data = parse_json(text)
+    except CaseError as exc:
+        raise CaseError("", f"{path}: {exc}") from None
     if isinstance(data, dict) and "case" in data and "schema" not in data:
         data = data["case"]  # a corpus entry wraps its case
     return case_from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded JSON: a hostile file is a CaseError, never a RecursionError or a 4300-digit ValueError
+
+
+class LongNumber:
+    """A JSON number with more than ``MAX_JSON_DIGITS`` digits, kept as its length only: the field
+    that holds it reports it with its path instead of Python failing to convert it."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit number"
+
+
+def _bounded_int(text: str) -> int | LongNumber:
+    return LongNumber(len(text.lstrip("-"))) if len(text) > MAX_JSON_DIGITS else int(text)
+
+
+def _bounded_float(text: str) -> float | LongNumber:
+    return LongNumber(len(text)) if len(text) > MAX_JSON_DIGITS else float(text)
+
+
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')
+
+
+def _check_depth(text: str) -> None:
+    depth = 0
+    for m in _NESTING.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise CaseError("", f"nested more than {MAX_JSON_DEPTH} levels deep: not a case file")
+        elif tok in "]}":
+            depth -= 1
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` within the case limits: nesting at most ``MAX_JSON_DEPTH``, numbers of at most
+    ``MAX_JSON_DIGITS`` digits (longer ones become ``LongNumber``). Errors are CaseError."""
+    _check_depth(text)
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float)
+    except json.JSONDecodeError as exc:
+        raise CaseError("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise CaseError("", f"not valid JSON: {exc}") from None

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from model.caps import Capabilities, SledLayout
-from model.case import MASK64, Case, Layout
+from model.case import MASK64, BodyStore, Case, Layout
 from model.core import (
     E2BIG,
     F_CALL_ORIG,
@@ -159,7 +159,10 @@ def struct_ops_a0(r0: int, ret_size: int, ret_signed: bool, caps: Capabilities) 
 
 
 def body_result(case: Case) -> int:
-    """The traced body's a0: ``k + sum(c_i * slot_i)`` mod 2^64, sext.w'd when ``ret32``."""
+    """The traced body's a0: ``k + sum(c_i * slot_i)`` mod 2^64, sext.w'd when ``ret32``; for a
+    compiled function, the a0 its untraced run returned (measured, carried by the case)."""
+    if case.function.compiled is not None:
+        return case.function.compiled.ret & MASK64
     fn = case.function
     ret = fn.body.k + sum(c * v for c, v in zip(fn.body.coeffs, fn.values, strict=False))
     ret &= MASK64
@@ -220,7 +223,8 @@ class Expected:
     the skipped fentry never wrote is stack garbage). ``a5_model`` is the modelled a5 anyway,
     for reports. ``frames`` is the prefix the fp-chain walk must give at every trampoline host
     call. ``teardown`` is True when the teardown poke takes effect (the original ran).
-    ``store`` is the body's side effect (address, value) when the body runs.
+    ``store`` is the body's side effect (address, value) when the body runs; ``body_stores``
+    are a compiled body's stores (each made once per run, ``body_runs`` times in all).
     """
 
     flags: int
@@ -236,6 +240,7 @@ class Expected:
     returns_to: Literal["parent"] = "parent"
     teardown: bool = False
     store: tuple[int, int] | None = None
+    body_stores: tuple[BodyStore, ...] = ()
     short_circuit: int | None = None
     nr_slots: int = 0
     call_orig: bool = False
@@ -362,6 +367,7 @@ def _unattached(case: Case, sled: SledLayout, pret: int) -> Expected:
         parent_ret=pret,
         frames=(),
         store=store,
+        body_stores=fn.compiled.stores if fn.compiled is not None else (),
         nr_slots=fn.nr_slots,
         a5_model=a5,
         notes=("no links: nothing attached, the function runs untraced",),
@@ -523,6 +529,7 @@ def _expected(
         allowed_refusals=allowed,
         teardown=teardown,
         store=store,
+        body_stores=fn.compiled.stores if fn.compiled is not None and body_runs else (),
         short_circuit=short,
         nr_slots=slots,
         call_orig=call_orig,

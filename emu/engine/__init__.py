@@ -1,11 +1,11 @@
-"""Execution engines behind one interface (DESIGN §2): unicorn by default."""
+"""Execution engines behind one interface (DESIGN §2): unicorn by default, Spike to cross-check."""
 
 from __future__ import annotations
 
-from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, ObserverFn, RunResult, StopKind
+from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, ObserverFn, RunResult, StopKind, TracerFn
 
 __all__ = ["Engine", "EngineError", "HostFn", "HostStop", "MemWrite", "ObserverFn", "RunResult", "StopKind",
-           "get_engine"]
+           "TracerFn", "get_engine"]
 
 
 def get_engine(name: str = "unicorn") -> Engine:
@@ -14,4 +14,8 @@ def get_engine(name: str = "unicorn") -> Engine:
         from emu.engine.unicorn_engine import UnicornEngine
 
         return UnicornEngine()
-    raise EngineError(f"unknown engine {name!r} (available: unicorn)")
+    if name == "spike":  # the `spike` extra (EngineError saying so when it is missing)
+        from emu.engine.spike_engine import SpikeEngine
+
+        return SpikeEngine()
+    raise EngineError(f"unknown engine {name!r} (available: unicorn, spike)")

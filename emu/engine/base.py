@@ -72,6 +72,8 @@ class RunResult:
 HostFn = Callable[["Engine"], "int | None"]
 #: An observer: fn(engine, addr) when execution reaches addr; it never redirects control.
 ObserverFn = Callable[["Engine", int], None]
+#: A tracer: fn(engine, pc, size) before every instruction (``Engine.set_tracer``).
+TracerFn = Callable[["Engine", int, int], None]
 
 
 class Engine(Protocol):
@@ -144,4 +146,9 @@ class Engine(Protocol):
         """Execute from pc until pc == sentinel, `budget` instructions, a fault or a HostStop.
         Guest stores are logged in order except those whose address lies in one of the
         [lo, hi) ranges of `log_writes_outside` (None: log all)."""
+        ...
+
+    def set_tracer(self, fn: TracerFn | None) -> None:
+        """Call fn(engine, pc, size) before every instruction from now on (None: stop); slow, for
+        showing one run (``sledfuzz explain``)."""
         ...

@@ -83,6 +83,7 @@ from emu.engine.base import (
     ObserverFn,
     RunResult,
     StopKind,
+    TracerFn,
 )
 
 _unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy out of them
@@ -580,6 +581,23 @@ class UnicornEngine:
                 self._failed(e)
 
         return cb
+
+    def set_tracer(self, fn: TracerFn | None) -> None:
+        """Call fn(engine, pc, size) before every instruction from now on (None: stop). A Python
+        call per instruction: for showing one run (``sledfuzz explain``), never for searching."""
+        old: int | None = getattr(self, "_tracer", None)
+        if old is not None:
+            self._raw_hook_del(old)
+            self._tracer = None
+        if fn is not None:
+            def cb(_uc: int, addr: int, size: int, _ud: Any) -> None:
+                try:
+                    fn(self, addr, size)
+                except BaseException as e:  # re-raised by run()
+                    self._failed(e)
+
+            self._tracer = self._raw_hook(UC_HOOK_CODE, HOOK_CODE_CFUNC(cb))
+        self._uc.ctl_flush_tb()  # blocks translated without (or with) the hook
 
     # ---- hooks (called from unicorn) ----------------------------------------------------------
 

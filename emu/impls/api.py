@@ -151,13 +151,18 @@ class Patcher(Protocol):
 
 @dataclass(frozen=True)
 class Implementation:
-    """A named implementation: declared capabilities, a patcher and a JIT."""
+    """A named implementation: declared capabilities, a patcher and a JIT.
+
+    ``derives_from`` (plugins): the configuration this one changes, e.g. ``"v6.19"``; a
+    counterexample found on it must pass there (the origin check), as for a built-in bug
+    configuration and its era. None: no origin check."""
 
     name: str
     caps: Capabilities
     patcher: Patcher
     jit: Jit
     description: str = ""
+    derives_from: str | None = None
 
 
 ImplFactory = Callable[[], Implementation]

@@ -167,13 +167,17 @@ class FtracePatcher:
         return E.auipc(T0, hi), E.jalr(T0, T0, self.jalr_lo(func, target, ftrace_caller))
 
     def jalr_lo(self, func: int, target: int, ftrace_caller: int) -> int:
-        """v6.16: the jalr reaches ``target`` if within +-2 KiB of the auipc base, else ftrace_caller
-        (b21cdb9523e5: the direct call then goes through the CALL_OPS literal)."""
-        base = self.auipc_base(func, ftrace_caller)
-        off = target - base
-        if not -JALR_RANGE - 1 <= off <= JALR_RANGE:
-            off = ftrace_caller - base
-        return off
+        """v6.16+ ``ftrace_make_call``: the jalr gets ``target``'s low 12 bits when
+        ``|target - &ftrace_caller| <= JALR_RANGE``, else ftrace_caller's (b21cdb9523e5: the direct
+        call then goes through the CALL_OPS literal).
+
+        The low bits are those of ``target - func`` while the auipc was rounded for ftrace_caller
+        at init, so a target near ftrace_caller but across an x.800 edge from it is mis-encoded
+        (lands 4 KiB away). That is what the kernel does (docs/eras.md, "ftrace since v6.16");
+        the era reproduces it rather than the exact reach.
+        """
+        reach = target if abs(target - ftrace_caller) <= JALR_RANGE else ftrace_caller
+        return sign_extend((reach - func) & 0xFFF, 12)
 
     def nop_words(self, func: int, ftrace_caller: int) -> tuple[int, ...]:
         if self.scheme == "detour16":
@@ -213,18 +217,40 @@ class FtracePatcher:
 
     def modify_call(self, sled: SledLayout, func: int, site: bytes, old_target: int, new_target: int,
                     ftrace_caller: int, *, ops: int = 0) -> PokeResult:
-        """``ftrace_modify_call``: -EINVAL unless the call words equal the call to ``old_target``.
+        """``ftrace_modify_call``: -EINVAL unless the site holds the expected words.
 
         The detour compares and rewrites only its auipc/jalr pair (ip+4..ip+12); the t0 scheme
-        both words; v6.16 the jalr word [I] (its auipc never changes).
+        both words. v6.16+ compares only the auipc word (against the one aimed at ftrace_caller,
+        whatever ``old_target`` is) and always writes the jalr to ``FTRACE_ADDR``: the new target
+        is reached through ``ftrace_caller`` and the literal, which holds ``ops`` first.
         """
         self._check(sled)
-        old = words(*self.call_words(func, old_target, ftrace_caller))
         entry = site[sled.pre_bytes : sled.pre_bytes + self.patch_size()]
-        lo, hi = (4, 12) if self.scheme == "detour16" else (4, 8) if self.scheme == "atomic" else (0, 8)
+        if self.scheme == "atomic":
+            auipc = words(self.call_words(func, ftrace_caller, ftrace_caller)[0])
+            if entry[:4] != auipc:
+                return PokeResult(EINVAL, site)
+            return PokeResult(0, self.patch(sled, func, ftrace_caller, ftrace_caller, ops=ops))
+        old = words(*self.call_words(func, old_target, ftrace_caller))
+        lo, hi = (4, 12) if self.scheme == "detour16" else (0, 8)
         if entry[lo:hi] != old[lo:hi]:
             return PokeResult(EINVAL, site)
         return PokeResult(0, self.patch(sled, func, new_target, ftrace_caller, ops=ops))
+
+    def wrong_old_site(self, sled: SledLayout, func: int, site: bytes, target: int, ftrace_caller: int) -> tuple[bytes, int]:
+        """A (site, old_target) pair ``modify_call`` must refuse with -EINVAL, per what it compares.
+
+        Before v6.16 a wrong old target (its call encodes differently); from v6.16 the target is
+        not compared, so the site's auipc is made to aim one page away from ftrace_caller.
+        """
+        if self.scheme == "atomic":
+            pre = sled.pre_bytes
+            bad = words(self.call_words(func, ftrace_caller + 0x1000, ftrace_caller + 0x1000)[0])
+            return site[:pre] + bad + site[pre + 4 :], target
+        for cand in (target + 0x10, ftrace_caller + 0x10, ftrace_caller - 0x10):
+            if self.patch(sled, func, cand & ((1 << 64) - 1), ftrace_caller) != site:
+                return site, cand & ((1 << 64) - 1)
+        return site, target
 
     def entry_state(self, sled: SledLayout, func: int) -> EntryState:
         """Registers at trampoline entry when the patched sled made the call."""

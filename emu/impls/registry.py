@@ -192,6 +192,10 @@ def _build(name: str) -> Implementation:
         return _bug_config(name, base, commit)
     if name == "kernel":
         return _kernel()
+    if name.startswith("kernel-"):  # one of several trees named in a run (emu/kernel/impl.py)
+        from emu.kernel.impl import factory_named
+
+        return factory_named(name)
     if ":" in name:
         return _plugin(name)
     impl = _entry_point(name)
@@ -247,4 +251,15 @@ def derives_from(name: str) -> str:
         if sled_era is None or sled_era.ftrace == "detour16":
             return name  # no clean JIT exists for the 16-byte detour
         return f"{left},tramp=v6.19"
-    return name  # a clean configuration, or an era that carries its bugs
+    if name in ERAS or name in PAIRINGS or name == "kernel":
+        return name  # a clean configuration, or an era that carries its bugs
+    try:
+        return resolve(name).derives_from or name  # a plugin: what it declares
+    except ImplementationError:
+        return name
+
+
+def display_name(name: str) -> str:
+    """The name to show and to name directories by: a ``module:factory`` plugin's own
+    ``Implementation.name`` (``my-v6.19``), else ``name`` itself."""
+    return resolve(name).name if ":" in name else name

@@ -18,6 +18,7 @@ lands (``allowed``); a state landing elsewhere, or on an unknown base register, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
 from emu.impls.patchers import LD_RA, NOP4, SD_RA, FtracePatcher
@@ -74,11 +75,10 @@ def _states(patcher: FtracePatcher, old: bytes, new: bytes, sled: SledLayout) ->
     entry = [pre + 4 * i for i in range(patcher.patch_size() // 4)]
     diffs = [off for off in entry if old[off : off + 4] != new[off : off + 4]]
     lit = [0] if pre and old[:8] != new[:8] else []
-    if patcher.scheme == "atomic":
-        disabling = _word(new, pre + 4) == NOP4
-        order = diffs + lit if disabling else lit + diffs  # ops before the jalr when enabling
-    else:
-        order = diffs  # patch_insn_write: one copy, ascending
+    # v6.16+ ftrace_make_call and ftrace_make_nop both set the ops literal first, then the jalr
+    # (ftrace.c: ftrace_rec_update_ops / ftrace_rec_set_nop_ops before patch_insn_write); the t0
+    # scheme's patch_insn_write is one copy, ascending
+    order = lit + diffs if patcher.scheme == "atomic" else diffs
     states = [old]
     cur = bytearray(old)
     for off in order:
@@ -88,15 +88,26 @@ def _states(patcher: FtracePatcher, old: bytes, new: bytes, sled: SledLayout) ->
     return states
 
 
-def torn_states(
+@dataclass(frozen=True)
+class TornTrace:
+    """One mixed sled as a task fetches it: per instruction (pc, memory state Mj it came from, the
+    word), the CALL_OPS literal's (state, value) if read, and the judged ``TornState``."""
+
+    state: TornState
+    fetches: tuple[tuple[int, int, int], ...]
+    literal: tuple[int, int] | None
+
+
+def torn_traces(
     patcher: FtracePatcher,
     sled: SledLayout,
     func: int,
     old_target: int | None,
     new_target: int | None,
     ftrace_caller: int,
-) -> tuple[TornState, ...]:
-    """Every mixed sled a task could execute while ``old_target`` is re-patched to ``new_target``.
+) -> tuple[TornTrace, ...]:
+    """Every mixed sled a task could execute while ``old_target`` is re-patched to ``new_target``,
+    with the words it fetched (what ``sledfuzz explain`` shows for I-TORN).
 
     A target of None means the sled is disabled (post-init nops). Consistent passes (all fetches
     from M0, or all from Mn) are not listed; each listed state says whether the concurrency model
@@ -127,7 +138,7 @@ def torn_states(
 
     allowed = tuple(sorted({x for x in (run((0,) * fetches)[0], run((n,) * fetches)[0]) if x is not None}))
     cm = patcher.concurrency
-    out: list[TornState] = []
+    out: list[TornTrace] = []
     seen: set[tuple[bytes, ...]] = set()
     for seq in combinations_with_replacement(range(n + 1), fetches):
         if len(set(seq)) == 1:
@@ -148,8 +159,23 @@ def torn_states(
         landed, how = run(seq)
         desc = (f"{patcher.era} {patcher.scheme} ({cm.summary}): fetch states {seq} of M0..M{n}: {how}"
                 f" -> {'?' if landed is None else hex(landed)}")
-        out.append(TornState(description=desc, reachable=reachable, landed=landed, allowed=allowed))
+        words = tuple(((func + 4 * i) & _M64, j, _word(states[j], pre + 4 * i)) for i, j in enumerate(seq[:insns]))
+        lit = (seq[insns], int.from_bytes(states[seq[insns]][:8], "little")) if fc is not None else None
+        out.append(TornTrace(TornState(description=desc, reachable=reachable, landed=landed, allowed=allowed),
+                             words, lit))
     return tuple(out)
+
+
+def torn_states(
+    patcher: FtracePatcher,
+    sled: SledLayout,
+    func: int,
+    old_target: int | None,
+    new_target: int | None,
+    ftrace_caller: int,
+) -> tuple[TornState, ...]:
+    """The judged states of ``torn_traces`` (what the scenario records for I-TORN)."""
+    return tuple(t.state for t in torn_traces(patcher, sled, func, old_target, new_target, ftrace_caller))
 
 
 def torn_violations(states: tuple[TornState, ...]) -> tuple[TornState, ...]:

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from emu.impls.api import E2BIG, Image, LinkKind, PokeKind, PokeResult, Refused, TrampRequest
+from emu.impls.api import E2BIG, Image, PokeKind, PokeResult, Refused, TrampRequest
 from emu.kernel.build import KernelBuild, build
 
-SF_ABI_VERSION = 1
+SF_ABI_VERSION = 3
 SF_MAX_ARGS = 16
 SF_MAX_LINKS = 64
 BTF_FMODEL_STRUCT_ARG = 0x1
 BTF_FMODEL_SIGNED_ARG = 0x2
-_LINK_KIND: dict[LinkKind, int] = {"fentry": 0, "fmod_ret": 1, "fexit": 2}
+#: sledfuzz's link-kind numbering (sf_wrapper.h); "fsession" only on trees with the node API
+_LINK_KIND: dict[str, int] = {"fentry": 0, "fmod_ret": 1, "fexit": 2, "fsession": 3}
+SF_LINK_F_SESSION_COOKIE = 0x1
 _POKE_KIND: dict[PokeKind, int] = {"nop": 0, "call": 1, "jump": 2}
 _U64 = (1 << 64) - 1
 #: The C side keeps per-call state in globals shared by every KernelJit on the same library.
@@ -28,7 +31,7 @@ _CALL_LOCK = threading.Lock()
 
 
 class _SfReq(ctypes.Structure):
-    """``struct sf_req`` of sf_wrapper.h, field for field (SF_ABI_VERSION 1)."""
+    """``struct sf_req`` of sf_wrapper.h, field for field (SF_ABI_VERSION 3)."""
 
     _fields_ = (
         ("abi", ctypes.c_uint32),
@@ -49,7 +52,18 @@ class _SfReq(ctypes.Structure):
         ("link_prog", ctypes.c_uint64 * SF_MAX_LINKS),
         ("link_bpf_func", ctypes.c_uint64 * SF_MAX_LINKS),
         ("link_cookie", ctypes.c_uint64 * SF_MAX_LINKS),
+        ("link_flags", ctypes.c_uint8 * SF_MAX_LINKS),
     )
+
+
+@dataclass(frozen=True)
+class KernelImage(Image):
+    """An image of a 7.x tree, which has no ``ip_after_call``: each program call is preceded by a
+    nop the JIT records (``bpf_tramp_image_add_skip``); detaching the program patches it into a
+    jump over the call (``arch_bpf_trampoline_skip``). ``skips``: (link kind, nop, target) per
+    program call, in emission order."""
+
+    skips: tuple[tuple[str, int, int], ...] = ()
 
 
 def _u8(value: int, what: str) -> int:
@@ -81,6 +95,8 @@ def _request(req: TrampRequest) -> _SfReq:
         r.link_prog[i] = link.prog & _U64
         r.link_bpf_func[i] = link.bpf_func & _U64
         r.link_cookie[i] = link.cookie & _U64
+        # a session program that calls bpf_session_cookie() (a field of fsession links only)
+        r.link_flags[i] = SF_LINK_F_SESSION_COOKIE if getattr(link, "session_cookie", False) else 0
     return r
 
 
@@ -100,6 +116,10 @@ class KernelJit:
         lib.sf_tramp_emit.argtypes = (ctypes.POINTER(_SfReq), u64, bufp, ctypes.c_uint32, u32p, u64p, u64p)
         lib.sf_text_poke.restype = ctypes.c_int
         lib.sf_text_poke.argtypes = (u64, bufp, ctypes.c_int, ctypes.c_int, u64, u64)
+        lib.sf_tramp_skips.restype = ctypes.c_int
+        lib.sf_tramp_skips.argtypes = (u32p, u64p, u64p, ctypes.c_int)
+        lib.sf_tramp_skip.restype = ctypes.c_int
+        lib.sf_tramp_skip.argtypes = (u64, bufp, u64)
         lib.sf_last_message.restype = ctypes.c_char_p
         lib.sf_last_message.argtypes = ()
         if lib.sf_abi_version() != SF_ABI_VERSION:
@@ -151,13 +171,28 @@ class KernelJit:
             )
             if rc < 0:
                 return self._refused(rc)
-        return Image(
+            n = 2 * SF_MAX_LINKS
+            links, nops, targets = (ctypes.c_uint32 * n)(), (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
+            count = min(int(self._lib.sf_tramp_skips(links, nops, targets, n)), n)
+        skips = tuple((req.links[links[i]].kind, int(nops[i]), int(targets[i]))
+                      for i in range(count) if links[i] < len(req.links))
+        return KernelImage(
             addr=image_addr,
             code=bytes(buf),
             used_len=used.value,
             ip_after_call=after_call.value or None,
             ip_epilogue=epilogue.value or None,
+            skips=skips,
         )
+
+    def tramp_skip(self, nop: int, site: bytes, target: int) -> PokeResult:
+        """7.x ``arch_bpf_trampoline_skip``: the nop at ``nop`` becomes a jump to ``target``; rc 0 or errno."""
+        if len(site) != 8:
+            raise ValueError(f"a skip site is read as 8 bytes, got {len(site)}")
+        buf = (ctypes.c_uint8 * 8)(*site)
+        with _CALL_LOCK:
+            rc = self._lib.sf_tramp_skip(nop & _U64, buf, target & _U64)
+        return PokeResult(rc=-rc if rc < 0 else 0, site=bytes(buf))
 
     def text_poke(self, ip: int, site: bytes, old: PokeKind, new: PokeKind, old_addr: int, new_addr: int) -> PokeResult:
         """``bpf_arch_text_poke`` on the 8 bytes at ``ip``; rc is 0 or a positive errno."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,8 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emu.kernel.probe import KernelFeatures, ProbeError, probe_source
+from emu.kernel.probe import KernelFeatures, probe_source
 
+_log = logging.getLogger(__name__)  # the CLI shows INFO records: a first build takes half a minute
 DEFAULT_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 JIT_C = "arch/riscv/net/bpf_jit_comp64.c"
 JIT_H = "arch/riscv/net/bpf_jit.h"
@@ -58,6 +60,10 @@ _REWRITES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: 7.x: the JIT overrides kernel/bpf/trampoline.c's __weak arch_bpf_trampoline_skip
+_TRAMP_SKIP_DEF = re.compile(r"^int arch_bpf_trampoline_skip\(", re.MULTILINE)
+
+
 class KernelBuildError(Exception):
     """A tree could not be read or did not build against the shims; the message says why."""
 
@@ -76,6 +82,8 @@ class KernelBuild:
     from_cache: bool
     seconds: float
     rewrites: tuple[tuple[str, int], ...]
+    #: one line per fact the probe or the rewrite could not read (the newest value was taken)
+    notes: tuple[str, ...] = ()
 
     @property
     def describe(self) -> str:
@@ -200,6 +208,7 @@ def read_tree(src: Path) -> tuple[dict[str, bytes], str, str]:
                 files = {}
             if files and _content_hash(files) == known:
                 return files, meta.read_text().strip(), known
+    _log.info("reading the JIT sources from %s (first time only; cached afterwards)", src)
     files, name = _read_tarball(src)
     digest = _content_hash(files)
     index = _load_index()
@@ -219,19 +228,26 @@ def _store_tree(digest: str, files: dict[str, bytes], name: str) -> Path:
     return tree
 
 
-def rewrite_jit(text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """Route the im/prog immediates through ``sf_kaddr``; every pattern must match at least once."""
+def rewrite_jit(text: str) -> tuple[str, tuple[tuple[str, int], ...], tuple[str, ...]]:
+    """Route the im/prog immediates through ``sf_kaddr``: the rewritten text, counts and notes.
+
+    A pattern that matches nowhere (an edited or newer JIT) does not stop the build: every
+    ``emit_imm`` call site then goes through ``SF_EMIT_IMM``, which maps a value equal to a
+    host object's pointer to that object's kernel-like address (``sf_kimm``), and one note says so.
+    """
     counts: list[tuple[str, int]] = []
     for pattern, replacement, what in _REWRITES:
         text, n = re.subn(pattern, replacement, text)
-        if n == 0:
-            raise KernelBuildError(
-                f"{JIT_C} no longer loads the {what} pointer with a '(const s64)' cast, which "
-                "the build rewrites to emit the request's kernel-like address. The shims need an "
-                "update for this tree (emu/kernel/build.py, _REWRITES)."
-            )
         counts.append((what, n))
-    return text, tuple(counts)
+    missing = [what for what, n in counts if n == 0]
+    if not missing:
+        return text, tuple(counts), ()
+    text, n = re.subn(r"(?<![\w])emit_imm\(", "SF_EMIT_IMM(", text)
+    text, defs = re.subn(r"\bvoid SF_EMIT_IMM\(", "void emit_imm(", text)  # the definition keeps its name
+    counts.append(("emit_imm", n - defs))
+    note = (f"build: {JIT_C} loads no {' and no '.join(missing)} pointer with a '(const s64)' cast; every "
+            "emit_imm value is mapped instead (a host pointer becomes its kernel-like address)")
+    return text, tuple(counts), (note,)
 
 
 def _shim_values(text: str, pattern: str) -> dict[str, str]:
@@ -253,6 +269,10 @@ def check_shim_agrees(bpf_h: str) -> None:
         wrong.append("MAX_BPF_FUNC_ARGS")
     if not re.search(r"BPF_MAX_TRAMP_LINKS = 38,", bpf_h):
         wrong.append("BPF_MAX_TRAMP_LINKS")
+    shifts = r"#define (BPF_TRAMP_\w+_SHIFT)\s+(\d+)"
+    tree_shifts = _shim_values(bpf_h, shifts)
+    if tree_shifts and tree_shifts != _shim_values(shim, shifts):
+        wrong.append("BPF_TRAMP_*_SHIFT")
     run_ctx = re.search(r"struct bpf_tramp_run_ctx \{([^}]*)\}", bpf_h)
     if run_ctx is None or re.sub(r"\s+", " ", run_ctx.group(1)).strip() != (
         "struct bpf_run_ctx run_ctx; u64 bpf_cookie; struct bpf_run_ctx *saved_run_ctx;"
@@ -312,25 +332,28 @@ def build(linux_src: Path | str | None = None, *, rvc: bool = True, cc: str | No
     files, name, digest = read_tree(src)
     text = files[JIT_C].decode("utf-8", "replace")
     version = kernel_version(files["Makefile"].decode("utf-8", "replace"))
-    try:
-        features = probe_source(text)
-    except ProbeError as exc:
-        raise KernelBuildError(f"{JIT_C} of {name} ({version}): {exc}.") from exc
-    check_shim_agrees(files[BPF_H].decode("utf-8", "replace"))
-    rewritten, counts = rewrite_jit(text)
+    bpf_h = files[BPF_H].decode("utf-8", "replace")
+    features = probe_source(text, bpf_h)
+    check_shim_agrees(bpf_h)
+    rewritten, counts, rewrite_notes = rewrite_jit(text)
+    notes = features.notes + rewrite_notes
 
     flags = [
         *CFLAGS,
         *(["-DCONFIG_RISCV_ISA_C=1"] if rvc else []),
         f"-DSF_POKE_API={features.poke_api}",
+        f"-DSF_TRAMP_NODES={1 if features.tramp_nodes else 0}",
+        f"-DSF_JIT_TRAMP_SKIP={1 if _TRAMP_SKIP_DEF.search(text) else 0}",
         f"-DSF_PATCH_TEXT_UNIT={1 if features.patch_text_bytes else 4}",
     ]
     variant = _shim_digest(flags, compiler)
     out_dir = cache_root() / digest
     library = out_dir / f"libsfkjit-{'rvc' if rvc else 'norvc'}-{variant}.so"
     if library.is_file():
-        return KernelBuild(library, src, name, version, digest, features, rvc, True, time.monotonic() - start, counts)
+        return KernelBuild(library, src, name, version, digest, features, rvc, True, time.monotonic() - start, counts,
+                           notes)
 
+    _log.info("building the RV64 trampoline JIT of %s (%s) with %s (first time only)", name, version, compiler)
     tree = _store_tree(digest, files, name)
     _write_atomic(tree / REWRITTEN, rewritten.encode())
     fd, tmp_lib = tempfile.mkstemp(dir=out_dir, prefix=".lib", suffix=".so")
@@ -358,7 +381,8 @@ def build(linux_src: Path | str | None = None, *, rvc: bool = True, cc: str | No
         os.unlink(tmp_lib)
         raise KernelBuildError(f"cannot run the C compiler '{compiler}': {exc}.") from exc
     if proc.returncode != 0:
-        os.unlink(tmp_lib)
+        Path(tmp_lib).unlink(missing_ok=True)  # gcc removes its output when the link fails
         raise _compile_error(proc.stderr, tree, version, name)
     os.replace(tmp_lib, library)
-    return KernelBuild(library, src, name, version, digest, features, rvc, False, time.monotonic() - start, counts)
+    return KernelBuild(library, src, name, version, digest, features, rvc, False, time.monotonic() - start, counts,
+                       notes)

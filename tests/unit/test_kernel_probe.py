@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emu.kernel.build import JIT_C, KernelBuildError, default_linux_src, kernel_version, read_tree, rewrite_jit
-from emu.kernel.probe import ProbeError, probe_source
+from emu.kernel.probe import probe_source
 
 
 def _linux_src() -> Path | None:
@@ -30,19 +30,28 @@ def test_version_comes_from_the_makefile() -> None:
         kernel_version("all:\n\techo\n")
 
 
-def test_rewrite_needs_both_casts() -> None:
+def test_rewrite_maps_both_casts() -> None:
     src = "emit_imm(RV_REG_A0, (const s64)p, ctx);\nemit_imm(RV_REG_A1, (const s64)p->insnsi, ctx);\n"
-    with pytest.raises(KernelBuildError, match="im pointer"):
-        rewrite_jit(src)
-    out, counts = rewrite_jit(src + "emit_imm(RV_REG_A0, ctx->insns ? (const s64)im : 0, ctx);\n")
+    out, counts, notes = rewrite_jit(src + "emit_imm(RV_REG_A0, ctx->insns ? (const s64)im : 0, ctx);\n")
     assert "(const s64)sf_kaddr(p)," in out
     assert "(const s64)p->insnsi" in out  # a field of the prog, not the prog: left alone
-    assert dict(counts) == {"im": 1, "prog": 1}
+    assert dict(counts) == {"im": 1, "prog": 1} and notes == ()
 
 
-def test_probe_rejects_text_that_is_not_the_jit() -> None:
-    with pytest.raises(ProbeError):
-        probe_source("int main(void) { return 0; }\n")
+def test_a_missing_cast_falls_back_to_mapping_every_emit_imm_and_says_so() -> None:
+    src = ("static void emit_imm(u8 rd, s64 val, struct rv_jit_context *ctx)\n{\n\temit_imm(rd, val >> 12, ctx);\n}\n"
+           "emit_imm(RV_REG_A0, (const s64)p, ctx);\n")
+    out, counts, notes = rewrite_jit(src)
+    assert "static void emit_imm(u8 rd" in out  # the definition keeps its name
+    assert "SF_EMIT_IMM(rd, val >> 12, ctx)" in out and "SF_EMIT_IMM(RV_REG_A0, (const s64)sf_kaddr(p), ctx)" in out
+    assert dict(counts)["emit_imm"] == 2
+    assert len(notes) == 1 and "no im pointer" in notes[0] and "\n" not in notes[0]
+
+
+def test_probe_reads_text_that_is_not_the_jit_with_notes_not_errors() -> None:
+    f = probe_source("int main(void) { return 0; }\n")
+    assert f.fentry_ninsns == 2 and f.poke_api == 2  # the newest interface
+    assert f.orig_call is None and any("RV_FENTRY_NINSNS" in n for n in f.notes)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,10 @@ def test_each_marker_flips_its_feature(jit_source: str) -> None:
         "int bpf_arch_text_poke(void *ip, enum bpf_text_poke_type old_t, enum bpf_text_poke_type new_t,",
     )
     assert probe_source(new_poke).poke_api == 2
+
+    seed_bug = _one_line(jit_source, "orig_call += RV_FENTRY_NINSNS * 4;", "orig_call += RV_FENTRY_NINSNS * 8;")
+    unread = probe_source(seed_bug)
+    assert unread.orig_call is None and len(unread.notes) == 1 and "orig_call" in unread.notes[0]
 
     for variant in (moved, orig_stack, sizing, new_poke):
         changed = {k for k, v in vars(probe_source(variant)).items() if vars(base)[k] != v}

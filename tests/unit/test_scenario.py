@@ -16,7 +16,7 @@ from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, 
 from emu.impls.registry import resolve
 from fuzz.oracle import judge
 from model import semantics
-from model.case import Arg, Body, Case, Function, Layout, Link, Store
+from model.case import Arg, Body, Case, CaseError, Function, Layout, Link, Store
 
 M64 = (1 << 64) - 1
 DATA = Layout().data
@@ -279,7 +279,11 @@ def test_refusal_from_the_core_and_overlapping_layouts() -> None:
     many = kcase(tuple(Link("fentry") for _ in range(39)))
     v = judge(many, "v6.19")
     assert v.status == "refused" and v.observation is not None and v.observation.refused == 7  # -E2BIG
-    clash = kcase((Link("fentry"),), layout=Layout(image=Layout().func + 0x40))
+    overlapping = Layout(image=Layout().func + 0x40)
+    with pytest.raises(CaseError, match=r"^layout\.image: .* overlaps layout\.func"):
+        kcase((Link("fentry"),), layout=overlapping)
+    clash = kcase((Link("fentry"),))
+    object.__setattr__(clash, "layout", overlapping)  # past the case's own check: the scenario still refuses
     with pytest.raises(S.LayoutError):
         S.run_case(clash, resolve("v6.19"))
 

@@ -63,3 +63,20 @@ bool insn_is_mov_percpu_addr(const struct bpf_insn *insn)
 	(void)insn;
 	return false;
 }
+
+u64 arch_bpf_timed_may_goto(void)
+{
+	abort();
+}
+
+bool bpf_atomic_is_load_store(const struct bpf_insn *insn)
+{
+	(void)insn;
+	abort();
+}
+
+int bpf_atomic_load_reg(const struct bpf_insn *insn)
+{
+	(void)insn;
+	abort();
+}

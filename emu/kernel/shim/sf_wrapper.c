@@ -75,6 +75,16 @@ s64 sf_kaddr(const void *host)
 	return (s64)(uintptr_t)host;
 }
 
+s64 sf_kimm(s64 value)
+{
+	int i;
+
+	for (i = 0; i < sf_nkmaps; i++)
+		if ((s64)(uintptr_t)sf_kmaps[i].host == value)
+			return (s64)sf_kmaps[i].kaddr;
+	return value;
+}
+
 /* ---- the helpers the JIT takes addresses of ----------------------------------------------- */
 /* The kernel picks one of __bpf_prog_enter{,_recur,_sleepable{,_recur}} / _lsm_cgroup by prog
  * type; the scenario has one host call for all of them. */
@@ -147,9 +157,15 @@ int patch_text(void *addr, u32 *insns, size_t len)
 }
 
 /* ---- request -> kernel objects ------------------------------------------------------------ */
+#if SF_TRAMP_NODES
+#define SF_TL_T struct bpf_tramp_nodes
+#else
+#define SF_TL_T struct bpf_tramp_links
+#endif
+
 struct sf_objs {
 	struct btf_func_model m;
-	struct bpf_tramp_links tl[BPF_TRAMP_MAX];
+	SF_TL_T tl[BPF_TRAMP_MAX];
 	struct bpf_tramp_link links[SF_MAX_LINKS];
 	struct bpf_prog progs[SF_MAX_LINKS];
 	struct bpf_prog_aux aux[SF_MAX_LINKS];
@@ -157,23 +173,39 @@ struct sf_objs {
 };
 static struct sf_objs sf_o;
 
+#if SF_TRAMP_NODES
+static void sf_add(SF_TL_T *tl, struct bpf_tramp_node *node)
+{
+	tl->nodes[tl->nr_nodes++] = node;
+}
+#else
+static void sf_add(SF_TL_T *tl, struct bpf_tramp_link *link)
+{
+	tl->links[tl->nr_links++] = link;
+}
+#endif
+
 static int sf_build(const struct sf_req *r)
 {
 	static const int kind_to_tramp[] = {
 		[SF_LINK_FENTRY] = BPF_TRAMP_FENTRY,
 		[SF_LINK_FMOD_RET] = BPF_TRAMP_MODIFY_RETURN,
 		[SF_LINK_FEXIT] = BPF_TRAMP_FEXIT,
+		[SF_LINK_FSESSION] = BPF_TRAMP_FENTRY,
 	};
-	u32 i, nsizes;
+	u32 i, nsizes, weight = 0;
 
 	sf_msg[0] = '\0';
 	if (r->abi != SF_ABI_VERSION || r->nr_links > SF_MAX_LINKS || r->nr_args > 255) {
 		sf_log("sledfuzz: malformed request");
 		return -EINVAL;
 	}
-	/* kernel/bpf/trampoline.c refuses more than BPF_MAX_TRAMP_LINKS before any JIT runs */
-	if (r->nr_links > BPF_MAX_TRAMP_LINKS) {
-		sf_log("sledfuzz: %u links > BPF_MAX_TRAMP_LINKS", r->nr_links);
+	/* kernel/bpf/trampoline.c refuses more than BPF_MAX_TRAMP_LINKS before any JIT runs; a
+	 * session program counts twice (its fentry and its fexit node) */
+	for (i = 0; i < r->nr_links; i++)
+		weight += r->link_kind[i] == SF_LINK_FSESSION ? 2 : 1;
+	if (weight > BPF_MAX_TRAMP_LINKS) {
+		sf_log("sledfuzz: %u links > BPF_MAX_TRAMP_LINKS", weight);
 		return -E2BIG;
 	}
 	memset(&sf_o, 0, sizeof(sf_o));
@@ -195,22 +227,120 @@ static int sf_build(const struct sf_req *r)
 
 	sf_kmap_add(&sf_o.im, r->im_addr);
 	for (i = 0; i < r->nr_links; i++) {
-		struct bpf_tramp_links *tl;
+		struct bpf_tramp_link *l = &sf_o.links[i];
+		struct bpf_prog *p = &sf_o.progs[i];
+		u8 kind = r->link_kind[i];
 
-		if (r->link_kind[i] > SF_LINK_FEXIT) {
-			sf_log("sledfuzz: bad link kind %u", r->link_kind[i]);
+		if (kind > SF_LINK_FSESSION || (kind == SF_LINK_FSESSION && !SF_TRAMP_NODES)) {
+			sf_log("sledfuzz: link kind %u is not supported by this tree", kind);
 			return -EINVAL;
 		}
-		tl = &sf_o.tl[kind_to_tramp[r->link_kind[i]]];
-		sf_o.progs[i].jited = 1;
-		sf_o.progs[i].aux = &sf_o.aux[i];
-		sf_o.progs[i].bpf_func = (void *)(uintptr_t)r->link_bpf_func[i];
-		sf_o.links[i].link.prog = &sf_o.progs[i];
-		sf_o.links[i].cookie = r->link_cookie[i];
-		tl->links[tl->nr_links++] = &sf_o.links[i];
-		sf_kmap_add(&sf_o.progs[i], r->link_prog[i]);
+		p->jited = 1;
+		p->aux = &sf_o.aux[i];
+		p->bpf_func = (void *)(uintptr_t)r->link_bpf_func[i];
+		p->call_session_cookie = !!(r->link_flags[i] & SF_LINK_F_SESSION_COOKIE);
+		p->type = BPF_PROG_TYPE_TRACING;
+		p->expected_attach_type = kind == SF_LINK_FEXIT ? BPF_TRACE_FEXIT :
+					  kind == SF_LINK_FMOD_RET ? BPF_MODIFY_RETURN : BPF_TRACE_FENTRY;
+		l->link.type = BPF_LINK_TYPE_TRACING;
+		/* a struct_ops trampoline: the core's INDIRECT flag with the member's one program */
+		if ((r->flags & BPF_TRAMP_F_INDIRECT) && r->nr_links == 1 && kind == SF_LINK_FENTRY) {
+			p->type = BPF_PROG_TYPE_STRUCT_OPS;
+			l->link.type = BPF_LINK_TYPE_STRUCT_OPS;
+		}
+		l->link.prog = p;
+#if SF_TRAMP_NODES
+		if (kind == SF_LINK_FSESSION)
+			p->expected_attach_type = BPF_TRACE_FSESSION;
+		l->node.link = &l->link;
+		l->node.cookie = r->link_cookie[i];
+		sf_add(&sf_o.tl[kind_to_tramp[kind]], &l->node);
+#else
+		l->cookie = r->link_cookie[i];
+		sf_add(&sf_o.tl[kind_to_tramp[kind]], l);
+#endif
+		sf_kmap_add(p, r->link_prog[i]);
 	}
+#if SF_TRAMP_NODES
+	/* a session program's fexit node runs in the fexit phase, after the fexit programs listed
+	 * before it in the request */
+	{
+		struct bpf_tramp_nodes *fexit = &sf_o.tl[BPF_TRAMP_FEXIT];
+
+		fexit->nr_nodes = 0;
+		for (i = 0; i < r->nr_links; i++) {
+			struct bpf_tramp_link *l = &sf_o.links[i];
+
+			if (r->link_kind[i] == SF_LINK_FEXIT) {
+				sf_add(fexit, &l->node);
+			} else if (r->link_kind[i] == SF_LINK_FSESSION) {
+				l->fexit.link = &l->link;
+				l->fexit.cookie = r->link_cookie[i];
+				sf_add(fexit, &l->fexit);
+			}
+		}
+	}
+#endif
 	return 0;
+}
+
+/* ---- 7.x: skips recorded during the emit pass, and the detach poke ---------------------- */
+struct sf_skip {
+	uint32_t link;
+	uint64_t nop, target;
+};
+static struct sf_skip sf_skips[2 * SF_MAX_LINKS];
+static int sf_nskips;
+static bool sf_recording;
+
+void sf_record_skip(const struct bpf_prog *prog, void *nop, void *target)
+{
+	if (!sf_recording || sf_nskips >= (int)(sizeof(sf_skips) / sizeof(sf_skips[0])))
+		return;
+	sf_skips[sf_nskips].link = (uint32_t)(prog - sf_o.progs);
+	sf_skips[sf_nskips].nop = (u64)(uintptr_t)nop;
+	sf_skips[sf_nskips].target = (u64)(uintptr_t)target;
+	sf_nskips++;
+}
+
+int sf_tramp_skips(uint32_t *links, uint64_t *nops, uint64_t *targets, int max)
+{
+	int i;
+
+	for (i = 0; i < sf_nskips && i < max; i++) {
+		links[i] = sf_skips[i].link;
+		nops[i] = sf_skips[i].nop;
+		targets[i] = sf_skips[i].target;
+	}
+	return sf_nskips;
+}
+
+#if !SF_JIT_TRAMP_SKIP && SF_POKE_API == 2
+/* kernel/bpf/trampoline.c's __weak default, for a tree whose JIT does not override it */
+int arch_bpf_trampoline_skip(void *nop, void *target)
+{
+	return bpf_arch_text_poke(nop, BPF_MOD_NOP, BPF_MOD_JUMP, NULL, target);
+}
+#elif !SF_JIT_TRAMP_SKIP
+/* 6.x: images are retired through ip_after_call; there is no per-program skip */
+int arch_bpf_trampoline_skip(void *nop, void *target)
+{
+	(void)nop;
+	(void)target;
+	return -ENOTSUPP;
+}
+#endif
+
+int sf_tramp_skip(uint64_t nop, uint8_t site[8], uint64_t target)
+{
+	int ret;
+
+	sf_msg[0] = '\0';
+	sf_poke_ip = nop;
+	sf_poke_site = site;
+	ret = arch_bpf_trampoline_skip((void *)(uintptr_t)nop, (void *)(uintptr_t)target);
+	sf_poke_site = NULL;
+	return ret;
 }
 
 static int sf_check_mapped(int ret)
@@ -250,10 +380,13 @@ int sf_tramp_emit(const struct sf_req *req, uint64_t image_addr, uint8_t *out, u
 	sf_copy_kaddr = image_addr;
 	sf_copy_out = out;
 	sf_copy_len = out_len;
+	sf_nskips = 0;
+	sf_recording = true;
 	ret = arch_prepare_bpf_trampoline(&sf_o.im, (void *)(uintptr_t)image_addr,
 					  (void *)(uintptr_t)(image_addr + out_len), &sf_o.m,
 					  req->flags, sf_o.tl, func);
 	sf_copy_out = NULL;
+	sf_recording = false;
 	ret = sf_check_mapped(ret);
 	if (ret < 0)
 		return ret;

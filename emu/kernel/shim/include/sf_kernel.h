@@ -17,6 +17,11 @@
 
 #include "sf_types.h"
 
+/* 1 when the tree lists trampoline nodes (struct bpf_tramp_nodes, 7.x), 0 for links (6.x). */
+#ifndef SF_TRAMP_NODES
+#define SF_TRAMP_NODES 0
+#endif
+
 /* The tree's own uapi header: struct bpf_insn, opcodes, BPF_REG_*, helper ids. */
 #include <uapi/linux/bpf.h>
 
@@ -72,6 +77,7 @@ static inline bool test_bit(long nr, const unsigned long *addr)
 /* pr_err keeps the JIT's last message: the adapter shows it as the refusal's reason. */
 void sf_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define pr_err(...) sf_log(__VA_ARGS__)
+#define pr_err_once(...) sf_log(__VA_ARGS__)
 
 /* ---- errors ------------------------------------------------------------------------------ */
 #define E2BIG 7
@@ -82,6 +88,16 @@ void sf_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define ENOTSUPP 524
 #define MAX_ERRNO 4095
 #define IS_ERR_VALUE(x) ((unsigned long)(x) >= (unsigned long)-MAX_ERRNO)
+
+static inline void put_unaligned_le32(u32 val, void *p)
+{
+	memcpy(p, &val, sizeof(val)); /* the host is little-endian, as RV64 */
+}
+
+#define cpu_to_le16(x) ((u16)(x))
+#define cpu_to_le32(x) ((u32)(x))
+#define le16_to_cpu(x) ((u16)(x))
+#define le32_to_cpu(x) ((u32)(x))
 
 static inline bool IS_ERR(const void *ptr)
 {
@@ -100,6 +116,8 @@ void *sf_kvmalloc(size_t size);
 #define kvfree(p) free(p)
 #define kcalloc(n, size, gfp) calloc((n), (size))
 #define kfree(p) free(p)
+#define kzalloc_objs(type, n) ((type *)calloc((n), sizeof(type)))
+#define kvzalloc_objs(type, n) ((type *)calloc((n), sizeof(type)))
 
 /* ---- locking and text patching ----------------------------------------------------------- */
 struct mutex {
@@ -119,6 +137,11 @@ int patch_text(void *addr, u32 *insns, size_t len);
  * of the poke site instead (sf_memcmp maps the configured ip, nothing else). */
 int sf_memcmp(const void *a, const void *b, size_t n);
 #define memcmp(a, b, n) sf_memcmp((a), (b), (n))
+
+/* The build's fallback when the im/prog casts are not found: every emit_imm value is mapped
+ * (emu/kernel/build.py, rewrite_jit); a value that is no host object's pointer passes unchanged. */
+s64 sf_kimm(s64 value);
+#define SF_EMIT_IMM(rd, val, ctx) emit_imm((rd), sf_kimm((s64)(val)), (ctx))
 
 /* ---- riscv ------------------------------------------------------------------------------- */
 #define RISCV_ISA_EXT_ZBA 0
@@ -167,6 +190,10 @@ static inline u32 cfi_get_func_hash(void *func)
 #define BPF_JIT_REGION_SIZE (128UL << 20)
 #define BPF_REG_FP BPF_REG_10
 #define BPF_REG_AX MAX_BPF_REG
+/* placeholders (sf_stubs.c): only the BPF-insn JIT reads these */
+bool bpf_atomic_is_load_store(const struct bpf_insn *insn);
+int bpf_atomic_load_reg(const struct bpf_insn *insn);
+u64 arch_bpf_timed_may_goto(void); /* placeholder (sf_stubs.c): only the BPF-insn JIT reads it */
 
 
 /* ---- BPF: the kernel-internal side of include/linux/bpf.h -------------------------------- */
@@ -215,21 +242,47 @@ struct bpf_prog_aux {
 	u32 num_exentries;
 	bool verifier_zext;
 	bool sleepable;
+	bool tail_call_reachable;
 	struct exception_table_entry *extable;
 };
 
 struct bpf_prog {
 	u32 len;
 	u16 jited : 1;
+	u16 call_session_cookie : 1;	/* 7.x: the program calls bpf_session_cookie() */
+	enum bpf_prog_type type;
+	enum bpf_attach_type expected_attach_type;
 	struct bpf_prog_aux *aux;
 	unsigned int (*bpf_func)(const void *ctx, const struct bpf_insn *insn);
 	struct bpf_insn *insnsi;
 };
 
 struct bpf_link {
+	enum bpf_link_type type;
 	struct bpf_prog *prog;
 };
 
+#if SF_TRAMP_NODES
+/* 7.x: a trampoline lists nodes; a link owns one node (two for fsession: fentry and fexit). */
+struct bpf_tramp_node {
+	struct bpf_link *link;
+	u64 cookie;
+};
+
+struct bpf_tramp_link {
+	struct bpf_link link;
+	struct bpf_tramp_node node;
+	struct bpf_tramp_node fexit;
+};
+
+struct bpf_tramp_nodes {
+	struct bpf_tramp_node *nodes[BPF_MAX_TRAMP_LINKS];
+	int nr_nodes;
+};
+
+#define BPF_TRAMP_COOKIE_INDEX_SHIFT 8
+#define BPF_TRAMP_IS_RETURN_SHIFT 63
+#else
 struct bpf_tramp_link {
 	struct bpf_link link;
 	u64 cookie;
@@ -239,6 +292,7 @@ struct bpf_tramp_links {
 	struct bpf_tramp_link *links[BPF_MAX_TRAMP_LINKS];
 	int nr_links;
 };
+#endif
 
 enum bpf_tramp_prog_type {
 	BPF_TRAMP_FENTRY,
@@ -248,10 +302,60 @@ enum bpf_tramp_prog_type {
 	BPF_TRAMP_REPLACE,
 };
 
+/* 6.x: the JIT records the teardown addresses here. 7.x: it records a skip per prog instead. */
 struct bpf_tramp_image {
 	void *ip_after_call;
 	void *ip_epilogue;
+	int nr_skips;
+	void *skips;
 };
+
+/* 7.x: the JIT records each program's skip nop; the wrapper keeps them for the teardown. */
+void sf_record_skip(const struct bpf_prog *prog, void *nop, void *target);
+int arch_bpf_trampoline_skip(void *nop, void *target);
+
+static inline void bpf_tramp_image_add_skip(struct bpf_tramp_image *im, struct bpf_prog *prog,
+					    void *nop, void *target)
+{
+	(void)im;
+	sf_record_skip(prog, nop, target);
+}
+
+#if SF_TRAMP_NODES
+/* include/linux/bpf.h's inline helpers, as the JIT sees them (sledfuzz's wording). */
+static inline bool is_struct_ops_tramp(const struct bpf_tramp_nodes *fentry)
+{
+	return fentry->nr_nodes == 1 && fentry->nodes[0]->link->type == BPF_LINK_TYPE_STRUCT_OPS;
+}
+
+static inline bool sf_is_session(const struct bpf_prog *prog)
+{
+	return prog->expected_attach_type == BPF_TRACE_FSESSION;
+}
+
+static inline int bpf_fsession_cnt(struct bpf_tramp_nodes *nodes)
+{
+	int i, n = 0;
+
+	for (i = 0; i < nodes[BPF_TRAMP_FENTRY].nr_nodes; i++)
+		n += sf_is_session(nodes[BPF_TRAMP_FENTRY].nodes[i]->link->prog);
+	return n;
+}
+
+static inline bool bpf_prog_calls_session_cookie(struct bpf_tramp_node *node)
+{
+	return node->link->prog->call_session_cookie;
+}
+
+static inline int bpf_fsession_cookie_cnt(struct bpf_tramp_nodes *nodes)
+{
+	int i, n = 0;
+
+	for (i = 0; i < nodes[BPF_TRAMP_FENTRY].nr_nodes; i++)
+		n += bpf_prog_calls_session_cookie(nodes[BPF_TRAMP_FENTRY].nodes[i]);
+	return n;
+}
+#endif
 
 struct bpf_binary_header {
 	u32 size;

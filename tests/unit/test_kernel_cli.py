@@ -1,0 +1,71 @@
+"""``--linux-src`` on the command line: debian:X.Y names, one clear line, several trees in one run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emu.kernel.debian import DebianTreeError, resolve_tree
+from fuzz.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI sets the process's default tree (also in the environment, for workers) and the
+    registry caches ``kernel``: undo all of it after each test, so no later test sees this tree."""
+    import os
+
+    import emu.impls.registry as registry
+    import emu.kernel.impl as kimpl
+
+    monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
+    monkeypatch.setattr(registry, "_cache", dict(registry._cache))
+    saved = {var: os.environ.get(var) for var in (kimpl.ENV_VAR, kimpl.ENV_TREES)}
+    yield
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+
+
+def _fetched(version: str) -> str:
+    try:
+        return str(resolve_tree(f"debian:{version}", download=False))
+    except DebianTreeError as exc:
+        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+
+
+def test_an_unknown_debian_version_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["fuzz", "--impl", "kernel", "--linux-src", "debian:9.9", "--time", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "debian:9.9: unknown version" in err
+
+
+def test_linux_src_is_for_the_kernel_implementation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["fuzz", "--impl", "v6.19", "--linux-src", "debian:7.3", "--time", "1", "--out", str(tmp_path)])
+    assert rc == 2 and "--linux-src is for --impl kernel" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+def test_impls_prints_the_trees_exact_version(capsys: pytest.CaptureFixture[str]) -> None:
+    _fetched("7.3")
+    assert main(["impls", "--linux-src", "debian:7.3"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("kernel "))
+    assert re.search(r"real JIT of linux 7\.3\.\d+ ", line), line
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_several_trees_are_judged_each_under_its_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fetched("6.12")
+    _fetched("7.2")
+    rc = main(["fuzz", "--impl", "kernel", "--linux-src", "debian:6.12", "--linux-src", "debian:7.2",
+               "--time", "3", "--no-progress", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc in (0, 1)
+    names = re.findall(r"^(kernel-[0-9.]+): ", out, re.MULTILINE)
+    assert [n.rsplit(".", 1)[0] for n in names] == ["kernel-6.12", "kernel-7.2"], out
