@@ -325,11 +325,16 @@ class Scenario:
             return
         used = {p for a, d in regions for p in range(a >> 12, (a + len(d) + 0xFFF) >> 12)}
         if stale - used:
-            self.engine.unmap_all()
-            self._mapped.clear()
-            self._shadow.clear()
-            self._stray.clear()
-            self._map(HOST_FIXED, 0x2000)
+            self.reset()
+
+    def reset(self) -> None:
+        """Start over from an empty address space (after a run that ended in an exception, whose
+        guest writes were never collected, and when a guard page is in the way)."""
+        self.engine.unmap_all()
+        self._mapped.clear()
+        self._shadow.clear()
+        self._stray.clear()
+        self._map(HOST_FIXED, 0x2000)
 
     def _install(self, regions: list[tuple[int, bytes]], volatile: frozenset[int]) -> None:
         """Make memory hold exactly ``regions``, and zeros wherever an earlier case left bytes.

@@ -1,4 +1,5 @@
-"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error.
+"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings (an implementation that crashed
+on a case included), 2 usage or input error, or an error of sledfuzz itself.
 
 Every user mistake (missing file, bad JSON, a case field out of range, an unknown
 implementation, a bad option value) is reported as one line on stderr with exit code 2; library
@@ -20,6 +21,7 @@ from fuzz import __version__
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_TOOL_ERROR = 2  # sledfuzz itself failed (never 0: a run that did not happen is not clean)
 
 ENGINES = ("hypothesis", "atheris")
 
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sledfuzz",
         description="Property-based fuzzer for RISC-V ftrace nop sleds and RV64 BPF trampolines.",
-        epilog="Exit codes: 0 clean (or: every result as expected), 1 findings, 2 usage or input error.",
+        epilog="Exit codes: 0 clean (or: every result as expected), 1 findings (an implementation crash "
+               "included), 2 usage or input error, or an error of sledfuzz itself.",
     )
     parser.add_argument("--version", action="version", version=f"sledfuzz {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -296,6 +299,8 @@ def _finish(args: argparse.Namespace, display: Any, results: list[Any], interrup
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
     ok = all(c.ok for c in cells) and len(cells) == len(configs) and not interrupted
+    if any(c.error for c in cells):
+        return EXIT_TOOL_ERROR
     return EXIT_CLEAN if ok else EXIT_FINDINGS
 
 
@@ -335,6 +340,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     print(report.fuzz_report(cell, time.time() - start))
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
+    if cell is not None and cell.error:
+        return EXIT_TOOL_ERROR
     return EXIT_FINDINGS if cell is not None and cell.findings else EXIT_CLEAN
 
 
@@ -501,6 +508,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_CLEAN
+    except Exception as exc:  # a bug of sledfuzz itself (an implementation's crash is a finding)
+        _err(f"internal error: {type(exc).__name__}: {exc} ({_innermost(exc)}); please report it")
+        return EXIT_TOOL_ERROR
+
+
+def _innermost(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "no traceback"
 
 
 if __name__ == "__main__":
