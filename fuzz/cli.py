@@ -328,6 +328,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         res = run_atheris(args.impl, seconds=args.time, jobs=args.jobs, seed=args.seed, out_dir=args.out,
                           strict_flags=args.strict_flags, corpus=args.corpus)
         print(report.fuzz_report(res, time.time() - start))
+        if res.error:
+            return EXIT_TOOL_ERROR
         return EXIT_FINDINGS if res.findings else EXIT_CLEAN
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,

@@ -158,6 +158,9 @@ def run_exhaust(impl_name: str, shapes: list[Shape], *, jobs: int, seed: int = 0
     except KeyboardInterrupt:
         res.interrupted = True
         pool.terminate()
+    except Exception:  # a worker's tool error: stop the others, then report it (exit 2)
+        pool.terminate()
+        raise
     finally:
         pool.join()
     res.violating.sort(key=lambda v: v[2])
