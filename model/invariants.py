@@ -28,6 +28,7 @@ from model.semantics import (
     EFAULT,
     EINVAL,
     ERANGE,
+    PARENT_RET_OFFSET,
     PLANTED,
     TRAMPOLINE_EVENT_KINDS,
     Expected,
@@ -105,6 +106,17 @@ def _returned(observed: Observation) -> bool:
     return observed.trap is None and observed.return_pc is not None and observed.final is not None
 
 
+#: Bytes on either side of the parent's return address that belong to the parent stub (its call,
+#: at most a ``li`` of 8 instructions and a ``jalr``, then the return sentinel).
+PARENT_STUB_REACH = 0x40
+
+
+def _in_parent(case: Case, pc: int) -> bool:
+    """``pc`` lies in the parent stub around its return address."""
+    ret = case.layout.parent + PARENT_RET_OFFSET
+    return 0 <= (pc - ret + PARENT_STUB_REACH) & MASK64 < 2 * PARENT_STUB_REACH
+
+
 def _h(value: int | None) -> str:
     return "none" if value is None else f"{value & MASK64:#x}"
 
@@ -131,7 +143,9 @@ def _return_target(case: Case, caps: Capabilities, expected: Verdict, obs: Obser
     directly called struct_ops trampoline. A return to any address taken from a stack slot the
     trampoline did not write itself is the bug of 25ad10658dc1 (the pre-6.6 trampoline on an
     8-byte t0 sled loaded the parent ra from [sp-8], which the new sled never writes — the seed
-    bug), and 1732ebc4a261 (struct_ops returning through the caller's t0)."""
+    bug), and 1732ebc4a261 (struct_ops returning through the caller's t0). The run stops only at
+    the parent's return address, so a return to another address in the parent stub shows as a trap
+    there, reported here as well as by I-NO-FAULT."""
     exp = _ran(expected, obs)
     if exp is None:
         return None
@@ -141,6 +155,10 @@ def _return_target(case: Case, caps: Capabilities, expected: Verdict, obs: Obser
     if obs.return_pc is None:
         if obs.trap is None and not (obs.budget and obs.steps >= obs.budget):
             return "the run never returned to the parent"
+        if obs.trap is not None and obs.trap.pc != exp.parent_ret and _in_parent(case, obs.trap.pc):
+            # the parent stub holds nothing but its call and the return sentinel: control that
+            # stops anywhere else in it came back to the wrong address
+            return f"returned into the parent at {_h(obs.trap.pc)} want {_h(exp.parent_ret)} ({obs.trap.kind} there)"
         return None
     if obs.return_pc != exp.parent_ret:
         return f"returned to {_h(obs.return_pc)} want the parent at {_h(exp.parent_ret)}"
