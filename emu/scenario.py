@@ -760,8 +760,11 @@ class Scenario:
                         r = modify(sled, lay.func, plain, wrong, image, lay.ftrace_caller)
                         out.append(PokeCheck("wrong_old modify_call", "ftrace_modify_call", r.rc, r.site, plain))
                         break
-                for k, wrong in _one_word_olds(plain, lambda t: p.patch(sled, lay.func, t, lay.ftrace_caller),
-                                               image, sled.pre_bytes):
+                # the whole call is compared (detour16: its auipc/jalr pair); the atomic scheme
+                # (v6.16+) compares one word by design, which the check above covers
+                olds = [] if getattr(ft, "scheme", None) == "atomic" else _one_word_olds(
+                    plain, lambda t: p.patch(sled, lay.func, t, lay.ftrace_caller), image, sled.pre_bytes)
+                for k, wrong in olds:
                     r = modify(sled, lay.func, plain, wrong, image, lay.ftrace_caller)
                     out.append(PokeCheck(f"wrong_old modify_call, old differs in word {k} only", "ftrace_modify_call",
                                          r.rc, r.site, plain))
