@@ -35,7 +35,8 @@ def factory():
     return replace(base, name="crashy", caps=replace(base.caps, name="crashy"), jit=CrashyJit(ERAS["v6.19"]))
 '''
 NAME = "sf_crashy_plugin:factory"
-CELL = "sf_crashy_plugin_factory"
+CELL = "sf_crashy_plugin_factory"  # exhaust's summary file keeps the module:factory slug
+FINDINGS = "crashy"  # findings go under the plugin's own name (fuzz.campaign.dir_name)
 
 
 @pytest.fixture
@@ -67,8 +68,8 @@ def test_fuzz_saves_and_minimises_the_crash(capsys: pytest.CaptureFixture[str], 
     code, out, _ = run(capsys, "fuzz", "--impl", NAME, "--time", "3", "--out", str(plugin), "--no-progress")
     assert code == EXIT_FINDINGS, out
     assert "I-IMPL-CRASH: EncodingError in jit.emit" in out and "no violations found" not in out
-    assert_crash_entry(plugin / CELL / "I-IMPL-CRASH.raw.json")
-    assert_crash_entry(plugin / CELL / "I-IMPL-CRASH.json", links=2)  # the fewest links that crash
+    assert_crash_entry(plugin / FINDINGS / "I-IMPL-CRASH.raw.json")
+    assert_crash_entry(plugin / FINDINGS / "I-IMPL-CRASH.json", links=2)  # the fewest links that crash
 
 
 def test_run_reports_the_crash_as_an_unexpected_finding(capsys: pytest.CaptureFixture[str], plugin: Path) -> None:
