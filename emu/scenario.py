@@ -393,6 +393,15 @@ class Scenario:
                 self._write(pos, bytes(nxt - pos))
             pos = nxt
 
+    def reset(self) -> None:
+        """Start over from an empty address space (after a run that ended in an exception, whose
+        guest writes were never collected)."""
+        self.engine.unmap_all()
+        self._mapped.clear()
+        self._shadow.clear()
+        self._stray.clear()
+        self._map(HOST_FIXED, 0x2000)
+
     def _install(self, regions: list[tuple[int, bytes]], volatile: frozenset[int]) -> None:
         """Make memory hold exactly ``regions``, and zeros wherever an earlier case left bytes.
 
@@ -865,6 +874,15 @@ class Scenario:
             out.append(PokeCheck("call->call", mech, r.rc, r.site, patched))
             r = jit.text_poke(lay.func, patched, "nop", "call", 0, image)
             out.append(PokeCheck("wrong_old nop->call on a call site", mech, r.rc, r.site, patched))
+
+            def call_to(target: int) -> bytes | None:
+                enc = jit.text_poke(lay.func, post_init, "nop", "call", 0, target)
+                return None if enc.rc else enc.site
+
+            for k, wrong in _one_word_olds(patched, call_to, image, sled.pre_bytes):
+                r = jit.text_poke(lay.func, patched, "call", "call", wrong, image)
+                out.append(PokeCheck(f"wrong_old call->call, old differs in word {k} only", mech, r.rc, r.site,
+                                     patched))
             far = (lay.func + (1 << 31) + 0x1000) & MASK64
             r = jit.text_poke(lay.func, post_init, "nop", "call", 0, far)
             out.append(PokeCheck("out_of_reach nop->call", mech, r.rc, r.site, post_init))
@@ -882,6 +900,14 @@ class Scenario:
                 if (bad, wrong) != (plain, image):
                     r = modify(sled, lay.func, bad, wrong, image, lay.ftrace_caller)
                     out.append(PokeCheck("wrong_old modify_call", "ftrace_modify_call", r.rc, r.site, bad))
+                # the whole call is compared (detour16: its auipc/jalr pair); the atomic scheme
+                # (v6.16+) compares one word by design, which the check above covers
+                olds = [] if getattr(ft, "scheme", None) == "atomic" else _one_word_olds(
+                    plain, lambda t: p.patch(sled, lay.func, t, lay.ftrace_caller), image, sled.pre_bytes)
+                for k, wrong in olds:
+                    r = modify(sled, lay.func, plain, wrong, image, lay.ftrace_caller)
+                    out.append(PokeCheck(f"wrong_old modify_call, old differs in word {k} only", "ftrace_modify_call",
+                                         r.rc, r.site, plain))
                 r = modify(sled, lay.func, plain, image, image, lay.ftrace_caller)
                 # v6.16+ always re-points the jalr at ftrace_caller (the literal reaches the target)
                 via = lay.ftrace_caller if getattr(ft, "scheme", None) == "atomic" else image
@@ -908,6 +934,30 @@ class Scenario:
         states += torn_states(ft, sled, lay.func, image, None, lay.ftrace_caller)
         self._torn.put(ft, key, states)
         return states
+
+
+#: Moves of a call target that change only the jalr word (small) or only the auipc word (a page).
+_ONE_WORD_MOVES = (-0x10, 0x10, -0x100, 0x100, -0x1000, 0x1000, -0x2000, 0x2000)
+
+
+def _one_word_olds(site: bytes, call_to: Callable[[int], bytes | None], target: int,
+                   pre_bytes: int) -> list[tuple[int, int]]:
+    """Wrong old targets for the poke experiments: for each instruction word of ``site`` (the call
+    to ``target``), one target near it whose call, as the implementation itself encodes it
+    (``call_to``; None when out of reach), differs from ``site`` in that word alone. A poke that
+    compares only some words of the old sequence accepts one of them (I-POKE). Returns
+    (word index from the function entry, wrong target) pairs."""
+    found: dict[int, int] = {}
+    words = range(0, len(site), 4)
+    for move in _ONE_WORD_MOVES:
+        wrong = (target + move) & MASK64
+        enc = call_to(wrong)
+        if enc is None or len(enc) != len(site):
+            continue
+        diff = [i for i in words if enc[i : i + 4] != site[i : i + 4]]
+        if len(diff) == 1:
+            found.setdefault((diff[0] - pre_bytes) // 4, wrong)
+    return sorted(found.items())
 
 
 def _try_u64(eng: Engine, addr: int) -> int | None:

@@ -124,6 +124,12 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
         result.interrupted = result.interrupted or interrupt.requested()
         result.seconds = time.time() - start
         result.counts = _read_stats(art, procs, remove=True)
+        # libFuzzer saves every input the target raised on; a finding also has its .json: an input
+        # without one made sledfuzz itself raise (a tool error, never a clean run)
+        for unit in sorted(art.glob("crash-*")):
+            if unit.suffix != ".json" and unit.stat().st_mtime >= start - 1 and not unit.with_suffix(".json").exists():
+                result.error = (f"the libFuzzer target raised on {unit} (not a finding; traceback in "
+                                f"{art}/libfuzzer-*.log)")
         cell_dir = Path(out_dir) / dir_name(impl_name)
         for crash_json in sorted(art.glob("crash-*.json"), key=lambda p: p.stat().st_mtime):
             if crash_json.stat().st_mtime < start - 1:

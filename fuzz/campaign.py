@@ -390,12 +390,21 @@ def _write_case(path: Path, case: Case, impl: str, judged: Judged, provenance: d
 
 def minimize_finding(case: Case, impl: Any, invariant: str, *, origin: Any | None, strict_flags: bool,
                      seconds: float = MINIMIZE_SECONDS) -> Case:
-    """A smaller case violating ``invariant`` on ``impl`` (and passing on ``origin`` if given)."""
+    """A smaller case violating ``invariant`` on ``impl`` (and passing on ``origin`` if given); for
+    I-IMPL-CRASH, one on which the implementation raises the same exception type."""
     from fuzz.minimize import minimize
+    from model.invariants import IMPL_CRASH, crash_exception
+
+    def crashes(j: Judged) -> set[str | None]:
+        return {crash_exception(m) for m in j.messages} - {None}
+
+    same_crash = crashes(judge_case(case, impl, strict_flags)) if invariant == IMPL_CRASH else set()
 
     def keep(c: Case) -> bool:
         j = judge_case(c, impl, strict_flags)
         if j.status != "fail" or invariant not in j.invariants:
+            return False
+        if same_crash and not crashes(j) & same_crash:
             return False
         return origin is None or judge_case(c, origin, strict_flags).passed
 

@@ -1,5 +1,7 @@
-"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings, 2 usage or input error,
-3 harness fault, 130 interrupted (SIGINT or SIGTERM, after the summary).
+"""The ``sledfuzz`` command line. Exit codes: 0 clean, 1 findings (an implementation that crashed
+on a case included), 2 usage or input error, or an error of sledfuzz itself, 3 harness fault,
+125 a kernel tree that cannot be built (git bisect run skips it), 130 interrupted (SIGINT or
+SIGTERM, after the summary).
 
 Every user mistake (missing file, bad JSON, a case field out of range, an unknown
 implementation, a bad option value) is reported as one line on stderr with exit code 2; library
@@ -26,6 +28,7 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_HARNESS_FAULT = 3  # a finding that does not reproduce on a fresh engine (docs/cli.md)
 EXIT_SKIP = 125  # the tree cannot be built or probed: git bisect run skips it
+EXIT_TOOL_ERROR = 2  # sledfuzz itself failed (never 0: a run that did not happen is not clean)
 
 ENGINES = ("hypothesis", "atheris")
 
@@ -108,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sledfuzz",
         description="Property-based fuzzer for RISC-V ftrace nop sleds and RV64 BPF trampolines.",
-        epilog="Exit codes: 0 clean (or: every result as expected), 1 findings, 2 usage or input error.",
+        epilog="Exit codes: 0 clean (or: every result as expected), 1 findings (an implementation crash "
+               "included), 2 usage or input error, or an error of sledfuzz itself.",
     )
     parser.add_argument("--version", action="version", version=f"sledfuzz {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -398,6 +402,8 @@ def _end_code(interrupted: bool, code: int, cells: Sequence[Any] = ()) -> int:
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if any(getattr(c, "error", None) for c in cells):
+        return EXIT_TOOL_ERROR
     if any(getattr(c, "harness_faults", 0) for c in cells):
         return EXIT_HARNESS_FAULT
     return code
@@ -834,12 +840,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return interrupt.EXIT_INTERRUPTED
         except BrokenPipeError:
             return EXIT_CLEAN
+        except Exception as exc:  # a bug of sledfuzz itself (an implementation's crash is a finding)
+            _err(f"internal error: {type(exc).__name__}: {exc} ({_innermost(exc)}); please report it")
+            return EXIT_TOOL_ERROR
         finally:
             _announce_kernel_builds(False)
         if interrupt.requested() and code != interrupt.EXIT_INTERRUPTED:
             print("sledfuzz: interrupted", file=sys.stderr)
             return interrupt.EXIT_INTERRUPTED
         return code
+
+
+def _innermost(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "no traceback"
 
 
 if __name__ == "__main__":

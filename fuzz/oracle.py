@@ -4,6 +4,11 @@ The base version (the fuzzing front extends it): ``expect`` decides what must ha
 case is not run, an unspecified one is not run unless ``strict_flags`` asks for the strict
 expectation; everything else runs in the scenario and every invariant is checked. A violation
 is a ``fail``; an expected refusal that happened is ``refused``; anything else clean is ``pass``.
+
+An exception raised by the implementation's own code (its JIT, patcher or poke: an era, the
+kernel adapter, a plugin) is the finding I-IMPL-CRASH, a ``fail`` like any other, so every front
+saves, minimises and reports it. An exception raised by the model or the harness is a bug of
+the tool: it propagates (the command line turns it into exit status 2).
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from typing import Literal
 
 from emu.engine import Engine
 from emu.impls.api import Implementation
+from emu.impls.guard import ImplementationCrash, guarded
 from emu.impls.registry import resolve
-from emu.scenario import DEFAULT_BUDGET, LayoutError, run_case
+from emu.scenario import DEFAULT_BUDGET, LayoutError, run_case, scenario_for
 from model.case import Case
 from model.core import effective_flags, flag_names
-from model.invariants import Violation, check_all
+from model.invariants import Violation, check_all, impl_crash
 from model.observation import Observation
 from model.semantics import Invalid, Refusal, Unspecified, expect
 
@@ -96,9 +102,15 @@ def judge(
     if isinstance(exp, Unspecified):
         return Verdict("unspecified", (), impl.name, flags, f"unspecified: {exp.reason}")
     try:
-        obs = run_case(case, impl, engine=engine, budget=budget, fresh=fresh)
+        obs = run_case(case, guarded(impl), engine=engine, budget=budget, fresh=fresh)
     except LayoutError as e:
         return Verdict("invalid", (), impl.name, flags, f"no run can be built: {e}")
+    except ImplementationCrash as crash:
+        # the crash may have cut a run short: its guest writes were never collected
+        if not fresh:
+            scenario_for(engine).reset()
+        v = impl_crash(crash.exc_type, crash.call, crash.detail, crash.where)
+        return Verdict("fail", (v,), impl.name, flags, f"{v} [{fl}]")
     t1 = time.perf_counter()
     violations = check_all(case, impl.caps, exp, obs)
     if timing is not None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
+from fuzz.edges import HIGH_GARBAGE, SIGN_EDGES, VALUE_SIZES, sign_edges, with_garbage
 from model.caps import Capabilities, TargetKind
 from model.case import DATA_SIZE, MASK64, Arg, Body, Case, Function, Layout, Link, LinkKind, Store
 from model.core import (
@@ -36,11 +37,10 @@ REACH_END = (1 << 31) - (1 << 11)
 REACH_MIN = -(1 << 31) - (1 << 11)
 
 #: 64-bit values that break sign/zero extension, 32-bit truncation and li lengths.
-INTERESTING_U64: tuple[int, ...] = (
-    0, 1, 2, 3, 0x7F, 0x80, 0xFF, 0x7FF, 0x800, 0xFFF, 0x7FFF, 0x8000, 0xFFFF,
-    0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x1_0000_0000, 0x1_0000_0001, 0xFFFFFFFF_00000000,
-    0x7FFFFFFF_FFFFFFFF, 0x80000000_00000000, MASK64, MASK64 - 21, 0xFFFFFFEA, 0xDEADBEEF,
-)
+INTERESTING_U64: tuple[int, ...] = tuple(dict.fromkeys((
+    *SIGN_EDGES, 2, 3, 0x7FF, 0x800, 0xFFF, 0x1_0000_0000, 0x1_0000_0001, 0xFFFFFFFF_00000000,
+    MASK64 - 21, 0xFFFFFFEA, 0xDEADBEEF, 0xFFFFFFFF_FFFF8000, 0xFFFFFFFF_FFFFFF80,
+)))
 #: fmod_ret R0 values: zero (no skip), small, -EINVAL, and ones whose low 32 bits are zero
 #: (riscv tests the sign-extended 32-bit a0, so these do NOT short-circuit; SEMANTICS 3.7).
 FMOD_RET_VALUES: tuple[int, ...] = (
@@ -92,10 +92,17 @@ def pick(draw: Draw, seq: Sequence[T]) -> T:
 
 
 def value64(draw: Draw) -> int:
-    """A 64-bit value, biased: half the time one of INTERESTING_U64, else uniform-ish."""
+    """A 64-bit value, biased: half the time one of INTERESTING_U64 or a sign edge of some size
+    under garbage (``sized_value``), else uniform-ish."""
     if draw.flag():
-        return pick(draw, INTERESTING_U64)
+        return pick(draw, INTERESTING_U64) if draw.flag() else sized_value(draw, pick(draw, VALUE_SIZES))
     return draw.u64() & MASK64
+
+
+def sized_value(draw: Draw, size: int) -> int:
+    """A sign edge of a ``size``-byte value with garbage above it (``fuzz.edges``)."""
+    high = pick(draw, HIGH_GARBAGE) if draw.flag() else draw.u64()
+    return with_garbage(pick(draw, sign_edges(size)), size, high)
 
 
 class RandomDraw:
@@ -268,7 +275,12 @@ def build_case(draw: Draw, caps: Capabilities, shape: Shape) -> Case:
     enters = enter_values(draw, shape.enter, len(shape.kinds))
     links = []
     for i, kind in enumerate(shape.kinds):
-        r0 = pick(draw, FMOD_RET_VALUES) if kind == "fmod_ret" and draw.flag() else value64(draw)
+        if kind == "fmod_ret" and draw.flag():
+            r0 = pick(draw, FMOD_RET_VALUES)
+        elif shape.target == "struct_ops" and draw.int_in(0, 2):
+            r0 = sized_value(draw, shape.ret_size or 8)  # R0 at the edges of the member's return size
+        else:
+            r0 = value64(draw)
         links.append(
             Link(
                 kind=kind,

@@ -17,6 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from fuzz.edges import HIGH_GARBAGE, SIGN_EDGES, VALUE_SIZES, sign_edges, with_garbage
 from model.caps import TARGET_KINDS, Capabilities, TargetKind
 from model.case import DATA_SIZE, MASK64, STACK_SIZE, Arg, Body, Case, Function, Layout, Link, LinkKind, Store
 
@@ -30,19 +31,33 @@ DEFAULT_SLEDS: dict[TargetKind, tuple[str, ...]] = {
 }
 
 #: 64-bit values that break sign/zero extension, 32-bit truncation and ``li`` lengths.
-EDGE_U64: tuple[int, ...] = (
-    0, 1, 2, 0x7F, 0x80, 0xFF, 0x7FF, 0x800, 0xFFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000,
-    0xFFFFFFFF, 0x100000000, 0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 0xFFFFFFFF80000000, MASK64,
-)
+EDGE_U64: tuple[int, ...] = tuple(dict.fromkeys((
+    *SIGN_EDGES, 2, 0x7FF, 0x800, 0xFFF, 0x100000000, 0xFFFFFFFF80000000, 0xFFFFFFFFFFFF8000, 0xFFFFFFFFFFFFFF80,
+)))
 
 SCALAR_SIZES = (1, 2, 4, 8)
 
 
+def sized_u64(sizes: Sequence[int] = VALUE_SIZES) -> st.SearchStrategy[int]:
+    """A sign edge of one of ``sizes`` (bytes) with garbage above it (``fuzz.edges``): what a
+    register holding a 1/2/4/8-byte value may look like to the code that must extend it."""
+    garbage = st.one_of(st.sampled_from(HIGH_GARBAGE), st.integers(0, MASK64))
+    return st.sampled_from(tuple(sizes)).flatmap(
+        lambda size: st.builds(with_garbage, st.sampled_from(sign_edges(size)), st.just(size), garbage))
+
+
 def u64() -> st.SearchStrategy[int]:
-    """A 64-bit value, biased towards small numbers and extension edges."""
+    """A 64-bit value, biased towards small numbers, extension edges and high bits set."""
     return st.one_of(
-        st.integers(0, 64), st.sampled_from(EDGE_U64), st.integers(0, MASK64), st.integers(-64, -1).map(lambda v: v & MASK64)
+        st.integers(0, 64), st.sampled_from(EDGE_U64), st.integers(0, MASK64),
+        st.integers(-64, -1).map(lambda v: v & MASK64), sized_u64(),
     )
+
+
+def ret_values(sizes: Sequence[int] = VALUE_SIZES) -> st.SearchStrategy[int]:
+    """A program's R0: mostly edges of the return sizes with garbage above (half of ``u64``'s
+    draws would be small or zero, and zero hides every extension bug)."""
+    return st.one_of(u64(), sized_u64(sizes), sized_u64(sizes))
 
 
 def args(*, min_args: int = 0, max_args: int = 12, max_slots: int | None = None) -> st.SearchStrategy[tuple[Arg, ...]]:
@@ -122,12 +137,22 @@ def links(
     link = st.builds(
         Link,
         kind=st.sampled_from(tuple(kinds)),
-        r0=st.one_of(st.just(0), u64()),
+        r0=ret_values(),
         cookie=st.one_of(st.just(0), u64()),
         enter=st.one_of(st.just(1), st.just(0), st.integers(2, MASK64)),
         wants_ip=st.booleans(),
     )
     return st.lists(link, min_size=min_links, max_size=max_links).map(tuple)
+
+
+@st.composite
+def _struct_ops_link(draw: st.DrawFn, ret_size: int) -> Link:
+    """The one fentry program of a struct_ops member; its R0 is drawn at the edges of the member's
+    return size most of the time (the BTF extension of R0 is what a struct_ops return tests)."""
+    one = draw(links(min_links=1, max_links=1, kinds=("fentry",)))[0]
+    edge = sized_u64((ret_size or 8,))
+    r0 = draw(st.one_of(edge, edge, st.just(one.r0)))
+    return replace(one, wants_ip=False, r0=r0)
 
 
 @st.composite
@@ -220,8 +245,7 @@ def cases(
     fn = draw(functions(layout=layout, max_args=n_args, max_slots=slots_cap,
                         ret_sizes=(8, 4, 2, 1, 0) if kind == "struct_ops" else (8, 4)))
     if kind == "struct_ops":
-        one = draw(links(min_links=1, max_links=1, kinds=("fentry",)))
-        lks: tuple[Link, ...] = (replace(one[0], wants_ip=False),)
+        lks: tuple[Link, ...] = (draw(_struct_ops_link(fn.ret_size)),)
     else:
         lks = draw(links(min_links=min_links, max_links=max_links))
     td = draw(st.booleans()) if teardown is None else teardown
@@ -413,8 +437,7 @@ def fuzz_cases(
     fn = draw(functions(layout=layout, arg_strategy=arg_strategy,
                         ret_sizes=(8, 4, 2, 1, 0) if kind == "struct_ops" else (8, 4)))
     if kind == "struct_ops":
-        one = draw(links(min_links=1, max_links=1, kinds=("fentry",)))
-        lks: tuple[Link, ...] = (replace(one[0], wants_ip=False),)
+        lks: tuple[Link, ...] = (draw(_struct_ops_link(fn.ret_size)),)
     else:
         # small counts most often; the exact limit (38 accepted, 39 -E2BIG) explicitly
         n = draw(st.one_of(st.integers(0, 3), st.integers(0, max_links), st.sampled_from((max_links - 1, max_links))))

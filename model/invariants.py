@@ -28,6 +28,7 @@ from model.semantics import (
     EFAULT,
     EINVAL,
     ERANGE,
+    PARENT_RET_OFFSET,
     PLANTED,
     TRAMPOLINE_EVENT_KINDS,
     Expected,
@@ -105,6 +106,17 @@ def _returned(observed: Observation) -> bool:
     return observed.trap is None and observed.return_pc is not None and observed.final is not None
 
 
+#: Bytes on either side of the parent's return address that belong to the parent stub (its call,
+#: at most a ``li`` of 8 instructions and a ``jalr``, then the return sentinel).
+PARENT_STUB_REACH = 0x40
+
+
+def _in_parent(case: Case, pc: int) -> bool:
+    """``pc`` lies in the parent stub around its return address."""
+    ret = case.layout.parent + PARENT_RET_OFFSET
+    return 0 <= (pc - ret + PARENT_STUB_REACH) & MASK64 < 2 * PARENT_STUB_REACH
+
+
 def _h(value: int | None) -> str:
     return "none" if value is None else f"{value & MASK64:#x}"
 
@@ -136,7 +148,9 @@ def _return_target(case: Case, caps: Capabilities, expected: Verdict, obs: Obser
     directly called struct_ops trampoline. A return to any address taken from a stack slot the
     trampoline did not write itself is the bug of 25ad10658dc1 (the pre-6.6 trampoline on an
     8-byte t0 sled loaded the parent ra from [sp-8], which the new sled never writes — the seed
-    bug), and 1732ebc4a261 (struct_ops returning through the caller's t0)."""
+    bug), and 1732ebc4a261 (struct_ops returning through the caller's t0). The run stops only at
+    the parent's return address, so a return to another address in the parent stub shows as a trap
+    there, reported here as well as by I-NO-FAULT."""
     exp = _ran(expected, obs)
     if exp is None:
         return None
@@ -146,6 +160,10 @@ def _return_target(case: Case, caps: Capabilities, expected: Verdict, obs: Obser
     if obs.return_pc is None:
         if obs.trap is None and not (obs.budget and obs.steps >= obs.budget):
             return "the run never returned to the parent"
+        if obs.trap is not None and obs.trap.pc != exp.parent_ret and _in_parent(case, obs.trap.pc):
+            # the parent stub holds nothing but its call and the return sentinel: control that
+            # stops anywhere else in it came back to the wrong address
+            return f"returned into the parent at {_h(obs.trap.pc)} want {_h(exp.parent_ret)} ({obs.trap.kind} there)"
         return None
     if obs.return_pc != exp.parent_ret:
         return f"returned to {_h(obs.return_pc)} want the parent at {_h(exp.parent_ret)}"
@@ -684,3 +702,30 @@ def check_all(case: Case, caps: Capabilities, expected: Verdict, observed: Obser
     """Every violation, in DESIGN §6 order. Invalid and Unspecified expectations judge nothing."""
     out = (inv.check(case, caps, expected, observed) for inv in ALL)
     return tuple(v for v in out if v is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pseudo-invariant: no run to judge, because the implementation itself raised
+
+#: The implementation crashed on this case: its JIT, patcher or poke (an era, the kernel
+#: adapter, a plugin) raised an exception while the case was sized, emitted, patched, run or
+#: poked — e.g. the encoder's ``EncodingError`` on an immediate the kernel would silently
+#: truncate. Judged by the oracle (``fuzz.oracle.judge``), not by ``check_all``: there is no
+#: observation. Exceptions of the harness itself are not this finding; they stop the tool.
+IMPL_CRASH = "I-IMPL-CRASH"
+
+
+def impl_crash(exc_type: str, call: str, detail: str, where: str = "") -> Violation:
+    """The I-IMPL-CRASH violation: ``EncodingError in jit.emit: <message> (at encode.py:57)``."""
+    at = f" (at {where})" if where else ""
+    return Violation(IMPL_CRASH, f"{exc_type} in {call}: {detail}{at}")
+
+
+def crash_exception(message: str) -> str | None:
+    """The exception type a violation line names (``str(violation)``, ``I-IMPL-CRASH: ValueError in
+    ...``), None for any other line. Minimisation keeps it: a smaller case must crash the same way."""
+    prefix = f"{IMPL_CRASH}: "
+    if not message.startswith(prefix):
+        return None
+    head = message[len(prefix):].split(" in ", 1)[0]
+    return head if head and " " not in head else None
