@@ -75,9 +75,9 @@ def _record_judged_cases(recorder: LastCaseRecorder) -> None:
 
     judge = campaign.judge_case
 
-    def recording(case: Case, impl: Any, strict_flags: bool = False) -> Any:
+    def recording(case: Case, impl: Any, strict_flags: bool = False, *, fresh: bool = False) -> Any:
         recorder.note(case)
-        return judge(case, impl, strict_flags)
+        return judge(case, impl, strict_flags, fresh=fresh)
 
     campaign.judge_case = recording
 

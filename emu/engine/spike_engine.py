@@ -34,6 +34,7 @@ handlers (htif) that would make the process ignore SIGTERM; the engine restores 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import shutil
 import signal
@@ -203,6 +204,8 @@ class SpikeEngine:
         self._pages: dict[int, int] = {}  # guest page number -> physical page address
         self._tables: dict[tuple[int, int], int] = {}  # (level, va >> shift) -> physical table page
         self._next_free = _FIRST_FREE
+        self._free: list[int] = []  # physical pages of unmapped guest pages, reused first
+        self._watch: tuple[int, int] | None = None  # region whose crossings runs record
         self._host: dict[int, HostFn] = {}
         self._host_dirty = False
         self._observers: dict[int, ObserverFn] = {}
@@ -215,6 +218,10 @@ class SpikeEngine:
         self._mem.store(_ROOT_PAGE - _RAM_BASE, bytes(PAGE_SIZE))
 
     def _alloc_page(self) -> int:
+        if self._free:
+            pa = self._free.pop()
+            self._mem.store(pa - _RAM_BASE, bytes(PAGE_SIZE))
+            return pa
         pa = self._next_free
         if pa + PAGE_SIZE > _RAM_BASE + _RAM_SIZE:
             raise EngineError(f"spike engine: out of backing memory ({_RAM_SIZE >> 20} MiB of mapped pages)")
@@ -284,10 +291,38 @@ class SpikeEngine:
             if any(a >> 12 == vpn for a in self._host):
                 self._host_dirty = True
 
+    def unmap(self, base: int, size: int) -> None:
+        """Unmap the mapped pages of [base, base+size) (their physical pages are reused)."""
+        if size <= 0:
+            return
+        lo = (base & MASK64) >> 12
+        hi = ((base & MASK64) + size + PAGE_SIZE - 1) >> 12
+        for vpn in range(lo, hi):
+            pa = self._pages.pop(vpn, None)
+            if pa is None:
+                continue
+            va = vpn << 12
+            leaf = self._tables.get((1, va >> 21)) if self._levels > 1 else _ROOT_PAGE
+            if leaf is not None:
+                self._mem.store(leaf - _RAM_BASE + 8 * ((va >> 12) & 0x1FF), bytes(8))
+            self._free.append(pa)
+        self._flush()
+
+    def watch(self, span: tuple[int, int] | None) -> None:
+        """Record transfers of control into and out of [lo, hi) (RunResult.crossings), at
+        instruction granularity: the "block" control came from is the last instruction."""
+        self._watch = span if span is not None and span[1] > span[0] else None
+
+    def reset_cpu(self) -> None:
+        """x1-x31 back to zero (the scenario sets every one of them before a run)."""
+        for r in range(1, 32):
+            self._xpr.write(r, 0)
+
     def unmap_all(self) -> None:
         self._zero_root()
         self._pages.clear()
         self._tables.clear()
+        self._free.clear()
         self._next_free = _FIRST_FREE
         self._host_dirty = True
         self._flush()
@@ -391,7 +426,29 @@ class SpikeEngine:
         budget: int,
         log_writes_outside: tuple[tuple[int, int], ...] | None = None,
     ) -> RunResult:
+        self._crossings: list[tuple[int, int, int]] = []
+        res = self._run(pc, sentinel, budget, log_writes_outside)
+        return dataclasses.replace(res, crossings=tuple(self._crossings)) if self._crossings else res
+
+    def _cross(self, prev: tuple[int, int] | None, pc: int, was: bool) -> bool:
+        """Record a crossing of the watched region at ``pc``; whether pc is inside."""
+        assert self._watch is not None
+        inside = self._watch[0] <= pc < self._watch[1]
+        if inside != was:
+            self._crossings.append((prev[0], prev[1], pc) if prev is not None else (0, 0, pc))
+        return inside
+
+    def _run(
+        self,
+        pc: int,
+        sentinel: int,
+        budget: int,
+        log_writes_outside: tuple[tuple[int, int], ...] | None = None,
+    ) -> RunResult:
         pc &= MASK64
+        watching = self._watch is not None
+        prev: tuple[int, int] | None = None
+        was = False
         if self._host_dirty:
             self._place_host_rets()
         if pc == sentinel:
@@ -409,6 +466,8 @@ class SpikeEngine:
         writes: list[MemWrite] = []
         steps = 0
         while True:
+            if watching:
+                was = self._cross(prev, pc, was)
             if pc == sentinel:
                 return RunResult("sentinel", pc, None, steps, tuple(writes))
             if steps >= budget:
@@ -428,6 +487,7 @@ class SpikeEngine:
                         return self._host_stop(pc, steps, writes, f"host call at {pc:#x}: {e}")
                     if ret is not None:
                         self._xpr.write(_A0, ret & MASK64)
+                    prev = (pc, pc + 2)  # the host call stands for a c.ret there
                     pc = int(self._xpr[_RA]) & MASK64
                     st.pc = pc
                     special = set(host) | set(observers)
@@ -435,6 +495,9 @@ class SpikeEngine:
             if self._tracer is not None:
                 first = self._word_at(pc)
                 self._tracer(self, pc, 4 if first is None or first & 3 == 3 else 2)
+            if watching:
+                word = self._word_at(pc)
+                prev = (pc, pc + (4 if word is None or word & 3 == 3 else 2))
             step(1)
             npc = int(st.pc)
             if npc == _TRAP_VEC and st.prv == _PRV_M:
