@@ -30,4 +30,22 @@ settings.register_profile(
     # the example database on (a directory; fuzz/nightly.py points it at a persistent path)
     database=DirectoryBasedExampleDatabase(os.environ.get("SLEDFUZZ_HYPOTHESIS_DB", str(ROOT / ".hypothesis" / "examples"))),
 )
+def _import_first_party() -> None:
+    """Hypothesis mixes literals of every loaded first-party module into what it draws
+    (``hypothesis.internal.conjecture.providers._get_local_constants``): a seeded search would draw
+    other cases depending on which tests imported what before it. Loading every module of the
+    package first makes the constant pool, and so every seeded test, independent of test order."""
+    import importlib
+    import pkgutil
+
+    for pkg in ("model", "emu", "fuzz", "bench"):
+        mod = importlib.import_module(pkg)
+        for info in pkgutil.walk_packages(mod.__path__, pkg + "."):
+            if info.name.endswith(("fuzz_trampoline", "__main__")):  # a libFuzzer script, not a module
+                continue
+            importlib.import_module(info.name)
+
+
+_import_first_party()
+
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

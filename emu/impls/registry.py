@@ -216,11 +216,16 @@ def resolve(name: str) -> Implementation:
     if not isinstance(name, str) or not name.strip():
         raise ImplementationError(f"an implementation name is a non-empty string, got {name!r}")
     name = name.strip()
+    key = name
+    if name == "kernel":  # the tree is part of what "kernel" means: another default tree, another object
+        from emu.kernel.impl import default_tree
+
+        key = f"kernel\0{default_tree()}"
     with _lock:
-        impl = _cache.get(name)
+        impl = _cache.get(key)
         if impl is None:
             impl = _build(name)
-            _cache[name] = impl
+            _cache[key] = impl
         return impl
 
 

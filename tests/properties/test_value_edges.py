@@ -119,21 +119,26 @@ def broken(jit: type[EraJit]) -> Implementation:
     return replace(V619, name=jit.__name__, caps=replace(V619.caps, name=jit.__name__), jit=jit(ERAS["v6.19"]))
 
 
-#: Cases a search may take to find either bug. Measured over seeds 0-9 with the edges: shape
-#: builder median 9-44, hypothesis median 157-209, at most 486; seeds 0 and 1 here: at most 369.
-#: Without them hypothesis took 795 and 895 cases to find the truncation on these seeds.
-BOUND = 700
+#: Cases a search may take to find either bug, over SEEDS: every seed within BOUND, the median
+#: within MEDIAN. Measured with the edges (the constant pool of every first-party module loaded,
+#: tests/conftest.py): hypothesis medians 138 (truncation) and 183 (sign extension), worst 750;
+#: the shape builder's medians 9-44. Without the edges hypothesis needed a median of 673 cases for
+#: the truncation (795 and 895 on seeds 0 and 1): the median bound is what tells them apart.
+SEEDS = range(6)
+BOUND = 1200
+MEDIAN = 350
 
 
 @pytest.mark.parametrize("jit", [DropsSignExtension, TruncatesUnsignedByte])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_struct_ops_extension_bug_is_found_quickly(jit: type[EraJit], seed: int) -> None:
+def test_a_struct_ops_extension_bug_is_found_quickly(jit: type[EraJit]) -> None:
     impl = broken(jit)
-    found: dict[str, int] = {}
     for name, generator in (("hypothesis", hypothesis_cases), ("shape", shape_cases)):
-        drawn = generator(BOUND, seed, until=lambda c: judge(c, impl).status == "fail")
-        hit = drawn[-1]
-        assert judge(hit, impl).status == "fail", f"{name} did not find {jit.__name__} in {BOUND} cases (seed {seed})"
-        assert judge(hit, V619).passed and "I-RETURN-VALUE" in judge(hit, impl).invariants
-        found[name] = len(drawn)
-    print(f"{jit.__name__} seed {seed}: found after {found}")
+        counts = []
+        for seed in SEEDS:
+            drawn = generator(BOUND, seed, until=lambda c: judge(c, impl).status == "fail")
+            hit = drawn[-1]
+            assert judge(hit, impl).status == "fail", f"{name} did not find {jit.__name__} in {BOUND} cases (seed {seed})"
+            assert judge(hit, V619).passed and "I-RETURN-VALUE" in judge(hit, impl).invariants
+            counts.append(len(drawn))
+        median = sorted(counts)[len(counts) // 2]
+        assert median <= MEDIAN, f"{name}: {jit.__name__} found after {counts} cases (median {median} > {MEDIAN})"
