@@ -88,6 +88,8 @@ def capabilities(name: str, sled_era: Era, jit_era: Era, *, direct_calls: bool |
         rvc=True,
         ret_convention=jit_era.ret_convention,
         known_bugs=tuple(bugs),
+        fsession=jit_era.fsession,
+        tail_call_ctx=jit_era.tail_call_ctx,
     )
 
 
