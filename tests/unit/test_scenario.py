@@ -52,6 +52,9 @@ def kcase(links: tuple[Link, ...], *, sled: str = "8,4/c", f: Function | None = 
 def test_scenario_constants_are_the_models() -> None:
     assert S.PLANTED == semantics.PLANTED
     assert S.PARENT_RET_OFFSET == semantics.PARENT_RET_OFFSET
+    assert S.TCC_PLANTED == semantics.TCC_PLANTED
+    assert (S.COOKIE_INDEX_SHIFT, S.IS_RETURN_SHIFT) == (semantics.COOKIE_INDEX_SHIFT, semantics.IS_RETURN_SHIFT)
+    assert all(S.session_token(i) == semantics.session_token(i) for i in range(38))
     assert S.HOSTS_SPAN == semantics.HOSTS_SPAN
     lay = Layout()
     top = max(S.host_addr(lay, r) for r in range(S.N_ROLES)) + S.THUNK_STRIDE
