@@ -295,7 +295,10 @@ def test_scrambling_reaches_every_caller_saved_register_and_follows_the_seed() -
     same = S.run_case(c, impl)
     assert one == same
     assert [e.a1 for e in one.events] != [e.a1 for e in two.events]
-    assert one.final == two.final  # a correct trampoline does not care
+    # a correct trampoline does not care (a6, a temporary of a kernel-function target, follows the seed)
+    judged = [i for i, name in enumerate(S.FINAL_REGS) if name != "a6"]
+    assert one.final is not None and two.final is not None
+    assert [one.final[i] for i in judged] == [two.final[i] for i in judged]
 
 
 def test_runaway_recursion_faults_at_the_same_place_whatever_ran_before() -> None:
