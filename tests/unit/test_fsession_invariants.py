@@ -184,3 +184,14 @@ def test_v72_does_not_keep_the_count_and_is_not_judged_on_it() -> None:
     v72 = resolve("v7.2")
     assert judge(TCC_CASES[0], v72).status == "pass"
     assert "I-TAIL-CALL-COUNT" in _failed(TCC_CASES[0], replace(resolve("v7.3"), jit=v72.jit))
+
+
+def test_session_links_round_trip_and_cookie_is_fsession_only() -> None:
+    from model.case import CaseError
+
+    assert Case.from_json(SESSION_CASE.to_json()) == SESSION_CASE
+    plain = replace(SESSION_CASE, links=(Link("fentry"),))
+    assert "session_cookie" not in plain.to_json()  # schema-1 form of older cases unchanged
+    with pytest.raises(CaseError) as info:
+        replace(SESSION_CASE, links=(Link("fexit", session_cookie=True),))
+    assert info.value.path == "links[0].session_cookie"
