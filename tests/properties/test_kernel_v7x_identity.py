@@ -136,13 +136,12 @@ def test_v7x_era_emits_the_kernels_bytes_for_strategy_requests(version: str) -> 
     assert stats["tail_call_ctx"] >= REQUESTS // 5 and stats["skip pokes"] >= REQUESTS // 2, stats
 
 
-def test_v7x_caps_equal_the_kernels() -> None:
+@pytest.mark.parametrize("version", TREES)
+def test_v7x_caps_equal_the_kernels(version: str) -> None:
     """The kernel implementation of each tree is judged exactly as its era (interface facts)."""
-    for version in TREES:
-        try:
-            src = str(resolve_tree(f"debian:{version}", download=False))
-        except DebianTreeError:
-            continue
-        ker = factory(src, name="kernel")
-        era = resolve(f"v{version}")
-        assert ker.caps == era.caps.__class__(**{**era.caps.__dict__, "name": "kernel"}), version
+    try:
+        src = str(resolve_tree(f"debian:{version}", download=False))
+    except DebianTreeError as exc:
+        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+    ker = factory(src, name="kernel")
+    assert ker.caps == replace(resolve(f"v{version}").caps, name="kernel")
