@@ -224,6 +224,8 @@ class ExpectedEvent:
     the link's ``enter``. For ``prog``: ``ctx`` the argument slots, ``nregs`` ctx[-1], ``ip``
     ctx[-2], ``retval`` ctx[slots], ``cookie`` the run_ctx cookie; returns R0. For
     ``prog_exit``: a0 = prog, a1 = start (the enter value; 0 when enter returned 0).
+    A session program's run: ``is_return`` the IS_RETURN bit it must see, ``session_cookie`` what
+    it must read from its cookie (0 in the fentry run, its token in the fexit run; None: no cookie).
     """
 
     kind: EventKind
@@ -254,6 +256,9 @@ class Expected:
     call. ``teardown`` is True when the teardown poke takes effect (the original ran).
     ``store`` is the body's side effect (address, value) when the body runs; ``body_stores``
     are a compiled body's stores (each made once per run, ``body_runs`` times in all).
+    ``func_meta``: ctx[-1] is 7.x's ``func_meta`` word (I-NARGS judges its low 8 bits).
+    ``body_a6``/``a6``: the tail-call count the body must be entered with and the parent must get
+    back (7.3, TAIL_CALL_CTX on a BPF-program target; None: not judged).
     """
 
     flags: int
