@@ -65,7 +65,7 @@ from emu.impls.api import (
 )
 from emu.rv64 import encode as E
 from emu.rv64.offsets import in_auipc_jalr_range, sign_extend
-from emu.rv64.regs import A0, A1, A2, A5, RA, S0, SP, T0, T1, T6, ZERO
+from emu.rv64.regs import A0, A1, A2, A5, A6, RA, S0, SP, T0, T1, T6, ZERO
 from model.caps import Capabilities, SledLayout
 from model.case import DATA_SIZE, MASK64, STACK_SIZE, Case, Layout
 from model.core import E2BIG, CoreRefusal, core_stage
@@ -94,6 +94,18 @@ PLANTED: dict[str, int] = {
     name: 0x5EC0_0000_0000_0000 + (i + 1) * 0x0101_0101_0101
     for i, name in enumerate(("s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "gp", "tp"))
 }
+
+#: A BPF-program target's caller's tail-call count, planted in a6 (model.semantics.TCC_PLANTED).
+TCC_PLANTED = 0x7CC0_0000_0000_0011
+#: func_meta (ctx[-1], 7.x): cookie index in bits 8-15, IS_RETURN in bit 63 (model.semantics).
+COOKIE_INDEX_SHIFT = 8
+IS_RETURN_SHIFT = 63
+
+
+def session_token(link: int) -> int:
+    """What a session program writes into its cookie in its fentry run (model.semantics.session_token)."""
+    return 0x5E55_1000_0000_0000 + link
+
 
 #: The fixed page whose addresses the engine intercepts (a ``lui``-reachable user-space address no
 #: kernel-like layout uses), and the scramble table the thunks load from (the page after it).
@@ -521,17 +533,31 @@ class Scenario:
             ip, nregs, ctx = vals[0], vals[1], vals[2:]
             if run.last_run_ctx is not None:
                 cookie = _try_u64(eng, run.last_run_ctx)
+            session = self._session_cookie(eng, run, link, a0, nregs) if case.links[link].session_cookie else None
             r0 = case.links[link].r0
             ret = r0 if run.ret_raw else _sext32(r0)
             eng.set_reg(A5, r0)
             eng.set_reg(A1, row[1])
             eng.set_reg(A2, row[2])
-            run.events.append(Event(kind, link, a0, a1, a2, sp, fp, ra, ctx, nregs, ip, cookie, ret, frames))
+            run.events.append(Event(kind, link, a0, a1, a2, sp, fp, ra, ctx, nregs, ip, cookie, ret, frames, session))
             return ret
         eng.set_reg(A1, row[1])
         eng.set_reg(A2, row[2])
         run.events.append(Event(kind, link, a0, a1, a2, sp, fp, ra, ctx, nregs, ip, cookie, ret, frames))
         return ret
+
+    def _session_cookie(self, eng: Engine, run: _Run, link: int, ctx: int, meta: int) -> int | None:
+        """A session program's ``bpf_session_cookie()``: read ctx[-index] (index in bits 8-15 of
+        func_meta) and, in the fentry run (IS_RETURN clear), write the link's token there. A slot
+        outside the stack is not touched (the invariants report the index)."""
+        index = (meta >> COOKIE_INDEX_SHIFT) & 0xFF
+        addr = (ctx - 8 * index) & MASK64
+        if not (run.stack_lo <= addr and addr + 8 <= run.stack_hi) or addr & 7:
+            return None
+        seen = int.from_bytes(eng.read(addr, 8), "little")
+        if not meta >> IS_RETURN_SHIFT & 1:
+            eng.write(addr, session_token(link).to_bytes(8, "little"))
+        return seen
 
     def _on_body(self, eng: Engine, addr: int) -> None:
         run = self._run
@@ -577,7 +603,7 @@ class Scenario:
         if tramp_skip is None:
             return
         for kind, nop, target in skips:
-            if kind != "fexit":
+            if kind not in ("fexit", "fsession"):  # a session program: both its nops (the first already ran)
                 continue
             site = self.engine.read(nop, 8)
             res = tramp_skip(nop, site, target)
@@ -648,7 +674,8 @@ class Scenario:
             ret_signed=fn.ret_signed,
         )
         links = tuple(
-            LinkReq(case.links[i].kind, lay.prog_addr(i), host_addr(lay, ROLE_PROG0 + i), case.links[i].cookie)
+            LinkReq(case.links[i].kind, lay.prog_addr(i), host_addr(lay, ROLE_PROG0 + i), case.links[i].cookie,
+                    case.links[i].session_cookie)
             for i in grouped_order
         )
         return TrampRequest(
@@ -795,6 +822,8 @@ class Scenario:
         self.engine.write(SCRAMBLE_TABLE, _SCRAMBLE_BYTES[ri])
         nv = min(8, len(values))
         regs = [*_PLANTED_REGS, *[(A0 + i, values[i]) for i in range(nv)], *_row_regs(ri, nv), (SP, entry_sp)]
+        if case.target == "bpf_prog":
+            regs.append((A6, TCC_PLANTED))  # the caller's tail-call count (a BPF target has <= 5 slots)
         regs.append((RA, _SCRAMBLE[ri][15]))
         self.engine.reset_cpu()
         self.engine.set_regs(regs)

@@ -89,7 +89,7 @@ def enumerate_shapes(caps: Capabilities, *, max_links: int = 3, max_args: int = 
                             shapes.append(Shape(target, sled, args, ("fentry",), enter, "derived", ret_size))
                     continue
                 for k in range(0, max_links + 1):
-                    for kinds in itertools.product(KINDS, repeat=k):
+                    for kinds in itertools.product((*KINDS, "fsession") if caps.fsession else KINDS, repeat=k):
                         enters: tuple[EnterPattern, ...] = ENTER_PATTERNS if k >= 2 else (
                             ("run", "stats", "skip") if k == 1 else ("run",))
                         variants: list[FlagVariant | int] = list(FLAG_VARIANTS if k else (

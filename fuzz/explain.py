@@ -171,11 +171,22 @@ def _expected_text(exp: Any) -> list[str]:
     evs = " ".join(f"{e.kind}" + (f"[{e.link}]" if e.link >= 0 else "") for e in exp.events) or "(none)"
     a0 = "not judged" if exp.a0 is None else f"{exp.a0:#x}"
     a5 = "not judged" if exp.a5 is None else f"{exp.a5:#x}"
-    return [
+    out = [
         f"model: flags {flag_names(exp.flags)}; body runs {_times(exp.body_runs)} at {exp.body_addr:#x}; "
         f"parent gets a0={a0} a5={a5} back at {exp.parent_ret:#x}",
         f"model: host calls {evs}",
     ]
+    sessions = [e for e in exp.events if e.kind == "prog" and e.is_return is not None]
+    if exp.func_meta:
+        out.append(f"model: ctx[-1] is func_meta: {exp.nr_slots} slots in bits 0-7"
+                   + ("; session runs: " + " ".join(
+                       f"[{e.link}]{'fexit' if e.is_return else 'fentry'}"
+                       + ("" if e.session_cookie is None else f" cookie={e.session_cookie:#x}")
+                       for e in sessions) if sessions else ""))
+    if exp.body_a6 is not None:
+        a6 = "not judged" if exp.a6 is None else f"{exp.a6:#x}"
+        out.append(f"model: tail-call count: the body is entered with a6={exp.body_a6:#x}, the parent gets a6={a6}")
+    return out
 
 
 def _shown_steps(n: int, max_insns: int, part_at: int | None) -> list[int]:

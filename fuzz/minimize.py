@@ -141,6 +141,11 @@ def candidates(case: Case) -> Iterator[Callable[[], Case]]:
             if getattr(case.layout, f.name) != getattr(default_layout, f.name):
                 yield _later(lambda name: replace(case, layout=replace(
                     case.layout, **{name: getattr(default_layout, name)})), f.name)
+    # a session program becomes a plain fexit, then a plain fentry program (one phase, no cookie)
+    for i, link in enumerate(case.links):
+        if link.kind == "fsession":
+            for kind in ("fexit", "fentry"):
+                yield _later(lambda i, kind: _set_link(case, i, kind=kind, session_cookie=False), i, kind)
     # links, field by field towards Link(kind)
     for i, link in enumerate(case.links):
         plain = Link(kind=link.kind)

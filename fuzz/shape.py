@@ -288,6 +288,7 @@ def build_case(draw: Draw, caps: Capabilities, shape: Shape) -> Case:
                 cookie=0 if draw.flag() else value64(draw),
                 enter=enters[i],
                 wants_ip=wants_ip and (i == 0 or draw.flag()),
+                session_cookie=kind == "fsession" and draw.flag(),  # drawn for session programs only
             )
         )
     function = Function(
@@ -304,7 +305,7 @@ def build_case(draw: Draw, caps: Capabilities, shape: Shape) -> Case:
         links=tuple(links),
         layout=layout,
         flags=raw_flags,
-        teardown=bool(shape.kinds) and any(k == "fexit" for k in shape.kinds) and draw.int_in(0, 7) == 0,
+        teardown=any(k in ("fexit", "fsession") for k in shape.kinds) and draw.int_in(0, 7) == 0,
         seed=draw.u64() & MASK64,
     )
 
@@ -332,7 +333,9 @@ def draw_shape(draw: Draw, caps: Capabilities, *, strict_flags: bool = False, ma
         flags: FlagVariant | int = "derived"
     else:
         nlinks = draw.int_in(0, 3) if draw.int_in(0, 7) else draw.int_in(0, max_links)
-        kinds = tuple(pick(draw, ("fentry", "fmod_ret", "fexit")) for _ in range(nlinks))
+        choices: tuple[LinkKind, ...] = ("fentry", "fmod_ret", "fexit", "fsession") if caps.fsession else (
+            "fentry", "fmod_ret", "fexit")
+        kinds = tuple(pick(draw, choices) for _ in range(nlinks))
         ret_size = 8
         flags = pick(draw, FLAG_VARIANTS) if draw.int_in(0, 2) == 0 else pick(draw, ("derived", "ip_arg"))
         if strict_flags and draw.int_in(0, 3) == 0:

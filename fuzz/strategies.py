@@ -133,7 +133,8 @@ def functions(
 def links(
     *, min_links: int = 0, max_links: int = 8, kinds: Sequence[LinkKind] = ("fentry", "fmod_ret", "fexit")
 ) -> st.SearchStrategy[tuple[Link, ...]]:
-    """Attached programs in link order, each with R0, cookie, enter result (0 skip, 1, >= 2) and ip use."""
+    """Attached programs in link order, each with R0, cookie, enter result (0 skip, 1, >= 2) and ip use;
+    with ``fsession`` among the kinds, session programs that do or do not use their cookie."""
     link = st.builds(
         Link,
         kind=st.sampled_from(tuple(kinds)),
@@ -142,7 +143,16 @@ def links(
         enter=st.one_of(st.just(1), st.just(0), st.integers(2, MASK64)),
         wants_ip=st.booleans(),
     )
+    if "fsession" in kinds:
+        link = st.tuples(link, st.booleans()).map(
+            lambda lc: replace(lc[0], session_cookie=lc[1]) if lc[0].kind == "fsession" else lc[0])
     return st.lists(link, min_size=min_links, max_size=max_links).map(tuple)
+
+
+def link_kinds(caps: Capabilities | None) -> tuple[LinkKind, ...]:
+    """The link kinds to draw for ``caps``: fsession only where it can be attached (7.x)."""
+    base: tuple[LinkKind, ...] = ("fentry", "fmod_ret", "fexit")
+    return (*base, "fsession") if caps is not None and caps.fsession else base
 
 
 @st.composite
@@ -247,7 +257,7 @@ def cases(
     if kind == "struct_ops":
         lks: tuple[Link, ...] = (draw(_struct_ops_link(fn.ret_size)),)
     else:
-        lks = draw(links(min_links=min_links, max_links=max_links))
+        lks = draw(links(min_links=min_links, max_links=max_links, kinds=link_kinds(caps)))
     td = draw(st.booleans()) if teardown is None else teardown
     return Case(
         target=kind,
@@ -441,7 +451,7 @@ def fuzz_cases(
     else:
         # small counts most often; the exact limit (38 accepted, 39 -E2BIG) explicitly
         n = draw(st.one_of(st.integers(0, 3), st.integers(0, max_links), st.sampled_from((max_links - 1, max_links))))
-        lks = draw(links(min_links=n, max_links=n))
+        lks = draw(links(min_links=n, max_links=n, kinds=link_kinds(caps)))
         lks = tuple(
             replace(lk, r0=draw(st.sampled_from(FMOD_RET_VALUES))) if lk.kind == "fmod_ret" and draw(st.booleans())
             else lk

@@ -76,7 +76,9 @@ class Capabilities:
     """What an implementation declares (DESIGN §3).
 
     ``max_arg_slots`` is 8 before 6801b0aef79d and 24 after (12 args, structs of 2 slots);
-    ``refused_flags`` is the mask the JIT answers with -ENOTSUPP.
+    ``refused_flags`` is the mask the JIT answers with -ENOTSUPP. ``fsession``: session programs
+    can be attached (7.x); ``tail_call_ctx``: the trampoline of a tail-call-reachable BPF program
+    keeps the tail-call count (a6) across itself (7.3, ``BPF_TRAMP_F_TAIL_CALL_CTX``).
     """
 
     name: str
@@ -91,6 +93,8 @@ class Capabilities:
     known_bugs: tuple[KnownBug, ...] = field(default=())
     page_size: int = 4096
     max_links: int = 38
+    fsession: bool = False
+    tail_call_ctx: bool = False
 
     def sled_for(self, target: TargetKind, key: str) -> SledLayout | None:
         """The declared layout for ``target`` with ``key``, or None if unsupported."""

@@ -18,7 +18,7 @@ from model.caps import TARGET_KINDS, TargetKind
 SCHEMA = 1
 MASK64 = (1 << 64) - 1
 
-LinkKind = Literal["fentry", "fmod_ret", "fexit"]
+LinkKind = Literal["fentry", "fmod_ret", "fexit", "fsession"]
 LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
 
 #: Limits on case JSON: no case nests deeper than ~6 levels or needs more than 20 decimal digits.
@@ -136,6 +136,9 @@ class Link:
 
     ``enter``: the value ``__bpf_prog_enter`` returns: 0 skips the program, 1 runs it without
     stats, >= 2 is a start time handed back to ``__bpf_prog_exit``.
+    ``fsession`` (7.x): one program that runs in the fentry and in the fexit phase;
+    ``session_cookie``: it calls ``bpf_session_cookie()`` (fsession only), so it gets a cookie
+    slot of its own, zeroed on entry, that its fentry run writes and its fexit run reads.
     """
 
     kind: LinkKind
@@ -143,6 +146,7 @@ class Link:
     cookie: int = 0
     enter: int = 1
     wants_ip: bool = False
+    session_cookie: bool = False
 
 
 PROG_STRIDE = 0x100
@@ -288,6 +292,8 @@ def validate(case: Case) -> None:
         _check_u64(f"links[{i}].r0", link.r0)
         _check_u64(f"links[{i}].cookie", link.cookie)
         _check_u64(f"links[{i}].enter", link.enter)
+        if link.session_cookie and link.kind != "fsession":
+            raise CaseError(f"links[{i}].session_cookie", "only an fsession program can call bpf_session_cookie()")
     if case.target == "struct_ops" and (len(case.links) != 1 or case.links[0].kind != "fentry"):
         raise CaseError("links", "a struct_ops case has exactly one fentry link")
     _check_layout(case.layout)
@@ -378,6 +384,8 @@ def _to_plain(obj: Any, name: str = "") -> Any:
         out = {f.name: _to_plain(getattr(obj, f.name), f.name) for f in fields(obj)}
         if isinstance(obj, Function) and obj.compiled is None:
             del out["compiled"]  # mini-language cases keep their schema-1 form byte for byte
+        if isinstance(obj, Link) and not obj.session_cookie:
+            del out["session_cookie"]  # likewise for links without a session cookie
         return out
     if isinstance(obj, tuple):
         return [_to_plain(x, name) for x in obj]
@@ -551,6 +559,7 @@ def _link(data: Any, path: str) -> Link:
         cookie=_int(obj.get("cookie", 0), f"{path}.cookie"),
         enter=_int(obj.get("enter", 1), f"{path}.enter"),
         wants_ip=_bool(obj.get("wants_ip", False), f"{path}.wants_ip"),
+        session_cookie=_bool(obj.get("session_cookie", False), f"{path}.session_cookie"),
     )
 
 

@@ -39,6 +39,12 @@ E2BIG = 7
 
 KIND_ORDER: tuple[LinkKind, ...] = ("fentry", "fmod_ret", "fexit")
 
+
+def link_weight(link: Link) -> int:
+    """What one link counts toward BPF_MAX_TRAMP_LINKS: a session program is a node on the fentry
+    list and one on the fexit list, and ``bpf_trampoline_add_prog`` counts it twice (7.x)."""
+    return 2 if link.kind == "fsession" else 1
+
 FlagClass = Literal["generated", "refused", "unspecified"]
 
 
@@ -59,7 +65,8 @@ def derive_flags(case: Case) -> int:
             flags |= F_RET_FENTRY_RET
         return flags
     kinds = {link.kind for link in case.links}
-    flags = F_CALL_ORIG | F_SKIP_FRAME if kinds & {"fexit", "fmod_ret"} else F_RESTORE_REGS
+    # a session program has a node on the fexit list: the core calls the original for it
+    flags = F_CALL_ORIG | F_SKIP_FRAME if kinds & {"fexit", "fmod_ret", "fsession"} else F_RESTORE_REGS
     if any(link.wants_ip for link in case.links):
         flags |= F_IP_ARG
     return flags
@@ -91,7 +98,9 @@ def classify_flags(case: Case) -> FlagClass:
 class CoreResult:
     """What the core hands the JIT: grouped links (fentry, fmod_ret, fexit) and the flags.
 
-    ``order`` maps each grouped position back to the index in ``case.links``.
+    ``order`` maps each grouped position back to the index in ``case.links``. With session
+    programs the fentry, fsession and fexit links keep their link order (fmod_ret last), so that
+    both phases (fentry + fsession, fexit + fsession) are in link order, as on the kernel's lists.
     """
 
     flags: int
@@ -107,11 +116,17 @@ class CoreRefusal:
 
 def core_stage(case: Case) -> CoreResult | CoreRefusal:
     """Apply the core's checks and grouping. A JIT is only consulted on a CoreResult."""
-    if len(case.links) > MAX_TRAMP_LINKS:
-        return CoreRefusal(E2BIG, f"{len(case.links)} links > BPF_MAX_TRAMP_LINKS ({MAX_TRAMP_LINKS})")
+    weight = sum(link_weight(link) for link in case.links)
+    if weight > MAX_TRAMP_LINKS:
+        what = f"{len(case.links)} links" if weight == len(case.links) else f"{len(case.links)} links weighing {weight}"
+        return CoreRefusal(E2BIG, f"{what} > BPF_MAX_TRAMP_LINKS ({MAX_TRAMP_LINKS})")
     order: list[int] = []
-    for kind in KIND_ORDER:
-        order.extend(i for i, link in enumerate(case.links) if link.kind == kind)
+    if any(link.kind == "fsession" for link in case.links):
+        order.extend(i for i, link in enumerate(case.links) if link.kind != "fmod_ret")
+        order.extend(i for i, link in enumerate(case.links) if link.kind == "fmod_ret")
+    else:
+        for kind in KIND_ORDER:
+            order.extend(i for i, link in enumerate(case.links) if link.kind == kind)
     return CoreResult(
         flags=effective_flags(case),
         grouped=tuple(case.links[i] for i in order),

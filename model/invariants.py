@@ -24,14 +24,17 @@ from model.caps import Capabilities
 from model.case import MASK64, Case
 from model.observation import Event, Observation
 from model.semantics import (
+    COOKIE_INDEX_SHIFT,
     E2BIG,
     EFAULT,
     EINVAL,
     ERANGE,
+    IS_RETURN_SHIFT,
     PARENT_RET_OFFSET,
     PLANTED,
     TRAMPOLINE_EVENT_KINDS,
     Expected,
+    ExpectedEvent,
     Invalid,
     Refusal,
     Unspecified,
@@ -135,6 +138,22 @@ def _first_diff(got: tuple[int, ...], want: tuple[int, ...]) -> str:
 
 def _name(ev: Event) -> str:
     return ev.kind if ev.link < 0 else f"{ev.kind}(link {ev.link})"
+
+
+def _prog_pairs(exp: Expected, obs: Observation) -> list[tuple[Event, ExpectedEvent]]:
+    """Each observed ``prog`` event with the expected one it answers: the n-th run of a link with
+    the link's n-th expected run (a session program runs twice, once per phase)."""
+    seen: dict[int, int] = {}
+    out: list[tuple[Event, ExpectedEvent]] = []
+    for ev in obs.events:
+        if ev.kind != "prog":
+            continue
+        nth = seen.get(ev.link, 0)
+        seen[ev.link] = nth + 1
+        want = exp.prog_event(ev.link, nth)
+        if want is not None:
+            out.append((ev, want))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,9 +285,8 @@ def _args_seen(case: Case, caps: Capabilities, expected: Verdict, obs: Observati
     exp = _ran(expected, obs)
     if exp is None:
         return None
-    for ev in obs.events:
-        want = exp.prog_event(ev.link) if ev.kind == "prog" else None
-        if want is None or want.ctx is None:
+    for ev, want in _prog_pairs(exp, obs):
+        if want.ctx is None:
             continue
         got = tuple(ev.ctx[: exp.nr_slots])
         if got != want.ctx:
@@ -301,14 +319,26 @@ def _args_passed(case: Case, caps: Capabilities, expected: Verdict, obs: Observa
 def _nargs(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
     """ctx[-1] (bpf_get_func_arg_cnt) equals the number of 8-byte argument slots, a 16-byte struct
     counting two (tracing_struct: nregs 4 for ({2,3}, 1, 4)). Tied to the slot counting of
-    6801b0aef79d."""
+    6801b0aef79d. From 7.x ctx[-1] is the ``func_meta`` word and the count is its low 8 bits
+    (``& 0xFF``, as the helpers read it); the other bits are I-SESSION-COOKIE's and I-IS-RETURN's,
+    and any bit above the cookie index but below IS_RETURN must be clear."""
     exp = _ran(expected, obs)
     if exp is None:
         return None
-    for ev in obs.events:
-        want = exp.prog_event(ev.link) if ev.kind == "prog" else None
-        if want is not None and want.nregs is not None and ev.nregs != want.nregs:
-            return f"link {ev.link} saw ctx[-1]={ev.nregs} want {want.nregs}"
+    for ev, want in _prog_pairs(exp, obs):
+        if want.nregs is None or ev.nregs is None:
+            if want.nregs is not None:
+                return f"link {ev.link}: ctx[-1] unreadable, want {want.nregs}"
+            continue
+        if not exp.func_meta:
+            if ev.nregs != want.nregs:
+                return f"link {ev.link} saw ctx[-1]={ev.nregs} want {want.nregs}"
+            continue
+        if ev.nregs & 0xFF != want.nregs:
+            return f"link {ev.link} saw func_meta={_h(ev.nregs)}: {ev.nregs & 0xFF} slots want {want.nregs}"
+        stray = ev.nregs & ~((1 << IS_RETURN_SHIFT) | (0xFF << COOKIE_INDEX_SHIFT) | 0xFF) & MASK64
+        if stray:
+            return f"link {ev.link} saw func_meta={_h(ev.nregs)}: stray bits {_h(stray)}"
     return None
 
 
@@ -320,9 +350,8 @@ def _ip_arg(case: Case, caps: Capabilities, expected: Verdict, obs: Observation)
     exp = _ran(expected, obs)
     if exp is None:
         return None
-    for ev in obs.events:
-        want = exp.prog_event(ev.link) if ev.kind == "prog" else None
-        if want is not None and want.ip is not None and ev.ip != want.ip:
+    for ev, want in _prog_pairs(exp, obs):
+        if want.ip is not None and ev.ip != want.ip:
             return f"link {ev.link} saw ctx[-2]={_h(ev.ip)} want {_h(want.ip)}"
     return None
 
@@ -336,9 +365,8 @@ def _retval_seen(case: Case, caps: Capabilities, expected: Verdict, obs: Observa
     if exp is None:
         return None
     n = exp.nr_slots
-    for ev in obs.events:
-        want = exp.prog_event(ev.link) if ev.kind == "prog" else None
-        if want is None or want.retval is None:
+    for ev, want in _prog_pairs(exp, obs):
+        if want.retval is None:
             continue
         got = ev.ctx[n] if len(ev.ctx) > n else None
         if got != want.retval:
@@ -643,9 +671,14 @@ def _teardown(case: Case, caps: Capabilities, expected: Verdict, obs: Observatio
     exp = _ran(expected, obs)
     if exp is None or not exp.teardown:
         return None
+    entered: dict[int, int] = {}
     for ev in obs.events:
         if ev.link >= 0 and case.links[ev.link].kind == "fexit":
             return f"{_name(ev)} ran after the teardown poke"
+        if ev.link >= 0 and ev.kind == "prog_enter" and case.links[ev.link].kind == "fsession":
+            entered[ev.link] = entered.get(ev.link, 0) + 1
+            if entered[ev.link] > 1:
+                return f"session program (link {ev.link}) entered its fexit run after the teardown"
     if _returned(obs) and not any(ev.kind == "tramp_exit" for ev in obs.events):
         return "__bpf_tramp_exit was not called after the teardown poke"
     return None
@@ -685,6 +718,74 @@ def _reject(case: Case, caps: Capabilities, expected: Verdict, obs: Observation)
     return f"refused a legal request with -{obs.refused}{reason}"
 
 
+# ---------------------------------------------------------------------------------------------
+# 7.x: session programs and the tail-call count
+
+
+@_invariant("I-SESSION-COOKIE")
+def _session_cookie(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+    """A session program that calls ``bpf_session_cookie()`` gets a cookie slot of its own, zeroed
+    before the fentry phase, and the same slot in both phases: its fentry run reads 0 there (it
+    then writes a token, ``semantics.session_token``), its fexit run reads its own token back. The
+    slot is ctx[-index] with the index in bits 8-15 of ``func_meta`` (ctx[-1]); a slot shared with
+    another program, with the argument/ip/meta words, or not zeroed shows as a wrong read
+    (7.x ``invoke_bpf``'s ``cur_cookie``, ``bpf_fsession_cookie_cnt``)."""
+    exp = _ran(expected, obs)
+    if exp is None:
+        return None
+    for ev, want in _prog_pairs(exp, obs):
+        if want.session_cookie is None:
+            continue
+        phase = "fexit" if want.is_return else "fentry"
+        index = None if ev.nregs is None else (ev.nregs >> COOKIE_INDEX_SHIFT) & 0xFF
+        if index is not None and index < 2:
+            return f"link {ev.link} ({phase} run): cookie index {index} is ctx[-{index}], not a cookie slot"
+        if ev.session_cookie != want.session_cookie:
+            return (f"link {ev.link} ({phase} run) read its cookie at ctx[-{index}] = {_h(ev.session_cookie)} "
+                    f"want {_h(want.session_cookie)}")
+    return None
+
+
+@_invariant("I-IS-RETURN")
+def _is_return(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+    """A session program's ``bpf_session_is_return()`` (bit 63 of ``func_meta``, ctx[-1]) is false
+    in its fentry run and true in its fexit run: the JIT stores the word with IS_RETURN set after
+    the original returned and before the fexit phase (7.x)."""
+    exp = _ran(expected, obs)
+    if exp is None:
+        return None
+    for ev, want in _prog_pairs(exp, obs):
+        if want.is_return is None or ev.nregs is None:
+            continue
+        got = bool(ev.nregs >> IS_RETURN_SHIFT & 1)
+        if got != want.is_return:
+            phase = "fexit" if want.is_return else "fentry"
+            return f"link {ev.link} ({phase} run) saw func_meta={_h(ev.nregs)}: is_return {got} want {want.is_return}"
+    return None
+
+
+@_invariant("I-TAIL-CALL-COUNT")
+def _tail_call_count(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+    """The trampoline of a tail-call-reachable BPF program (``BPF_TRAMP_F_TAIL_CALL_CTX``) keeps the
+    tail-call count (a6) across itself: the original is entered with the count its caller passed
+    (saved on entry, reloaded before the call), and the caller gets back the count the original
+    left (stored after the call, restored on exit), or its own when the original did not run.
+    Programs clobber a6 (a C-ABI temporary), so without this the count is lost and tail calls
+    through a traced subprogram are unbounded: the class x86 fixed as its "tailcall hierarchy"
+    (7.3 riscv: 7.2 reset the count in every subprogram instead)."""
+    exp = _ran(expected, obs)
+    if exp is None or exp.body_a6 is None:
+        return None
+    for k, entry in enumerate(obs.body_entries):
+        if len(entry.regs) > 6 and entry.regs[6] != exp.body_a6:
+            return f"body entry {k} got a6={_h(entry.regs[6])} want the caller's count {_h(exp.body_a6)}"
+    if exp.a6 is not None and _returned(obs):
+        a6 = obs.final_reg("a6")
+        if a6 != exp.a6:
+            return f"parent got a6={_h(a6)} want {_h(exp.a6)}"
+    return None
+
+
 ALL: tuple[Invariant, ...] = tuple(_REGISTRY)
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in ALL}
 
@@ -694,6 +795,8 @@ NAMES: tuple[str, ...] = (
     "I-NARGS", "I-IP-ARG", "I-RETVAL-SEEN", "I-ORDER", "I-PROG-PROTOCOL", "I-CALLEE-SAVED", "I-SP",
     "I-PARENT-RA", "I-NO-FAULT", "I-TERMINATES", "I-STACK-BOUNDS", "I-UNWIND", "I-SIZE", "I-POKE",
     "I-REACH", "I-SLED-CONSISTENT", "I-TORN", "I-TEARDOWN", "I-REJECT",
+    # issue 11 (7.x): after DESIGN §6's list
+    "I-SESSION-COOKIE", "I-IS-RETURN", "I-TAIL-CALL-COUNT",
 )
 assert tuple(inv.name for inv in ALL) == NAMES, "invariants out of DESIGN §6 order"
 

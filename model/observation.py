@@ -15,6 +15,7 @@ EventKind = Literal["tramp_enter", "tramp_exit", "prog_enter", "prog", "prog_exi
 #: Registers reported at the return to the parent, in this order.
 FINAL_REGS: tuple[str, ...] = (
     "a0", "a5", "ra", "sp", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "gp", "tp",
+    "a6",  # the tail-call count of a BPF-program target (7.3, I-TAIL-CALL-COUNT)
 )
 
 
@@ -26,6 +27,8 @@ class Event:
     For ``prog`` events ``ctx`` holds ctx[0..slots] (the args plus ctx[slots], the return value
     slot), ``nregs`` ctx[-1] and ``ip`` ctx[-2]. ``cookie`` is the run_ctx cookie at the call.
     ``frames`` are the return addresses found walking the fp chain ([fp-8], then [[fp-16]-8]...).
+    ``session_cookie``: for a session program that uses its cookie, the word at ctx[-index]
+    (index from bits 8-15 of ctx[-1]) when it was called; None when it has none or it is unreadable.
     """
 
     kind: EventKind
@@ -42,6 +45,7 @@ class Event:
     cookie: int | None = None
     returned: int | None = None
     frames: tuple[int, ...] = ()
+    session_cookie: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,12 @@ Scenario contract (the emulator side must follow these, they are part of the mod
 * the parent stub plants exactly ``PLANTED`` in s0-s11, gp, tp before the call (I-CALLEE-SAVED);
 * every host-call target the JIT may call (``__bpf_prog_enter/exit``, ``__bpf_tramp_enter/exit``,
   program code, helpers) lies in ``[layout.hosts, layout.hosts + HOSTS_SPAN)``;
-* the trampoline image occupies at most one page (``caps.page_size``) at ``layout.image``.
+* the trampoline image occupies at most one page (``caps.page_size``) at ``layout.image``;
+* for a BPF-program target the parent stub calls with ``a6 = TCC_PLANTED`` (the caller's tail-call
+  count) and the target's body starts with ``addi a6, zero, TCC_INIT`` (its prologue's TCC init);
+* a session program that calls ``bpf_session_cookie`` reads its cookie (ctx[-index], index from
+  bits 8-15 of ctx[-1]) and, in its fentry run (IS_RETURN clear), writes ``session_token(link)``
+  there; the value it read is the event's ``session_cookie``.
 """
 
 from __future__ import annotations
@@ -54,16 +59,20 @@ ERANGE = 34
 ENOTSUPP = 524
 __all__ = [
     "BPF_PROG_MAX_SLOTS",
+    "COOKIE_INDEX_SHIFT",
     "E2BIG",
     "EFAULT",
     "EINVAL",
     "ENOTSUPP",
     "ERANGE",
     "HOSTS_SPAN",
+    "IS_RETURN_SHIFT",
     "PARENT_RET_OFFSET",
     "PLANTED",
     "REACH_HI",
     "REACH_LO",
+    "TCC_INIT",
+    "TCC_PLANTED",
     "TRAMPOLINE_EVENT_KINDS",
     "Expected",
     "ExpectedEvent",
@@ -77,6 +86,7 @@ __all__ = [
     "parent_return",
     "prog_a0",
     "return_into",
+    "session_token",
     "sext",
     "strict_problem",
     "struct_ops_a0",
@@ -103,6 +113,23 @@ PLANTED: dict[str, int] = {
     name: 0x5EC0_0000_0000_0000 + (i + 1) * 0x0101_0101_0101
     for i, name in enumerate(("s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "gp", "tp"))
 }
+
+
+#: include/linux/bpf.h (7.x): ctx[-1] is ``func_meta``: the argument slot count in bits 0-7 (what
+#: ``bpf_get_func_arg_cnt`` reads, ``& 0xFF``), a session program's cookie index in bits 8-15,
+#: IS_RETURN in bit 63 during the fexit phase.
+COOKIE_INDEX_SHIFT = 8
+IS_RETURN_SHIFT = 63
+
+#: The tail-call count the parent stub hands a BPF-program target in a6 (any value the body's own
+#: init does not produce), and the body's init value (MAX_TAIL_CALL_CNT).
+TCC_PLANTED = 0x7CC0_0000_0000_0011
+TCC_INIT = 33
+
+
+def session_token(link: int) -> int:
+    """What the session program of ``link`` writes into its cookie in its fentry run."""
+    return 0x5E55_1000_0000_0000 + link
 
 
 def parent_return(layout: Layout) -> int:
@@ -197,6 +224,8 @@ class ExpectedEvent:
     the link's ``enter``. For ``prog``: ``ctx`` the argument slots, ``nregs`` ctx[-1], ``ip``
     ctx[-2], ``retval`` ctx[slots], ``cookie`` the run_ctx cookie; returns R0. For
     ``prog_exit``: a0 = prog, a1 = start (the enter value; 0 when enter returned 0).
+    A session program's run: ``is_return`` the IS_RETURN bit it must see, ``session_cookie`` what
+    it must read from its cookie (0 in the fentry run, its token in the fexit run; None: no cookie).
     """
 
     kind: EventKind
@@ -209,6 +238,8 @@ class ExpectedEvent:
     retval: int | None = None
     cookie: int | None = None
     returns: int | None = None
+    is_return: bool | None = None
+    session_cookie: int | None = None
 
 
 #: Host-call kinds made from the trampoline's own frame (judged by I-UNWIND, I-SP).
@@ -225,6 +256,9 @@ class Expected:
     call. ``teardown`` is True when the teardown poke takes effect (the original ran).
     ``store`` is the body's side effect (address, value) when the body runs; ``body_stores``
     are a compiled body's stores (each made once per run, ``body_runs`` times in all).
+    ``func_meta``: ctx[-1] is 7.x's ``func_meta`` word (I-NARGS judges its low 8 bits).
+    ``body_a6``/``a6``: the tail-call count the body must be entered with and the parent must get
+    back (7.3, TAIL_CALL_CTX on a BPF-program target; None: not judged).
     """
 
     flags: int
@@ -247,12 +281,18 @@ class Expected:
     restore_regs: bool = False
     a5_model: int | None = None
     notes: tuple[str, ...] = field(default=())
+    func_meta: bool = False
+    body_a6: int | None = None
+    a6: int | None = None
 
-    def prog_event(self, link: int) -> ExpectedEvent | None:
-        """The expected ``prog`` event of one link (None when the program must be skipped)."""
+    def prog_event(self, link: int, nth: int = 0) -> ExpectedEvent | None:
+        """The ``nth`` expected ``prog`` event of one link (a session program has two: its fentry
+        and its fexit run); None when the program must be skipped."""
         for ev in self.events:
             if ev.kind == "prog" and ev.link == link:
-                return ev
+                if nth == 0:
+                    return ev
+                nth -= 1
         return None
 
 
@@ -294,6 +334,8 @@ def expect(
             return Invalid(f"sled {case.sled} not declared for {case.target} by {caps.name}")
         sled = SledLayout("struct_ops", 1, 0, 4, "t0")  # no sled: called directly
     layout = case.layout
+    if not caps.fsession and any(link.kind == "fsession" for link in case.links):
+        return Invalid(f"fsession programs cannot be attached on {caps.name} (7.x, bpf_jit_supports_fsession)")
     if case.target == "bpf_prog" and case.function.nr_slots > BPF_PROG_MAX_SLOTS:
         return Invalid(
             f"a BPF program takes at most {BPF_PROG_MAX_SLOTS} argument registers (MAX_BPF_FUNC_REG_ARGS), "
@@ -429,21 +471,31 @@ def _expected(
     ip = layout.func if flags & F_IP_ARG else None
     im = layout.im
     by_kind: dict[str, list[int]] = {k: [] for k in ("fentry", "fmod_ret", "fexit")}
+    # the two phases: a session program (7.x) runs in both, in link order with the others
     for i, link in enumerate(case.links):
-        by_kind[link.kind].append(i)
+        if link.kind == "fsession":
+            by_kind["fentry"].append(i)
+            by_kind["fexit"].append(i)
+        else:
+            by_kind[link.kind].append(i)
 
     events: list[ExpectedEvent] = []
     notes: list[str] = []
 
-    def run_prog(i: int, retval: int | None) -> bool:
+    def run_prog(i: int, retval: int | None, fexit_phase: bool = False) -> bool:
         link = case.links[i]
         prog = layout.prog_addr(i)
         events.append(ExpectedEvent("prog_enter", i, a0=prog, returns=link.enter))
         ran = link.enter != 0
         if ran:
+            session = link.kind == "fsession"
+            if session and not fexit_phase:
+                retval = 0  # the return slot is zeroed before the fentry phase
+            cookie_seen = (session_token(i) if fexit_phase else 0) if link.session_cookie else None
             events.append(
                 ExpectedEvent(
-                    "prog", i, ctx=values, nregs=slots, ip=ip, retval=retval, cookie=link.cookie, returns=link.r0
+                    "prog", i, ctx=values, nregs=slots, ip=ip, retval=retval, cookie=link.cookie, returns=link.r0,
+                    is_return=fexit_phase if session else None, session_cookie=cookie_seen,
                 )
             )
         events.append(ExpectedEvent("prog_exit", i, a0=prog, a1=link.enter))
@@ -481,7 +533,7 @@ def _expected(
     teardown = case.teardown and call_orig and short is None
     if not teardown:
         for i in by_kind["fexit"]:
-            run_prog(i, slot_a0)
+            run_prog(i, slot_a0, fexit_phase=True)
     elif by_kind["fexit"]:
         notes.append("teardown: the fexit progs are skipped")
     if call_orig:
@@ -516,6 +568,10 @@ def _expected(
     body_addr = (layout.func + sled.body_offset) & MASK64
     frames = (pret,) if struct_ops else (return_into(case, sled), pret)
     judged_a5 = a5 if case.target == "bpf_prog" else None
+    # 7.3: a tail-call-reachable BPF program's count (a6) crosses the trampoline untouched: the
+    # body is entered with the caller's count, and the caller gets back what the body left
+    # (its own init, TCC_INIT), or its own count when the body did not run
+    tail_call = case.target == "bpf_prog" and bool(flags & F_TAIL_CALL_CTX) and caps.tail_call_ctx
     return Expected(
         flags=flags,
         events=tuple(events),
@@ -536,6 +592,10 @@ def _expected(
         restore_regs=restore,
         a5_model=a5,
         notes=tuple(notes),
+        func_meta=caps.fsession,
+        body_a6=TCC_PLANTED if tail_call else None,
+        # a body that calls a helper leaves whatever the helper left in a6: not judged then
+        a6=None if not tail_call or (body_runs and fn.body.calls_helper) else TCC_INIT if body_runs else TCC_PLANTED,
     )
 
 

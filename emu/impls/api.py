@@ -33,7 +33,7 @@ E2BIG = 7
 EFBIG = 27  # arch_prepare_bpf_trampoline before 26ef208c209a: sized image larger than the page
 EPERM = 1  # ftrace: patch_insn_write failed
 
-LinkKind = Literal["fentry", "fmod_ret", "fexit"]
+LinkKind = Literal["fentry", "fmod_ret", "fexit", "fsession"]
 PokeKind = Literal["nop", "call", "jump"]
 
 
@@ -66,12 +66,17 @@ class FuncModel:
 
 @dataclass(frozen=True)
 class LinkReq:
-    """One attached program as the JIT sees it: the prog object, its code, its cookie."""
+    """One attached program as the JIT sees it: the prog object, its code, its cookie.
+
+    ``session_cookie``: an fsession program that calls ``bpf_session_cookie()``
+    (``prog->call_session_cookie``), which gets a cookie slot of its own (7.x).
+    """
 
     kind: LinkKind
     prog: int
     bpf_func: int
     cookie: int = 0
+    session_cookie: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class TrampRequest:
     def of_kind(self, kind: LinkKind) -> tuple[LinkReq, ...]:
         return tuple(link for link in self.links if link.kind == kind)
 
+    def phase(self, kind: Literal["fentry", "fexit"]) -> tuple[LinkReq, ...]:
+        """The programs of the fentry (or fexit) phase in link order: a session program is in both
+        (kernel/bpf/trampoline.c puts its fentry node and its fexit node on the two lists)."""
+        return tuple(link for link in self.links if link.kind in (kind, "fsession"))
+
 
 @dataclass(frozen=True)
 class Refused:
@@ -113,6 +123,8 @@ class Image:
     used_len: int
     ip_after_call: int | None
     ip_epilogue: int | None
+    #: 7.x: (link kind, nop, target) per program call, in emission order (``bpf_tramp_image_add_skip``)
+    skips: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ Frames = Literal["one", "two"]
 OrigCall = Literal["skip_frame", "orig_stack", "call_orig"]
 Retval = Literal["a5_only", "a0_a5"]
 SizePass = Literal["same_im", "local_im", "max_count"]
-StructOpsFrame = Literal["no_frame_rule", "func_addr", "indirect"]
+StructOpsFrame = Literal["no_frame_rule", "func_addr", "indirect", "struct_ops_link"]
 StructOpsRet = Literal["slot", "btf"]
 PokeKinds = Literal["single", "old_new"]
+Teardown = Literal["ip_after_call", "prog_skips"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,18 @@ class Era:
       derived from a5 per the BTF return type (fd2e08128944).
     * ``ro_copy``: built in a RW buffer and copied to the RO pack (2382a405c581).
     * ``prog_a0``: what a program's a0 is (raw R0 before 2f1b0d3d7331, then sext.w(R0)).
+    * ``teardown``: ``ip_after_call`` (6.x: two nops after the original's call, poked into a jump
+      to ``ip_epilogue`` when the image is retired) or ``prog_skips`` (7.x: no such site; a 4-byte
+      nop before every program call, recorded as a ``bpf_tramp_skip`` and patched into a ``jal``
+      over that call when the program is detached).
+    * ``fsession``: the JIT runs session programs in the fentry and the fexit phase, writes the
+      ``func_meta`` word (slots, cookie index << 8, IS_RETURN << 63) and one zeroed cookie slot per
+      session program that calls ``bpf_session_cookie`` (7.x, ``bpf_jit_supports_fsession``).
+    * ``tail_call_ctx``: ``BPF_TRAMP_F_TAIL_CALL_CTX`` is honoured: a6 (the tail-call count) saved
+      on entry, reloaded before the original is called, stored back after it, restored on exit
+      (7.3, with ``bpf_jit_supports_subprog_tailcalls``). ``struct_ops_frame = struct_ops_link``:
+      the frame (and the BTF return extension) follow ``is_struct_ops_tramp()``, i.e. one fentry
+      node of a struct_ops link, not the INDIRECT flag (7.3).
     """
 
     name: str
@@ -82,6 +95,9 @@ class Era:
     fixes: frozenset[str]
     known_bugs: tuple[KnownBug, ...] = field(default=())
     derives_from: str | None = None  # for a bug configuration: the clean configuration
+    teardown: Teardown = "ip_after_call"
+    fsession: bool = False
+    tail_call_ctx: bool = False
 
     @property
     def ret_convention(self) -> RetConvention:
@@ -284,6 +300,23 @@ V6_19 = Era(
     ro_copy=True, prog_a0="sext32", fixes=_V619_FIXES,
 )
 
+V7_2 = replace(
+    V6_19,
+    name="v7.2",
+    summary="Debian 7.2.13 as read in the tree: v6.19 with the node API, fsession (func_meta word, session "
+            "cookies, IS_RETURN), a nop before every program call recorded as a bpf_tramp_skip, and no "
+            "ip_after_call site; clean",
+    teardown="prog_skips", fsession=True,
+)
+
+V7_3 = replace(
+    V7_2,
+    name="v7.3",
+    summary="Debian 7.3.4 as read in the tree: v7.2 plus BPF_TRAMP_F_TAIL_CALL_CTX (a6 saved, reloaded around "
+            "the original, restored on exit) and the frame chosen by is_struct_ops_tramp(); clean",
+    tail_call_ctx=True, struct_ops_frame="struct_ops_link",
+)
+
 #: The pre-v6.3 ftrace detour (afc76b8b8011 .. v6.2, with 409c8fb20c66's non-C layout): a
 #: patcher-only era, usable as ``ftrace=v6.2`` in a pairing (riscv had no trampoline JIT then).
 V6_2_FTRACE = replace(
@@ -294,8 +327,8 @@ V6_2_FTRACE = replace(
     fixes=frozenset({"409c8fb20c66"}), known_bugs=(BUGS["8547649981e6"],),
 )
 
-ERAS: dict[str, Era] = {e.name: e for e in (V6_3, V6_6, V6_8, V6_11, V6_12, V6_16, NEXT_47C, V6_19)}
-CLEAN = ("v6.12", "v6.19")
+ERAS: dict[str, Era] = {e.name: e for e in (V6_3, V6_6, V6_8, V6_11, V6_12, V6_16, NEXT_47C, V6_19, V7_2, V7_3)}
+CLEAN = ("v6.12", "v6.19", "v7.2", "v7.3")
 #: Eras that exist only as the ftrace side of a pairing.
 FTRACE_ONLY: dict[str, Era] = {"v6.2": V6_2_FTRACE}
 

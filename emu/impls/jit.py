@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from emu.impls.api import (
     E2BIG,
+    EFAULT,
     EFBIG,
     EINVAL,
     ENOTSUPP,
@@ -26,6 +27,7 @@ from emu.impls.api import (
     F_RET_FENTRY_RET,
     F_SHARE_IPMODIFY,
     F_SKIP_FRAME,
+    F_TAIL_CALL_CTX,
     Image,
     LinkReq,
     PokeKind,
@@ -38,13 +40,17 @@ from emu.impls.patchers import BpfPoker
 from emu.rv64 import encode as E
 from emu.rv64.emitter import Emitter
 from emu.rv64.offsets import ReachError
-from emu.rv64.regs import A0, A1, A2, A5, FP, RA, S1, SP, T0, T1, ZERO
+from emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
 
 MAX_REG_ARGS = 8
 MAX_BPF_FUNC_ARGS = 12
 RUN_CTX_SIZE = 16  # struct bpf_tramp_run_ctx: empty run_ctx, u64 bpf_cookie, saved_run_ctx pointer
 COOKIE_OFF = 0  # offsetof(struct bpf_tramp_run_ctx, bpf_cookie): the empty struct takes no room
 STACK_ALIGN = 16
+#: BPF_TRAMP_COOKIE_INDEX_SHIFT / BPF_TRAMP_IS_RETURN_SHIFT (include/linux/bpf.h, 7.x): the
+#: ``func_meta`` word at ctx[-1] holds the slot count, the session cookie's index and IS_RETURN.
+COOKIE_INDEX_SHIFT = 8
+IS_RETURN_SHIFT = 63
 
 
 class _Fail(Exception):
@@ -68,15 +74,20 @@ class _Frame:
     stk_arg_off: int
     retaddr_off: int  # one-frame era only: where the entry ra is kept
     fp_off: int  # one-frame era only
+    cookie_off: int = 0  # 7.x: the lowest session cookie slot (cookie 1); cookies go up from there
+    cookie_cnt: int = 0
+    tcc_off: int = 0  # 7.3 TAIL_CALL_CTX: the saved tail-call count (a6)
 
 
 @dataclass(frozen=True)
 class Built:
-    """One pass's output: the code and the teardown poke offsets (None without CALL_ORIG)."""
+    """One pass's output: the code, the teardown poke offsets (None without CALL_ORIG, or on a
+    7.x era) and the 7.x per-program skips (link kind, nop offset, target offset)."""
 
     code: bytes
     after_call: int | None
     epilogue: int | None
+    skips: tuple[tuple[str, int, int], ...] = ()
 
 
 class EraJit:
@@ -123,7 +134,15 @@ class EraJit:
             used_len=used,
             ip_after_call=None if built.after_call is None else image_addr + built.after_call,
             ip_epilogue=None if built.epilogue is None else image_addr + built.epilogue,
+            skips=tuple((kind, image_addr + nop, image_addr + target) for kind, nop, target in built.skips),
         )
+
+    def tramp_skip(self, nop: int, site: bytes, target: int) -> PokeResult:
+        """7.x ``arch_bpf_trampoline_skip``: the nop at ``nop`` becomes ``jal zero, target``;
+        -EFAULT (site unchanged) when the word there is not the nop."""
+        if len(site) < 4 or int.from_bytes(site[:4], "little") != E.addi(ZERO, ZERO, 0):
+            return PokeResult(EFAULT, bytes(site))
+        return PokeResult(0, E.jal(ZERO, target - nop).to_bytes(4, "little") + bytes(site[4:]))
 
     def text_poke(self, ip: int, site: bytes, old: PokeKind, new: PokeKind, old_addr: int, new_addr: int) -> PokeResult:
         return self.poker.poke(ip, site, old, new, old_addr, new_addr)
@@ -153,14 +172,22 @@ class EraJit:
         if flags & F_IP_ARG:
             ss += 8
             ip_off = ss
+        cookie_cnt = sum(1 for link in req.phase("fentry") if link.session_cookie) if era.fsession else 0
+        ss += cookie_cnt * 8
+        cookie_off = ss
         ss += RUN_CTX_SIZE
         run_ctx_off = ss
         ss += 8
         sreg_off = ss
+        tcc_off = 0
+        if era.tail_call_ctx and flags & F_TAIL_CALL_CTX:
+            ss += 8
+            tcc_off = ss
         if era.max_arg_slots > MAX_REG_ARGS and flags & F_CALL_ORIG and slots > MAX_REG_ARGS:
             ss += (slots - MAX_REG_ARGS) * 8  # a5912c37faf7: outgoing stack args only with CALL_ORIG
         ss = (ss + STACK_ALIGN - 1) // STACK_ALIGN * STACK_ALIGN
-        return _Frame(ss, retval_off, args_off, nregs_off, ip_off, run_ctx_off, sreg_off, ss, retaddr_off, fp_off)
+        return _Frame(ss, retval_off, args_off, nregs_off, ip_off, run_ctx_off, sreg_off, ss, retaddr_off, fp_off,
+                      cookie_off, cookie_cnt, tcc_off)
 
     def build(self, req: TrampRequest, base: int | None, im: int) -> Built:
         """Emit the whole trampoline once. Raises _Fail with the kernel's errno on a refusal."""
@@ -168,6 +195,8 @@ class EraJit:
         if flags & (F_ORIG_STACK | F_SHARE_IPMODIFY):
             raise _Fail(ENOTSUPP, "ORIG_STACK / SHARE_IPMODIFY are not supported")
         slots = m.nr_arg_slots
+        if not era.fsession and any(link.kind == "fsession" for link in req.links):
+            raise _Fail(EINVAL, "fsession programs are not supported before 7.x")
         if era.max_arg_slots > MAX_REG_ARGS:
             if len(m.args) > MAX_BPF_FUNC_ARGS:
                 raise _Fail(ENOTSUPP, f"{len(m.args)} arguments > {MAX_BPF_FUNC_ARGS}")
@@ -178,9 +207,11 @@ class EraJit:
             direct = False
         elif era.struct_ops_frame == "func_addr":
             direct = req.func_addr == 0  # 25ad10658dc1: "called directly" when there is no func
+        elif era.struct_ops_frame == "struct_ops_link":
+            direct = self._struct_ops_link(req)  # 7.3: is_struct_ops_tramp(fentry)
         else:
             direct = bool(flags & F_INDIRECT)  # 1732ebc4a261
-        is_struct_ops = bool(flags & F_INDIRECT)
+        is_struct_ops = self._struct_ops_link(req) if era.struct_ops_frame == "struct_ops_link" else bool(flags & F_INDIRECT)
         fr = self.frame(req)
         save_ret = bool(flags & (F_CALL_ORIG | F_RET_FENTRY_RET))
         e = Emitter(rvc=self.rvc, base=base)
@@ -215,13 +246,22 @@ class EraJit:
             e.emit_sd(SP, ss - 16, FP)
             e.emit_addi(FP, SP, ss)
 
+        if fr.tcc_off:
+            e.emit_sd(FP, -fr.tcc_off, A6)  # 7.3: the tail-call count, saved on entry
         e.emit_sd(FP, -fr.sreg_off, S1)
         if flags & F_IP_ARG:
             e.emit_imm(T1, req.func_addr)
             e.emit_sd(FP, -fr.ip_off, T1)
-        e.emit_li(T1, slots)
+        func_meta = slots
+        e.emit_imm(T1, func_meta)  # emit_li for these small values in 6.x: the same bytes
         e.emit_sd(FP, -fr.nregs_off, T1)
         self._store_args(e, slots, fr.args_off)
+        sessions = era.fsession and any(link.kind == "fsession" for link in req.phase("fentry"))
+        if sessions:
+            for i in range(fr.cookie_cnt):  # every session cookie starts at zero
+                e.emit_sd(FP, -fr.cookie_off + 8 * i, ZERO)
+            e.emit_sd(FP, -fr.retval_off, ZERO)  # fentry programs see a zero return value
+        skips: list[tuple[str, int, int]] = []
 
         orig_call = req.func_addr
         if era.orig_call == "skip_frame" and flags & F_SKIP_FRAME:
@@ -235,15 +275,15 @@ class EraJit:
             e.emit_imm(A0, im)
             e.emit_call(req.tramp_enter, True)
 
-        for link in req.of_kind("fentry"):
-            self._invoke(e, req, link, fr, bool(flags & F_RET_FENTRY_RET))
+        self._invoke_phase(e, req, req.phase("fentry") if era.fsession else req.of_kind("fentry"), fr,
+                           bool(flags & F_RET_FENTRY_RET), func_meta, skips)
 
         branches: list[int] = []
         fmod = req.of_kind("fmod_ret")
         if fmod:
             e.emit_sd(FP, -fr.retval_off, ZERO)  # a stale value must not look like a verdict
             for link in fmod:
-                self._invoke(e, req, link, fr, True)
+                self._invoke(e, req, link, fr, True, skips)
                 e.emit_ld(T1, -fr.retval_off, FP)
                 branches.append(e.pos)
                 e.emit_nop()  # becomes bne t1, zero, <after the orig call>
@@ -253,24 +293,34 @@ class EraJit:
             self._restore_args(e, min(slots, MAX_REG_ARGS), fr.args_off)
             if era.max_arg_slots > MAX_REG_ARGS:
                 self._restore_stack_args(e, slots - MAX_REG_ARGS, fr.args_off, fr.stk_arg_off)
+            if fr.tcc_off:
+                e.emit_ld(A6, -fr.tcc_off, FP)  # 7.3: the count the original must see
             e.emit_call(orig_call, True)
+            if fr.tcc_off:
+                e.emit_sd(FP, -fr.tcc_off, A6)  # 7.3: the count the original left
             e.emit_sd(FP, -fr.retval_off, A0)
             if era.retval == "a0_a5":
                 e.emit_sd(FP, -(fr.retval_off - 8), A5)
-            after_call = e.pos
-            e.emit_nop()  # the teardown poke's site: NOP -> JUMP ip_epilogue
-            e.emit_nop()
+            if era.teardown == "ip_after_call":
+                after_call = e.pos
+                e.emit_nop()  # the teardown poke's site: NOP -> JUMP ip_epilogue
+                e.emit_nop()
 
         if e.base is not None:
             for pos in branches:
                 e.patch(pos, E.bne(T1, ZERO, e.pos - pos))
 
-        for link in req.of_kind("fexit"):
-            self._invoke(e, req, link, fr, False)
+        func_meta |= 1 << IS_RETURN_SHIFT
+        if sessions:
+            e.emit_imm(T1, func_meta)  # 7.x: bpf_session_is_return() is true from here on
+            e.emit_sd(FP, -fr.nregs_off, T1)
+        self._invoke_phase(e, req, req.phase("fexit") if era.fsession else req.of_kind("fexit"), fr, False,
+                           func_meta, skips)
 
         epilogue: int | None = None
         if flags & F_CALL_ORIG:
-            epilogue = e.pos
+            if era.teardown == "ip_after_call":
+                epilogue = e.pos
             e.emit_imm(A0, im)
             e.emit_call(req.tramp_exit, True)
 
@@ -281,6 +331,8 @@ class EraJit:
             self._reload_ret(e, req, fr, is_struct_ops)
 
         e.emit_ld(S1, -fr.sreg_off, FP)
+        if fr.tcc_off:
+            e.emit_ld(A6, -fr.tcc_off, FP)  # 7.3: the count handed back to the caller
 
         # epilogue
         if era.frames == "one":
@@ -302,7 +354,27 @@ class EraJit:
             e.emit_ld(FP, ss - 16, SP)
             e.emit_addi(SP, SP, ss)
             e.emit_jalr(ZERO, RA, 0)
-        return Built(e.code, after_call, epilogue)
+        return Built(e.code, after_call, epilogue, tuple(skips))
+
+    @staticmethod
+    def _struct_ops_link(req: TrampRequest) -> bool:
+        """7.3's ``is_struct_ops_tramp(fentry)``: exactly one fentry node, a struct_ops link. The
+        request has no link types; as in the core (and the kernel wrapper), a struct_ops link is
+        the one fentry program of an INDIRECT request."""
+        fentry = req.phase("fentry")
+        return bool(req.flags & F_INDIRECT) and len(req.links) == 1 and len(fentry) == 1 and fentry[0].kind == "fentry"
+
+    def _invoke_phase(self, e: Emitter, req: TrampRequest, links: tuple[LinkReq, ...], fr: _Frame, save_ret: bool,
+                      func_meta: int, skips: list[tuple[str, int, int]]) -> None:
+        """``invoke_bpf``: each program of one phase; before a session program that uses its cookie,
+        ``func_meta`` with that program's cookie index (cookies counted down from the first slot)."""
+        cur_cookie = (fr.cookie_off - fr.args_off) // 8
+        for link in links:
+            if self.era.fsession and link.session_cookie:
+                e.emit_imm(T1, func_meta | (cur_cookie << COOKIE_INDEX_SHIFT))
+                e.emit_sd(FP, -fr.nregs_off, T1)
+                cur_cookie -= 1
+            self._invoke(e, req, link, fr, save_ret, skips)
 
     def _reload_ret(self, e: Emitter, req: TrampRequest, fr: _Frame, is_struct_ops: bool) -> None:
         era = self.era
@@ -354,9 +426,14 @@ class EraJit:
             args_off -= 8
             stk_arg_off -= 8
 
-    def _invoke(self, e: Emitter, req: TrampRequest, link: LinkReq, fr: _Frame, save_ret: bool) -> None:
-        """One program: cookie, enter, skip branch, the program, its return, exit (SEMANTICS 3.5)."""
+    def _invoke(self, e: Emitter, req: TrampRequest, link: LinkReq, fr: _Frame, save_ret: bool,
+                skips: list[tuple[str, int, int]]) -> None:
+        """One program: cookie, enter, skip branch, the program, its return, exit (SEMANTICS 3.5);
+        on a 7.x era first the nop that detaching the program turns into a jump over the call."""
         era = self.era
+        nop = e.pos
+        if era.teardown == "prog_skips":
+            e.emit_nop()
         if link.cookie:
             e.emit_imm(T1, link.cookie)
             e.emit_sd(FP, -fr.run_ctx_off + COOKIE_OFF, T1)
@@ -385,3 +462,5 @@ class EraJit:
         e.emit_mv(A1, S1)
         e.emit_addi(A2, FP, -fr.run_ctx_off)
         e.emit_call(req.prog_exit, True)
+        if era.teardown == "prog_skips":
+            skips.append((link.kind, nop, e.pos))

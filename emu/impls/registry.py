@@ -2,7 +2,8 @@
 
 Accepted names:
 
-* an era: ``v6.3``, ``v6.6``, ``v6.8``, ``v6.11``, ``v6.12``, ``v6.16``, ``next-47c9214dcbea``, ``v6.19``;
+* an era: ``v6.3``, ``v6.6``, ``v6.8``, ``v6.11``, ``v6.12``, ``v6.16``, ``next-47c9214dcbea``, ``v6.19``,
+  ``v7.2``, ``v7.3``;
 * a pairing ``ftrace=A,tramp=B``: everything sled-side from era A (ftrace sleds and patcher, the
   BPF prologue sled and its ``bpf_arch_text_poke``), the JIT from era B; kernel functions are
   attachable (as with the direct-calls series applied). ``A`` may also be ``v6.2`` (the pre-v6.3
@@ -88,6 +89,8 @@ def capabilities(name: str, sled_era: Era, jit_era: Era, *, direct_calls: bool |
         rvc=True,
         ret_convention=jit_era.ret_convention,
         known_bugs=tuple(bugs),
+        fsession=jit_era.fsession,
+        tail_call_ctx=jit_era.tail_call_ctx,
     )
 
 

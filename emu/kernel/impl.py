@@ -392,7 +392,9 @@ def era_from_probe(features: KernelFeatures, facts: FtraceFacts, *, name: str = 
     scheme, v6.19 for the atomic one). Fix markers never enter it (``known_bug_labels``).
     """
     atomic = facts.mcount_insn_size != 8
-    base = ERAS["v6.19"] if atomic else ERAS["v6.12"]
+    base = ERAS["v6.12"]
+    if atomic:
+        base = ERAS["v7.3"] if features.subprog_tailcalls else ERAS["v7.2"] if features.tramp_nodes else ERAS["v6.19"]
     one_frame = features.fentry_ninsns != 2  # 4-word detour poke before 25ad10658dc1
     return replace(
         base,
@@ -406,6 +408,9 @@ def era_from_probe(features: KernelFeatures, facts: FtraceFacts, *, name: str = 
         frames="one" if one_frame else "two",
         skip=features.fentry_ninsns * 4,
         struct_ops_frame="no_frame_rule" if one_frame else base.struct_ops_frame,
+        teardown="ip_after_call" if features.teardown_poke else "prog_skips",
+        fsession=features.fsession,
+        tail_call_ctx=features.subprog_tailcalls,
         known_bugs=(),
     )
 

@@ -68,6 +68,9 @@ class KernelFeatures:
     #: jump over the fexit programs (6.x). 7.x records a skip per program instead (bpf_tramp_skip)
     #: and a retired image still runs its fexit programs; the eras do not model that yet.
     teardown_poke: bool = True
+    #: interface: ``bpf_jit_supports_subprog_tailcalls()`` returns true (7.3): the tail-call count
+    #: lives in a6 across calls, so the trampoline honours ``BPF_TRAMP_F_TAIL_CALL_CTX``
+    subprog_tailcalls: bool = False
     #: one line per fact the probe could not read (it took the newest value)
     notes: tuple[str, ...] = field(default=())
 
@@ -130,6 +133,7 @@ def probe_source(src: str, bpf_h: str = "") -> KernelFeatures:
         notes.append("probe: bpf_arch_text_poke's poke-type parameters unreadable: the old/new API assumed")
     tramp_nodes = "struct bpf_tramp_nodes {" in bpf_h if bpf_h else "struct bpf_tramp_nodes" in src
     fsession = "return true" in _function_body(src, "bpf_jit_supports_fsession")
+    subprog_tailcalls = "return true" in _function_body(src, "bpf_jit_supports_subprog_tailcalls")
 
     # --- fix markers (labels only) ------------------------------------------------------------
     def marker(present: bool, where: str) -> bool:
@@ -188,6 +192,7 @@ def probe_source(src: str, bpf_h: str = "") -> KernelFeatures:
         fentry_ninsns=int(ninsns.group(1)) if ninsns else 2,
         tramp_nodes=tramp_nodes,
         fsession=fsession,
+        subprog_tailcalls=subprog_tailcalls,
         teardown_poke="void *ip_after_call;" in bpf_h if bpf_h else True,
         notes=tuple(notes),
     )

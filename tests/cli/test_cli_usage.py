@@ -101,7 +101,7 @@ def test_bad_case_field_names_the_field(capsys: pytest.CaptureFixture[str], tmp_
     path.write_text(json.dumps(data))
     code, _, err = run(capsys, "explain", str(path), "--impl", "v6.19")
     assert code == EXIT_USAGE
-    assert "links[0].kind: expected one of fentry, fmod_ret, fexit, got 'fentri'" in one_error_line(err)
+    assert "links[0].kind: expected one of fentry, fmod_ret, fexit, fsession, got 'fentri'" in one_error_line(err)
 
 
 def test_plain_case_without_impl_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

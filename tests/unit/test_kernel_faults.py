@@ -59,10 +59,18 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
 FAULTS_7X: tuple[tuple[str, str, str], ...] = (
     ("skip jumps one instruction short", "bpf_tramp_image_add_skip(im, p, skip, ctx->ro_insns + ctx->ninsns);",
      "bpf_tramp_image_add_skip(im, p, skip, ctx->ro_insns + ctx->ninsns - 2);"),
+    # issue 11 item 4: session programs and the tail-call count (I-SESSION-COOKIE, I-IS-RETURN,
+    # I-TAIL-CALL-COUNT); the comment line of the third is context, only its ``if`` changes
+    ("session programs share one cookie slot", "\t\t\tcur_cookie--;", "\t\t\tcur_cookie -= 0;"),
+    ("IS_RETURN never set", "func_meta |= (1ULL << BPF_TRAMP_IS_RETURN_SHIFT);", "func_meta |= 0;"),
+    ("tail-call count not stored back",
+     "/* store updated TCC back to stack after calling the orig bpf func */\n\t\tif (flags & BPF_TRAMP_F_TAIL_CALL_CTX)",
+     "/* store updated TCC back to stack after calling the orig bpf func */\n\t\tif (0 && (flags & "
+     "BPF_TRAMP_F_TAIL_CALL_CTX))"),
 )
 #: cases searched per fault before the test gives up (each fault above is found well within it)
 BUDGET = 400
-#: A directed seed, judged before the drawn cases (a fuzzing corpus would hold it): a struct_ops
+#: Directed seeds, judged before the drawn cases (a fuzzing corpus would hold it): a struct_ops
 #: member returning a signed 4-byte value whose R0 is not sign-extended. On 7.3's capabilities the
 #: strategies rarely draw such a return (none in 2,000 cases), on 6.12's within 150.
 SEEDS: tuple[dict[str, object], ...] = (
@@ -76,6 +84,15 @@ SEEDS: tuple[dict[str, object], ...] = (
      "layout": {"parent": "0xffffffff8015b870", "func": "0xffffffff802001a0", "image": "0xffffffff80471000",
                 "hosts": "0xffffffff80600000", "ftrace_caller": "0xffffffff80200be0", "im": "0x30c46e0224130c0",
                 "progs": "0x800", "data": "0xffffffff80820000", "stack": "0xffffffff80a00000"}},
+    # 7.x: two session programs with cookies on a kernel function, and a tail-call-reachable BPF
+    # program with an fexit program (invalid, or not judged on the count, before 7.x / 7.3)
+    {"schema": 1, "target": "kernel_function", "sled": "4,2/w",
+     "function": {"args": [{"size": 8}], "values": ["0x5"], "body": {"k": "0x3"}},
+     "links": [{"kind": "fsession", "r0": "0x1", "session_cookie": True},
+               {"kind": "fsession", "r0": "0x2", "session_cookie": True}]},
+    {"schema": 1, "target": "bpf_prog", "sled": "2,0/w", "flags": 0x86,
+     "function": {"args": [{"size": 8}], "values": ["0x5"], "body": {"k": "0x9"}},
+     "links": [{"kind": "fexit", "r0": "0x2"}]},
 )
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]

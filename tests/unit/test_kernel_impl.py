@@ -92,11 +92,17 @@ def test_no_direct_calls_means_kernel_functions_are_not_attachable() -> None:
 
 
 def test_the_atomic_ftrace_scheme_is_judged_against_v6_19() -> None:
-    """MCOUNT_INSN_SIZE 4 (v6.16+): the newest atomic era, not a refusal; preemption is no bug there."""
+    """MCOUNT_INSN_SIZE 4 (v6.16+): the newest atomic era, not a refusal; preemption is no bug there.
+    The 7.x interface facts pick v7.2 (node API, fsession, no ip_after_call) and v7.3 (subprogram
+    tail calls: the trampoline keeps the count)."""
     facts = replace(T0_FACTS, mcount_insn_size=4, stop_machine=False, preemptible=True)
-    f7 = replace(F_6_12_117, orig_call="call_orig", poke_old_new_types=True, tramp_nodes=True, fsession=True)
+    f619 = replace(F_6_12_117, orig_call="call_orig", poke_old_new_types=True)
+    assert kimpl.era_from_probe(f619, facts, summary="s") == replace(ERAS["v6.19"], name="kernel", summary="s")
+    f7 = replace(f619, tramp_nodes=True, fsession=True, teardown_poke=False)
     era = kimpl.era_from_probe(f7, facts, summary="s")
-    assert era == replace(ERAS["v6.19"], name="kernel", summary="s")
+    assert era == replace(ERAS["v7.2"], name="kernel", summary="s")
+    f73 = replace(f7, subprog_tailcalls=True)
+    assert kimpl.era_from_probe(f73, facts, summary="s") == replace(ERAS["v7.3"], name="kernel", summary="s")
     assert kimpl.known_bug_labels(f7, facts) == ()
     # the t0-era orig_call condition on an atomic tree is 8f3e00af8e52's bug
     assert {b.commit for b in kimpl.known_bug_labels(replace(f7, orig_call="skip_frame"), facts)} == {"8f3e00af8e52"}

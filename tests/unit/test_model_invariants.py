@@ -70,7 +70,7 @@ def _fire(name: str, obs: Observation, case: Case = CASE, exp: object = EXP) -> 
 
 def test_names_are_design_section_6() -> None:
     assert tuple(inv.name for inv in ALL) == NAMES
-    assert len(NAMES) == 25 and set(BY_NAME) == set(NAMES)
+    assert len(NAMES) == 28 and set(BY_NAME) == set(NAMES)
     for inv in ALL:
         assert len(inv.doc) > 120, inv.name
         assert any(c.isdigit() for c in inv.doc), f"{inv.name} names no commit or section"

@@ -123,6 +123,7 @@ def observation_from_expected(case: Case, exp: Expected, **overrides: Any) -> Ob
         "ra": exp.parent_ret,
         "sp": entry_sp,
         **PLANTED,
+        "a6": exp.a6 if exp.a6 is not None else SCRAMBLE,
     }
     site = bytes.fromhex("13000000" * 2)
     obs = Observation(
