@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-import emu.scenario as scenario_mod
 from emu.impls.api import F_CALL_ORIG, F_RESTORE_REGS, F_SKIP_FRAME, F_TAIL_CALL_CTX, Implementation, LinkReq
 from emu.impls.jit import EraJit, _Frame
 from emu.impls.registry import resolve
@@ -138,16 +137,10 @@ def test_session_slips_are_caught(jit: type[EraJit], invariant: str) -> None:
     assert invariant in _failed(SESSION_CASE, _variant(jit(era.era)))
 
 
-def test_unzeroed_cookie_is_caught_on_a_dirty_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scenario's stack starts zeroed; a kernel stack does not. With stale words below the entry
-    sp the correct JIT still passes and the one that skips a cookie's zeroing fails."""
-    clean = scenario_mod._stack_image
-
-    def dirty(stack_args: tuple[int, ...]) -> bytes:
-        img = clean(stack_args)
-        return b"\xa5" * scenario_mod.ENTRY_SP_OFFSET + img[scenario_mod.ENTRY_SP_OFFSET:]
-
-    monkeypatch.setattr(scenario_mod, "_stack_image", dirty)
+def test_unzeroed_cookie_is_caught_on_a_dirty_stack() -> None:
+    """A kernel stack is not zeroed, and neither is the scenario's: every run starts with the case's
+    fill pattern below the entry sp (emu.scenario.fill_pattern). The correct JIT passes; the one
+    that skips a cookie's zeroing leaves the pattern in the slot and fails."""
     era = resolve("v7.3").jit
     assert isinstance(era, EraJit)
     assert judge(SESSION_CASE, resolve("v7.3")).status == "pass"
