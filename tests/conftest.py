@@ -48,4 +48,19 @@ def _import_first_party() -> None:
 
 _import_first_party()
 
+
+def _freeze_hypothesis_constants() -> None:
+    """Tests also import modules of their own (plugins written to a temp dir, for one): freeze the
+    pool at every first-party module, so no later import changes what a seeded search draws.
+    Private API of hypothesis (checked: 6.170); without it there is nothing to freeze."""
+    from hypothesis.internal.conjecture import providers
+
+    get = getattr(providers, "_get_local_constants", None)
+    if get is not None:
+        frozen = get()
+        providers._get_local_constants = lambda: frozen  # type: ignore[attr-defined]
+
+
+_freeze_hypothesis_constants()
+
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
