@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emu.impls.api import Implementation, Refused
 from emu.scenario import Scenario
@@ -29,7 +29,7 @@ JIT_FILES = {"arch/riscv/net/bpf_jit_comp64.c", "arch/riscv/net/bpf_jit.h", "inc
 FTRACE_FILES_SET = {"arch/riscv/include/asm/ftrace.h", "arch/riscv/kernel/ftrace.c", "arch/riscv/Kconfig",
                     "arch/riscv/include/asm/insn-def.h"}
 
-__all__ = ["Behaviour", "Regression", "ReviewResult", "behaviour", "review"]
+__all__ = ["Behaviour", "Regression", "ReviewResult", "atheris_cases", "behaviour", "review"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ class ReviewResult:
     fixes: dict[str, Regression] = field(default_factory=dict)
     changed: dict[str, int] = field(default_factory=dict)  # kind -> cases
     examples: dict[str, str] = field(default_factory=dict)  # kind -> one line
+    notes: list[str] = field(default_factory=list)  # what a source could not do, one line each
     interrupted: bool = False
 
     @property
@@ -119,9 +120,37 @@ class ReviewResult:
         return 1 if self.regressions else 0
 
 
-#: a case source calls ``visit(origin, case)`` for each case until it returns False
-Visit = Callable[[str, Case], bool]
+class Visit(Protocol):
+    """What a case source is handed: ``visit(origin, case)`` judges one case on both trees and
+    says whether to go on; ``left()`` is the source's share of the budget still unspent;
+    ``force=True`` judges a case past the share (a result an external search already paid for)."""
+
+    def __call__(self, origin: str, case: Case, *, force: bool = False) -> bool: ...
+
+    def left(self) -> float: ...
+
+    def note(self, line: str) -> None: ...
+
+
 CaseSource = Callable[[Visit], None]
+
+
+class _Visitor:
+    def __init__(self, until: float, judge_one: Callable[[Case], None], stop: Callable[[], bool],
+                 notes: list[str]) -> None:
+        self.until, self._judge, self._stop, self._notes = until, judge_one, stop, notes
+
+    def __call__(self, origin: str, case: Case, *, force: bool = False) -> bool:
+        if self._stop() or (time.monotonic() > self.until and not force):
+            return False
+        self._judge(case)
+        return True
+
+    def left(self) -> float:
+        return max(0.0, self.until - time.monotonic())
+
+    def note(self, line: str) -> None:
+        self._notes.append(line)
 
 
 def review(before: Implementation, after: Implementation, sources: list[CaseSource], *, seconds: float,
@@ -137,38 +166,32 @@ def review(before: Implementation, after: Implementation, sources: list[CaseSour
     end = start + seconds
     last = [start]
 
-    def visit_until(until: float) -> Visit:
-        def visit(_origin: str, case: Case) -> bool:
-            if time.monotonic() > until or stop():
-                return False
-            vb, va = judge(case, before), judge(case, after)
-            res.cases += 1
-            for inv in sorted(va.invariants - vb.invariants):
-                if inv not in res.regressions:
-                    msg = next(str(v) for v in va.violations if v.invariant == inv)
-                    res.regressions[inv] = Regression(inv, msg, case)
-            for inv in sorted(vb.invariants - va.invariants):
-                if inv not in res.fixes:
-                    msg = next(str(v) for v in vb.violations if v.invariant == inv)
-                    res.fixes[inv] = Regression(inv, msg, case)
-            if vb.status not in ("fail", "invalid") and va.status not in ("fail", "invalid"):
-                bb, ba = behaviour(case, before, vb, scenario), behaviour(case, after, va, scenario)
-                for kind in changes(bb, ba):
-                    res.changed[kind] = res.changed.get(kind, 0) + 1
-                    res.examples.setdefault(kind, _example(kind, case, bb, ba))
-            if on_progress is not None and time.monotonic() - last[0] > 2.0:
-                last[0] = time.monotonic()
-                res.seconds = last[0] - start
-                on_progress(res)
-            return True
-
-        return visit
+    def judge_one(case: Case) -> None:
+        vb, va = judge(case, before), judge(case, after)
+        res.cases += 1
+        for inv in sorted(va.invariants - vb.invariants):
+            if inv not in res.regressions:
+                msg = next(str(v) for v in va.violations if v.invariant == inv)
+                res.regressions[inv] = Regression(inv, msg, case)
+        for inv in sorted(vb.invariants - va.invariants):
+            if inv not in res.fixes:
+                msg = next(str(v) for v in vb.violations if v.invariant == inv)
+                res.fixes[inv] = Regression(inv, msg, case)
+        if vb.status not in ("fail", "invalid") and va.status not in ("fail", "invalid"):
+            bb, ba = behaviour(case, before, vb, scenario), behaviour(case, after, va, scenario)
+            for kind in changes(bb, ba):
+                res.changed[kind] = res.changed.get(kind, 0) + 1
+                res.examples.setdefault(kind, _example(kind, case, bb, ba))
+        if on_progress is not None and time.monotonic() - last[0] > 2.0:
+            last[0] = time.monotonic()
+            res.seconds = last[0] - start
+            on_progress(res)
 
     for i, source in enumerate(sources):
         left = end - time.monotonic()
         if left <= 0 or stop():
             break
-        source(visit_until(time.monotonic() + left / (len(sources) - i)))
+        source(_Visitor(time.monotonic() + left / (len(sources) - i), judge_one, stop, res.notes))
     res.interrupted = stop()
     share = minimize_seconds / max(1, len(res.regressions))
     for reg in res.regressions.values():
@@ -195,7 +218,9 @@ def _example(kind: str, case: Case, b: Behaviour, a: Behaviour) -> str:
             "sled bytes after ftrace init": f"{b.init.hex()} -> {a.init.hex()}",
             "patched sled bytes": f"{b.sled.hex()} -> {a.sled.hex()}",
             "text poke results": f"{b.pokes} -> {a.pokes}"}[kind]
-    links = ",".join(lk.kind for lk in case.links) or "-"
+    kinds = [lk.kind for lk in case.links]
+    links = ",".join(kinds) if len(kinds) <= 4 else f"{len(kinds)} links"
+    links = links or "-"
     return f"{case.target} sled {case.sled} links [{links}]: {what}"
 
 
@@ -263,5 +288,41 @@ def hypothesis_cases(caps: Any, seed: int) -> CaseSource:
                         report_multiple_bugs=False)(hseed(seed)(given(search_cases(caps))(body)))
         with contextlib.suppress(_Enough):
             test()
+
+    return run
+
+
+def atheris_cases(tree: Path, seed: int, work: Path, *, min_seconds: float = 30.0) -> CaseSource:
+    """libFuzzer's coverage-guided search (the atheris target, in its own processes) on the tree
+    after the series; every input it flags is then judged before and after like any other case.
+    Skipped with a note when its share of the budget is under ``min_seconds``: instrumenting the
+    target's imports alone takes seconds."""
+
+    def run(visit: Visit) -> None:
+        import os
+
+        from emu.kernel.impl import ENV_VAR, set_default_tree
+        from fuzz.atheris_run import run_atheris
+        from fuzz.corpus import load_entry
+
+        left = visit.left()
+        if left < min_seconds:
+            visit.note(f"atheris: not run (its share of --time is {left:.0f} s, it needs {min_seconds:.0f} s)")
+            return
+        previous = os.environ.get(ENV_VAR)
+        set_default_tree(tree)
+        try:
+            res = run_atheris("kernel", seconds=left * 0.7, jobs=1, seed=seed, out_dir=str(work), minimize=False)
+        finally:
+            set_default_tree(previous)
+        visit.note(f"atheris: {res.counts.cases:,} inputs on the tree after the series, "
+                   f"{len(res.findings)} invariant(s) flagged")
+        for crash in sorted(work.rglob("crash-*.json")):
+            try:
+                case = load_entry(crash).case
+            except Exception:  # a half-written artifact of an interrupted child
+                continue
+            if not visit(f"atheris {crash.name}", case, force=True):
+                return
 
     return run

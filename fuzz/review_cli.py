@@ -33,8 +33,9 @@ def add_parser(sub: Any, seconds: Any, seed: Any) -> None:
     p.add_argument("patches", nargs="*", metavar="PATCH", help="patch files, applied in order (default: none)")
     p.add_argument("--linux-src", required=True, metavar="TREE",
                    help="the tree the series applies to: a directory, a tarball or debian:X.Y")
-    p.add_argument("--time", type=seconds, default=60.0, metavar="S",
-                   help="search budget, split between the corpus, the shape builder and hypothesis (default 60 s)")
+    p.add_argument("--time", type=seconds, default=120.0, metavar="S",
+                   help="search budget, split between the corpus, the shape builder, hypothesis and atheris "
+                        "(libFuzzer runs when its share is at least 30 s; default 120 s)")
     p.add_argument("--seed", type=seed, default=0, help="seed of every generated case (default 0)")
     p.add_argument("--format", choices=("text", "json", "md"), default="text",
                    help="report on stdout: text (fits 80 columns, for a mailing-list reply), json or md "
@@ -79,7 +80,7 @@ def _trees(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from fuzz.corpus import atomic_write_text
-    from fuzz.review import corpus_cases, hypothesis_cases, review, shape_cases
+    from fuzz.review import atheris_cases, corpus_cases, hypothesis_cases, review, shape_cases
     from fuzz.review_report import render_json, render_md, render_text
 
     stopped: list[int] = []
@@ -95,11 +96,12 @@ def cmd_review(args: argparse.Namespace) -> int:
         sources: list[Any]
         if args.case is not None:
             case = _load_case(args.case)
-            sources = [lambda visit: visit(f"case {args.case}", case)]
+            sources = [lambda visit: visit(f"case {args.case}", case, force=True)]
         else:
             root = Path(__file__).resolve().parent.parent / "corpus" / "regressions"
             corpus = sorted(root.glob("*.json")) if root.is_dir() else []
-            sources = [corpus_cases(corpus), shape_cases(before.caps, args.seed), hypothesis_cases(before.caps, args.seed)]
+            sources = [corpus_cases(corpus), shape_cases(before.caps, args.seed), hypothesis_cases(before.caps, args.seed),
+                       atheris_cases(trees.after, args.seed, out / "atheris")]
 
         def progress(res: Any) -> None:
             if not args.no_progress:

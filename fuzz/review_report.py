@@ -90,6 +90,10 @@ def render_text(res: ReviewResult, *, reproduce: dict[str, str]) -> str:
         out.append("Behaviour that changed without a violation:")
         for kind, n in sorted(res.changed.items(), key=lambda kv: -kv[1]):
             out += _wrap(f"{kind}: {n} case(s), e.g. {res.examples.get(kind, '')}", "    ", "  - ")
+    if res.notes:
+        out.append("")
+        for line in res.notes:
+            out += _wrap(line, "    ", "  - ")
     out.append("")
     out += _wrap("Reports: review.txt, review.md (with explain excerpts), review.json.")
     return "\n".join(out) + "\n"
@@ -118,6 +122,7 @@ def render_json(res: ReviewResult, *, reproduce: dict[str, str]) -> str:
         "cases": res.cases,
         "seconds": round(res.seconds, 3),
         "interrupted": res.interrupted,
+        "notes": list(res.notes),
         "regressions": [_reg_json(r, reproduce.get(r.invariant)) for r in ordered(res)],
         "fixes": [_reg_json(r, None) for r in res.fixes.values()],
         "behaviour_changes": [{"kind": k, "cases": n, "example": res.examples.get(k, "")}

@@ -145,3 +145,54 @@ def test_a_tree_that_does_not_build_is_skipped_by_bisect(capsys: pytest.CaptureF
     code = main(["fuzz", "--impl", "kernel", "--linux-src", DEBIAN_612, "--case", str(case)])
     out, _ = capsys.readouterr()
     assert code == EXIT_CLEAN and "kernel: pass" in out
+
+
+def test_libfuzzer_runs_on_the_tree_after_the_series_and_its_inputs_are_judged_on_both(tmp_path: Path) -> None:
+    """The atheris source of ``review``: libFuzzer on the after tree, every input it flags judged
+    before and after (a short share here; ``review`` gives it a quarter of ``--time``)."""
+    from emu.impls.registry import resolve
+    from emu.kernel.impl import set_default_tree
+    from fuzz.review import atheris_cases
+
+    patch = make_patch(tmp_path / "0001-skip.patch", JIT, [SKIP_FIX], "riscv, bpf: skip the whole detour")
+    trees = prepare(DEBIAN_612, [str(patch)])
+    set_default_tree(trees.before)
+    try:
+        before = resolve("kernel")
+    finally:
+        set_default_tree(None)
+    judged: list[str] = []
+    notes: list[str] = []
+
+    class Visit:
+        def __call__(self, origin: str, case: Case, *, force: bool = False) -> bool:
+            judged.append(origin)
+            assert judge_case_status(case, before) in {"pass", "refused", "invalid", "unspecified", "fail"}
+            return True
+
+        def left(self) -> float:
+            return 25.0
+
+        def note(self, line: str) -> None:
+            notes.append(line)
+
+    atheris_cases(trees.after, 1, tmp_path / "atheris", min_seconds=5.0)(Visit())
+    assert notes and notes[0].startswith("atheris: ") and "inputs on the tree after the series" in notes[0]
+    assert judged and all(o.startswith("atheris crash-") for o in judged), (notes, judged)
+    skipped: list[str] = []
+
+    class Short(Visit):
+        def left(self) -> float:
+            return 3.0
+
+        def note(self, line: str) -> None:
+            skipped.append(line)
+
+    atheris_cases(trees.after, 1, tmp_path / "atheris2")(Short())
+    assert skipped == ["atheris: not run (its share of --time is 3 s, it needs 30 s)"]
+
+
+def judge_case_status(case: Case, impl: object) -> str:
+    from fuzz.oracle import judge
+
+    return judge(case, impl).status  # type: ignore[arg-type]
