@@ -23,6 +23,25 @@ StopKind = Literal[
     "host_error",
 ]
 
+#: RISC-V trap causes (privileged spec, ``mcause``) and the stop each is, for every engine: what
+#: unicorn's interrupt hook delivers and what Spike leaves in mcause.
+TRAP_CAUSE_STOP: dict[int, tuple[StopKind, str]] = {
+    0: ("misaligned", "instruction address misaligned"),
+    1: ("fetch_unmapped", "instruction access fault"),
+    2: ("illegal_insn", "illegal instruction"),
+    3: ("illegal_insn", "breakpoint (ebreak)"),
+    4: ("misaligned", "load address misaligned"),
+    5: ("read_unmapped", "load access fault"),
+    6: ("misaligned", "store/AMO address misaligned"),
+    7: ("write_unmapped", "store/AMO access fault"),
+    8: ("illegal_insn", "environment call (ecall) from U-mode"),
+    9: ("illegal_insn", "environment call (ecall) from S-mode"),
+    11: ("illegal_insn", "environment call (ecall) from M-mode"),
+    12: ("fetch_unmapped", "instruction page fault"),
+    13: ("read_unmapped", "load page fault"),
+    15: ("write_unmapped", "store/AMO page fault"),
+}
+
 PAGE_SIZE = 0x1000
 MASK64 = (1 << 64) - 1
 

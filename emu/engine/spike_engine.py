@@ -46,13 +46,13 @@ from typing import Any
 from emu.engine.base import (
     MASK64,
     PAGE_SIZE,
+    TRAP_CAUSE_STOP,
     EngineError,
     HostFn,
     HostStop,
     MemWrite,
     ObserverFn,
     RunResult,
-    StopKind,
     TracerFn,
 )
 
@@ -90,23 +90,6 @@ _LEAF_RW = _PTE_V | _PTE_R | _PTE_W | _PTE_A | _PTE_D
 #: satp MODE values, widest first: (mode, page-table levels).
 _PAGING = ((10, 5), (9, 4), (8, 3))
 
-# RISC-V trap causes (privileged spec, mcause) as unicorn's engine classifies them.
-_CAUSE_STOP: dict[int, tuple[StopKind, str]] = {
-    0: ("misaligned", "instruction address misaligned"),
-    1: ("fetch_unmapped", "instruction access fault"),
-    2: ("illegal_insn", "illegal instruction"),
-    3: ("illegal_insn", "breakpoint (ebreak)"),
-    4: ("misaligned", "load address misaligned"),
-    5: ("read_unmapped", "load access fault"),
-    6: ("misaligned", "store/AMO address misaligned"),
-    7: ("write_unmapped", "store/AMO access fault"),
-    8: ("illegal_insn", "environment call (ecall) from U-mode"),
-    9: ("illegal_insn", "environment call (ecall) from S-mode"),
-    11: ("illegal_insn", "environment call (ecall) from M-mode"),
-    12: ("fetch_unmapped", "instruction page fault"),
-    13: ("read_unmapped", "load page fault"),
-    15: ("write_unmapped", "store/AMO page fault"),
-}
 _FETCH_CAUSES = frozenset((1, 12))
 _ACCESS_FAULTS = frozenset((5, 7))
 
@@ -520,7 +503,7 @@ class SpikeEngine:
         cause = int(p.get_csr(_CSR_MCAUSE))
         epc = int(p.get_csr(_CSR_MEPC)) & MASK64
         tval = int(p.get_csr(_CSR_MTVAL)) & MASK64
-        stop, what = _CAUSE_STOP.get(cause, ("illegal_insn", "unexpected trap"))
+        stop, what = TRAP_CAUSE_STOP.get(cause, ("illegal_insn", "unexpected trap"))
         fault_addr: int | None = None
         at = epc
         if cause in _FETCH_CAUSES:

@@ -76,6 +76,7 @@ from emu.engine import blockhook
 from emu.engine.base import (
     MASK64,
     PAGE_SIZE,
+    TRAP_CAUSE_STOP,
     EngineError,
     HostFn,
     HostStop,
@@ -125,23 +126,6 @@ _ERR_STOP: dict[int, tuple[StopKind, str]] = {
     ucc.UC_ERR_FETCH_UNALIGNED: ("misaligned", "unaligned fetch"),
     # ebreak / c.ebreak end up here in unicorn 2.1.4.
     ucc.UC_ERR_INSN_INVALID: ("illegal_insn", "invalid instruction (ebreak or undecodable)"),
-}
-# RISC-V trap causes (privileged spec, mcause) as delivered to the interrupt hook.
-_CAUSE_STOP: dict[int, tuple[StopKind, str]] = {
-    0: ("misaligned", "instruction address misaligned"),
-    1: ("fetch_unmapped", "instruction access fault"),
-    2: ("illegal_insn", "illegal instruction"),
-    3: ("illegal_insn", "breakpoint (ebreak)"),
-    4: ("misaligned", "load address misaligned"),
-    5: ("read_unmapped", "load access fault"),
-    6: ("misaligned", "store/AMO address misaligned"),
-    7: ("write_unmapped", "store/AMO access fault"),
-    8: ("illegal_insn", "environment call (ecall) from U-mode"),
-    9: ("illegal_insn", "environment call (ecall) from S-mode"),
-    11: ("illegal_insn", "environment call (ecall) from M-mode"),
-    12: ("fetch_unmapped", "instruction page fault"),
-    13: ("read_unmapped", "load page fault"),
-    15: ("write_unmapped", "store/AMO page fault"),
 }
 _INVALID_ACCESS_STOP: dict[int, StopKind] = {
     ucc.UC_MEM_READ_UNMAPPED: "read_unmapped",
@@ -738,7 +722,7 @@ class UnicornEngine:
             stop, at, detail = "host_error", self._host_stop[0], self._host_stop[1]
         elif self._trap is not None:
             cause, at = self._trap
-            stop, what = _CAUSE_STOP.get(cause, ("illegal_insn", "unexpected trap"))
+            stop, what = TRAP_CAUSE_STOP.get(cause, ("illegal_insn", "unexpected trap"))
             word = self._word_at(at)
             detail = f"trap cause {cause} ({what}) at {at:#x}, insn {word:#x}" if word is not None else what
             if stop == "misaligned" and word is not None:
