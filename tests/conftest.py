@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -64,3 +66,21 @@ def _freeze_hypothesis_constants() -> None:
 _freeze_hypothesis_constants()
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI sets the process's default tree (also in the environment, for workers) and the
+    registry caches ``kernel``: undo all of it after the test, so no later test sees its tree."""
+    import emu.impls.registry as registry
+    import emu.kernel.impl as kimpl
+
+    monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
+    monkeypatch.setattr(registry, "_cache", dict(registry._cache))
+    saved = {var: os.environ.get(var) for var in (kimpl.ENV_VAR, kimpl.ENV_TREES)}
+    yield
+    for var, value in saved.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value

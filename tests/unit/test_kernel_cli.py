@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,8 @@ from fuzz.cli import main
 
 
 @pytest.fixture(autouse=True)
-def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The CLI sets the process's default tree (also in the environment, for workers) and the
-    registry caches ``kernel``: undo all of it after each test, so no later test sees this tree."""
-    import os
-
-    import emu.impls.registry as registry
-    import emu.kernel.impl as kimpl
-
-    monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
-    monkeypatch.setattr(registry, "_cache", dict(registry._cache))
-    saved = {var: os.environ.get(var) for var in (kimpl.ENV_VAR, kimpl.ENV_TREES)}
-    yield
-    for var, value in saved.items():
-        if value is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = value
+def _restore_kernel_tree(restore_kernel_tree: None) -> None:
+    """Every test here may name another tree (tests/conftest.py: restore_kernel_tree)."""
 
 
 def _fetched(version: str) -> str:

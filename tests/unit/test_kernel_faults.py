@@ -15,7 +15,6 @@ line fails here rather than silently testing less.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -99,23 +98,8 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
-def _restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The CLI sets the process's default tree (also in the environment, for workers) and the
-    registry caches ``kernel``: undo all of it after each test, so no later test sees this tree."""
-    import os
-
-    import emu.impls.registry as registry
-    import emu.kernel.impl as kimpl
-
-    monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
-    monkeypatch.setattr(registry, "_cache", dict(registry._cache))
-    saved = {var: os.environ.get(var) for var in (kimpl.ENV_VAR, kimpl.ENV_TREES)}
-    yield
-    for var, value in saved.items():
-        if value is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = value
+def _restore_kernel_tree(restore_kernel_tree: None) -> None:
+    """Every test here may name another tree (tests/conftest.py: restore_kernel_tree)."""
 
 
 def tree_copy(src: Path, dest: Path, old: str, new: str) -> None:
