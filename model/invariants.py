@@ -22,24 +22,9 @@ from dataclasses import dataclass
 
 from model.caps import Capabilities
 from model.case import MASK64, Case
+from model.contract import COOKIE_INDEX_SHIFT, E2BIG, EFAULT, EINVAL, ERANGE, IS_RETURN_SHIFT, PARENT_RET_OFFSET, PLANTED
+from model.expectation import TRAMPOLINE_EVENT_KINDS, Expectation, Expected, ExpectedEvent, Invalid, Refusal, Unspecified
 from model.observation import Event, Observation
-from model.semantics import (
-    COOKIE_INDEX_SHIFT,
-    E2BIG,
-    EFAULT,
-    EINVAL,
-    ERANGE,
-    IS_RETURN_SHIFT,
-    PARENT_RET_OFFSET,
-    PLANTED,
-    TRAMPOLINE_EVENT_KINDS,
-    Expected,
-    ExpectedEvent,
-    Invalid,
-    Refusal,
-    Unspecified,
-    Verdict,
-)
 
 #: Trap kinds that mean the run hit its instruction budget rather than faulting.
 BUDGET_TRAPS: frozenset[str] = frozenset({"budget", "timeout", "step_limit"})
@@ -65,7 +50,7 @@ class Violation:
         return f"{self.invariant}: {self.message}"
 
 
-CheckFn = Callable[[Case, Capabilities, Verdict, Observation], "str | None"]
+CheckFn = Callable[[Case, Capabilities, Expectation, Observation], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +61,7 @@ class Invariant:
     doc: str
     fn: CheckFn
 
-    def check(self, case: Case, caps: Capabilities, expected: Verdict, observed: Observation) -> Violation | None:
+    def check(self, case: Case, caps: Capabilities, expected: Expectation, observed: Observation) -> Violation | None:
         msg = self.fn(case, caps, expected, observed)
         return None if msg is None else Violation(self.name, msg)
 
@@ -98,7 +83,7 @@ def _invariant(name: str) -> Callable[[CheckFn], CheckFn]:
     return register
 
 
-def _ran(expected: Verdict, observed: Observation) -> Expected | None:
+def _ran(expected: Expectation, observed: Observation) -> Expected | None:
     """The expectation when there is a run to judge, else None."""
     if isinstance(expected, Expected) and observed.refused is None:
         return expected
@@ -161,7 +146,7 @@ def _prog_pairs(exp: Expected, obs: Observation) -> list[tuple[Event, ExpectedEv
 
 
 @_invariant("I-RETURN-TARGET")
-def _return_target(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _return_target(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Control comes back exactly once to the parent's return address: via t0 into the body and then
     the body's own return (RESTORE_REGS), via ra straight to the parent (SKIP_FRAME), via ra for a
     directly called struct_ops trampoline. A return to any address taken from a stack slot the
@@ -190,7 +175,7 @@ def _return_target(case: Case, caps: Capabilities, expected: Verdict, obs: Obser
 
 
 @_invariant("I-RETURN-VALUE")
-def _return_value(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _return_value(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The parent receives a0 (and, for BPF-program targets whose BPF callers read R0, a5) as the
     model says: the body's result on the RESTORE_REGS path; the saved retval slots with CALL_ORIG
     (the original's a0/a5, or the short-circuiting fmod_ret program's a0 and R0); for struct_ops
@@ -209,7 +194,7 @@ def _return_value(case: Case, caps: Capabilities, expected: Verdict, obs: Observ
 
 
 @_invariant("I-BODY-RUNS")
-def _body_runs(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _body_runs(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The traced body runs exactly once (fentry-only, or CALL_ORIG without a non-zero fmod_ret) or
     not at all (a non-zero fmod_ret, struct_ops), and its store side effect happens exactly as
     often. Broken by 25ad10658dc1's predecessor on t0 sleds (fentry-only returned to the parent
@@ -250,7 +235,7 @@ def _compiled_stores(case: Case, exp: Expected, obs: Observation) -> str | None:
 
 
 @_invariant("I-NO-RECURSION")
-def _no_recursion(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _no_recursion(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The trampoline is never re-entered from itself: calling the original at the patched sled
     (func+0) instead of the body enters the trampoline again, deeper on the stack, without end.
     Detected as a repeated trampoline host call made at a lower sp than its first occurrence.
@@ -277,7 +262,7 @@ def _no_recursion(case: Case, caps: Capabilities, expected: Verdict, obs: Observ
 
 
 @_invariant("I-ARGS-SEEN")
-def _args_seen(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _args_seen(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Every program sees ctx[i] equal to the i-th 8-byte argument slot: a0..a7, then the caller's
     stack words at the entry sp. Broken before 6801b0aef79d for more than 8 slots (refused then;
     copied from FP+16.. since), and latent for struct_ops with more than 8 slots (one frame, but
@@ -295,7 +280,7 @@ def _args_seen(case: Case, caps: Capabilities, expected: Verdict, obs: Observati
 
 
 @_invariant("I-ARGS-PASSED")
-def _args_passed(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _args_passed(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The body receives the caller's arguments unchanged: a0..a7 for the first eight slots and the
     stack words at its sp for the rest, even after programs clobbered every caller-saved register.
     Broken by the stack-argument copy of 6801b0aef79d if offsets are wrong, and by any
@@ -316,7 +301,7 @@ def _args_passed(case: Case, caps: Capabilities, expected: Verdict, obs: Observa
 
 
 @_invariant("I-NARGS")
-def _nargs(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _nargs(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """ctx[-1] (bpf_get_func_arg_cnt) equals the number of 8-byte argument slots, a 16-byte struct
     counting two (tracing_struct: nregs 4 for ({2,3}, 1, 4)). Tied to the slot counting of
     6801b0aef79d. From 7.x ctx[-1] is the ``func_meta`` word and the count is its low 8 bits
@@ -343,7 +328,7 @@ def _nargs(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) 
 
 
 @_invariant("I-IP-ARG")
-def _ip_arg(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _ip_arg(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """With IP_ARG, ctx[-2] (bpf_get_func_ip) is the traced function's symbol address — not the
     patch site, not func+8 (get_func_ip_test). The ``li t1, func_addr`` is variable-length, so a
     sizing/emit disagreement on it is the 9f1e16fb1fc9 class of bug."""
@@ -357,7 +342,7 @@ def _ip_arg(case: Case, caps: Capabilities, expected: Verdict, obs: Observation)
 
 
 @_invariant("I-RETVAL-SEEN")
-def _retval_seen(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _retval_seen(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """fmod_ret programs see ctx[slots] == 0 (the slot is cleared first) and fexit programs see the
     original's a0, or the short-circuiting fmod_ret program's a0 (fexit_test: 2, 5, 15, 34, 65,
     111). The slot is where both a0 and a5 are saved since 7112cd26e606."""
@@ -375,7 +360,7 @@ def _retval_seen(case: Case, caps: Capabilities, expected: Verdict, obs: Observa
 
 
 @_invariant("I-ORDER")
-def _order(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _order(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Host calls come in the order fentry programs -> fmod_ret programs (stopping at the first
     non-zero) -> the original -> fexit programs, with ``__bpf_tramp_enter(im)`` first and
     ``__bpf_tramp_exit(im)`` last, exactly once each and only with CALL_ORIG (SEMANTICS 5.7).
@@ -400,7 +385,7 @@ def _order(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) 
 
 
 @_invariant("I-PROG-PROTOCOL")
-def _prog_protocol(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _prog_protocol(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Per program: ``enter(prog, &run_ctx)`` before and ``exit(prog, start, &run_ctx)`` after, paired
     even when enter returns 0 (then the program is skipped and start 0 is passed); start is what
     enter returned (1 = no stats, >= 2 a time); run_ctx.cookie equals the link's cookie while the
@@ -438,7 +423,7 @@ def _prog_protocol(case: Case, caps: Capabilities, expected: Verdict, obs: Obser
 
 
 @_invariant("I-CALLEE-SAVED")
-def _callee_saved(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _callee_saved(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """At the return to the parent s0-s11, gp and tp hold exactly what the parent planted
     (``semantics.PLANTED``): the trampoline saves and restores s1 (the start time) and fp, and
     nothing else may change. Broken when the original is entered past its prologue (the 16-byte
@@ -455,7 +440,7 @@ def _callee_saved(case: Case, caps: Capabilities, expected: Verdict, obs: Observ
 
 
 @_invariant("I-SP")
-def _sp(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _sp(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The stack is balanced — sp at the return equals the sp of the parent's call, and the body on
     the RESTORE_REGS path is entered with that same sp — and sp is 16-byte aligned at every call
     made. Broken by 1732ebc4a261's predecessor (struct_ops given the two-frame epilogue) and by
@@ -476,7 +461,7 @@ def _sp(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> 
 
 
 @_invariant("I-PARENT-RA")
-def _parent_ra(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _parent_ra(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The parent's return address survives every redirect: ra equals it when control reaches the
     parent, and the body entered on the RESTORE_REGS path holds it in ra. Broken by 6724a76cff85's
     era change (a 16-byte sled's parent ra lost by a redirect not returning to ip+12) and by the
@@ -494,7 +479,7 @@ def _parent_ra(case: Case, caps: Capabilities, expected: Verdict, obs: Observati
 
 
 @_invariant("I-NO-FAULT")
-def _no_fault(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _no_fault(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The run raises no fault: no fetch from outside code, no misaligned or unmapped access, no
     illegal instruction. Broken by 1732ebc4a261's predecessor (struct_ops crash with epc = t0) and
     9f1e16fb1fc9's (an image overflowing its allocation)."""
@@ -507,7 +492,7 @@ def _no_fault(case: Case, caps: Capabilities, expected: Verdict, obs: Observatio
 
 
 @_invariant("I-TERMINATES")
-def _terminates(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _terminates(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The run reaches the parent within the instruction budget. Infinite recursion through the
     sled (47c9214dcbea) or a loop through a stale branch ends here when it does not fault first."""
     exp = _ran(expected, obs)
@@ -521,7 +506,7 @@ def _terminates(case: Case, caps: Capabilities, expected: Verdict, obs: Observat
 
 
 @_invariant("I-STACK-BOUNDS")
-def _stack_bounds(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _stack_bounds(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Between the parent's call and its return nothing is written at or above the entry sp (the
     caller's frame, its outgoing stack arguments, the canaries) nor below the stack region, and
     the data region receives only the body's own store. Broken by entering the body past its
@@ -546,7 +531,7 @@ def _stack_bounds(case: Case, caps: Capabilities, expected: Verdict, obs: Observ
 
 
 @_invariant("I-UNWIND")
-def _unwind(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _unwind(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """At every host call the trampoline makes, the fp chain reads trampoline -> traced function ->
     parent: [fp-8] is the return into the traced function (func + sled entry bytes; ip+12 for the
     16-byte detour), the next level is the parent's return; a directly called struct_ops
@@ -570,7 +555,7 @@ def _unwind(case: Case, caps: Capabilities, expected: Verdict, obs: Observation)
 
 
 @_invariant("I-SIZE")
-def _size(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _size(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The emitted trampoline is never longer than the size pass said. The size pass has no image
     address, so every address-dependent ``li`` must be sized at its longest; 9f1e16fb1fc9 fixed a
     sizing pass that used another ``im`` than the emit pass and overflowed the image."""
@@ -582,7 +567,7 @@ def _size(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -
 
 
 @_invariant("I-POKE")
-def _poke(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _poke(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Every text poke behaves per its mechanism (DESIGN §3): a verifying mechanism refuses a wrong
     old sequence (bpf_arch_text_poke -EFAULT, ftrace_modify_call -EINVAL) and leaves the site
     alone; every accepted poke leaves exactly the reference bytes, so patch/unpatch round-trips to
@@ -603,7 +588,7 @@ def _poke(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -
 
 
 @_invariant("I-REACH")
-def _reach(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _reach(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Calls the JIT emits and bpf_arch_text_poke accept targets only within auipc+jalr reach,
     [-2^31-2^11, 2^31-2^11) from the pc, and refuse the rest with -ERANGE — never a silently
     truncated offset, never a spurious -ERANGE for a target in reach (SEMANTICS 2.3; the +0x800
@@ -627,7 +612,7 @@ def _reach(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) 
 
 
 @_invariant("I-SLED-CONSISTENT")
-def _sled_consistent(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _sled_consistent(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The sled, the patch size and the trampoline's skip agree: the body is only ever entered at
     func + the sled's entry bytes (8 for the t0 schemes, 16 for the ra detour), the address the
     scenario laid the body at. 25ad10658dc1 fixed a 16-byte skip against an 8-byte sled (the seed
@@ -647,7 +632,7 @@ def _sled_consistent(case: Case, caps: Capabilities, expected: Verdict, obs: Obs
 
 
 @_invariant("I-TORN")
-def _torn(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _torn(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Every state a task can execute while a patch is in flight (between the patcher's word writes,
     at every interruption point its concurrency model allows) lands where a consistent old or new
     sled would. A two-word patch without stop_machine under preemption can pair an old auipc with
@@ -663,7 +648,7 @@ def _torn(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -
 
 
 @_invariant("I-TEARDOWN")
-def _teardown(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _teardown(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """After the image is retired while the original runs (ip_after_call poked into a jump to
     ip_epilogue), returning from the original skips every fexit program — they may be freed — and
     still calls ``__bpf_tramp_exit(im)`` to drop the image reference (SEMANTICS 3.8). The poke
@@ -685,7 +670,7 @@ def _teardown(case: Case, caps: Capabilities, expected: Verdict, obs: Observatio
 
 
 @_invariant("I-REJECT")
-def _reject(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _reject(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """Illegal requests are refused with the kernel's errno and nothing is emitted or run: -ENOTSUPP
     for ORIG_STACK/SHARE_IPMODIFY, more than 12 arguments or more slots than the JIT handles
     (8 before 6801b0aef79d), kernel functions without direct calls; -E2BIG for more than 38 links
@@ -723,7 +708,7 @@ def _reject(case: Case, caps: Capabilities, expected: Verdict, obs: Observation)
 
 
 @_invariant("I-SESSION-COOKIE")
-def _session_cookie(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _session_cookie(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """A session program that calls ``bpf_session_cookie()`` gets a cookie slot of its own, zeroed
     before the fentry phase, and the same slot in both phases: its fentry run reads 0 there (it
     then writes a token, ``semantics.session_token``), its fexit run reads its own token back. The
@@ -747,7 +732,7 @@ def _session_cookie(case: Case, caps: Capabilities, expected: Verdict, obs: Obse
 
 
 @_invariant("I-IS-RETURN")
-def _is_return(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _is_return(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """A session program's ``bpf_session_is_return()`` (bit 63 of ``func_meta``, ctx[-1]) is false
     in its fentry run and true in its fexit run: the JIT stores the word with IS_RETURN set after
     the original returned and before the fexit phase (7.x)."""
@@ -765,7 +750,7 @@ def _is_return(case: Case, caps: Capabilities, expected: Verdict, obs: Observati
 
 
 @_invariant("I-TAIL-CALL-COUNT")
-def _tail_call_count(case: Case, caps: Capabilities, expected: Verdict, obs: Observation) -> str | None:
+def _tail_call_count(case: Case, caps: Capabilities, expected: Expectation, obs: Observation) -> str | None:
     """The trampoline of a tail-call-reachable BPF program (``BPF_TRAMP_F_TAIL_CALL_CTX``) keeps the
     tail-call count (a6) across itself: the original is entered with the count its caller passed
     (saved on entry, reloaded before the call), and the caller gets back the count the original
@@ -801,7 +786,7 @@ NAMES: tuple[str, ...] = (
 assert tuple(inv.name for inv in ALL) == NAMES, "invariants out of DESIGN §6 order"
 
 
-def check_all(case: Case, caps: Capabilities, expected: Verdict, observed: Observation) -> tuple[Violation, ...]:
+def check_all(case: Case, caps: Capabilities, expected: Expectation, observed: Observation) -> tuple[Violation, ...]:
     """Every violation, in DESIGN §6 order. Invalid and Unspecified expectations judge nothing."""
     out = (inv.check(case, caps, expected, observed) for inv in ALL)
     return tuple(v for v in out if v is not None)

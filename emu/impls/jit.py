@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emu.impls.api import (
+from emu.impls.api import Image, LinkReq, PokeKind, PokeResult, Refused, TrampRequest
+from emu.impls.eras import RV_MAX_COUNT_IMM, STACK_IM, Era
+from emu.impls.patchers import BpfPoker
+from emu.rv64 import encode as E
+from emu.rv64.emitter import Emitter
+from emu.rv64.offsets import ReachError
+from emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
+from model.contract import (
     E2BIG,
     EFAULT,
     EFBIG,
@@ -28,19 +35,7 @@ from emu.impls.api import (
     F_SHARE_IPMODIFY,
     F_SKIP_FRAME,
     F_TAIL_CALL_CTX,
-    Image,
-    LinkReq,
-    PokeKind,
-    PokeResult,
-    Refused,
-    TrampRequest,
 )
-from emu.impls.eras import RV_MAX_COUNT_IMM, STACK_IM, Era
-from emu.impls.patchers import BpfPoker
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.offsets import ReachError
-from emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
 
 MAX_REG_ARGS = 8
 MAX_BPF_FUNC_ARGS = 12

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from emu.impls.api import EINVAL, Implementation, PokeKind, PokeResult
+from emu.impls.api import Implementation, PokeKind, PokeResult
 from emu.impls.eras import BUGS, ERAS, REVERTS, Era
 from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers, words
 from emu.impls.registry import ImplementationError, capabilities
@@ -47,6 +47,7 @@ from emu.kernel.build import (
 from emu.kernel.debian import PREFIX, DebianTreeError, resolve_tree
 from emu.kernel.probe import KernelFeatures
 from model.caps import KnownBug, SledLayout
+from model.contract import EINVAL
 
 ENV_VAR = "SLEDFUZZ_LINUX_SRC"
 ENV_TREES = "SLEDFUZZ_LINUX_SRCS"

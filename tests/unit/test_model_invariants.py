@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from model.case import Case, Layout, Link, Store
+from model.contract import E2BIG, EINVAL, ENOTSUPP, ERANGE
+from model.expectation import Invalid, Refusal, Unspecified
 from model.invariants import ALL, BY_NAME, NAMES, Violation, check_all
 from model.observation import Event, Observation, PokeCheck, TornState, Trap, Write
-from model.semantics import E2BIG, EINVAL, ENOTSUPP, ERANGE, Invalid, Refusal, Unspecified, expect
+from model.semantics import expect
 from tests.unit.test_model_support import (
     CAPS,
     FUNC,
