@@ -78,6 +78,14 @@ def test_names_are_design_section_6() -> None:
         assert any(c.isdigit() for c in inv.doc), f"{inv.name} names no commit or section"
 
 
+def test_invariants_carry_the_commits_they_catch() -> None:
+    """``catches`` reads model/known_bugs.py (values written here from SEMANTICS 4)."""
+    assert BY_NAME["I-SIZE"].catches == frozenset({"9f1e16fb1fc9"})
+    assert BY_NAME["I-TORN"].catches == frozenset({"8547649981e6"})
+    assert BY_NAME["I-NO-RECURSION"].catches == frozenset({"8f3e00af8e52", "25ad10658dc1"})
+    assert BY_NAME["I-TAIL-CALL-COUNT"].catches == frozenset()
+
+
 def test_docs_table_lists_every_invariant() -> None:
     text = (ROOT / "docs" / "invariants.md").read_text(encoding="utf-8")
     for name in NAMES:
