@@ -25,7 +25,6 @@ from emu.impls.api import Implementation
 from emu.rv64.disasm import disassemble
 from emu.scenario import (
     HOST_FIXED,
-    HOSTS_SPAN,
     ROLE_HELPER,
     ROLE_PROG0,
     ROLE_PROG_ENTER,
@@ -37,7 +36,7 @@ from emu.scenario import (
 )
 from fuzz.oracle import Verdict, judge
 from model.case import MASK64, Case
-from model.contract import flag_names
+from model.contract import HOSTS_SPAN, flag_names
 from model.expectation import Expected, Invalid, Refusal, Unspecified
 from model.observation import Observation, Trap
 from model.semantics import expect
