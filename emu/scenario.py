@@ -51,24 +51,13 @@ from emu.bodygen import compile_body
 from emu.elf.image import ElfError
 from emu.elf.placement import place
 from emu.engine import Engine, EngineError, HostStop, RunResult, get_engine
-from emu.impls.api import (
-    ENOTSUPP,
-    ArgModel,
-    FuncModel,
-    Image,
-    Implementation,
-    LinkReq,
-    PokeKind,
-    PokeResult,
-    Refused,
-    TrampRequest,
-)
+from emu.impls.api import ArgModel, FuncModel, Image, Implementation, LinkReq, PokeKind, PokeResult, Refused, TrampRequest
 from emu.rv64 import encode as E
 from emu.rv64.offsets import in_auipc_jalr_range, sign_extend
 from emu.rv64.regs import A0, A1, A2, A5, A6, RA, S0, SP, T0, T1, T6, ZERO
 from model.caps import Capabilities, SledLayout
 from model.case import DATA_SIZE, MASK64, STACK_SIZE, Case, Layout
-from model.core import E2BIG, CoreRefusal, core_stage
+from model.contract import E2BIG, ENOTSUPP, CoreRefusal, core_stage
 from model.observation import FINAL_REGS, BodyEntry, Event, EventKind, Observation, PokeCheck, TornState, Trap, Write
 
 __all__ = [

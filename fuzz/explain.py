@@ -25,7 +25,6 @@ from emu.impls.api import Implementation
 from emu.rv64.disasm import disassemble
 from emu.scenario import (
     HOST_FIXED,
-    HOSTS_SPAN,
     ROLE_HELPER,
     ROLE_PROG0,
     ROLE_PROG_ENTER,
@@ -37,9 +36,10 @@ from emu.scenario import (
 )
 from fuzz.oracle import Verdict, judge
 from model.case import MASK64, Case
-from model.core import flag_names
+from model.contract import HOSTS_SPAN, flag_names
+from model.expectation import Expected, Invalid, Refusal, Unspecified
 from model.observation import Observation, Trap
-from model.semantics import Expected, Invalid, Refusal, Unspecified, expect
+from model.semantics import expect
 
 REG_NAMES = ("zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6",
              "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6")

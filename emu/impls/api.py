@@ -12,28 +12,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from model.caps import Capabilities, SledLayout
+from model.contract import LinkKind
 
-# BPF_TRAMP_F_* (SEMANTICS 3.1): one definition, the core's; re-exported for JITs and plugin authors.
-from model.core import F_CALL_ORIG as F_CALL_ORIG
-from model.core import F_INDIRECT as F_INDIRECT
-from model.core import F_IP_ARG as F_IP_ARG
-from model.core import F_ORIG_STACK as F_ORIG_STACK
-from model.core import F_RESTORE_REGS as F_RESTORE_REGS
-from model.core import F_RET_FENTRY_RET as F_RET_FENTRY_RET
-from model.core import F_SHARE_IPMODIFY as F_SHARE_IPMODIFY
-from model.core import F_SKIP_FRAME as F_SKIP_FRAME
-from model.core import F_TAIL_CALL_CTX as F_TAIL_CALL_CTX
-
-# errno values the kernel returns (positive; a refusal carries -errno semantics)
-EFAULT = 14
-EINVAL = 22
-ERANGE = 34
-ENOTSUPP = 524
-E2BIG = 7
-EFBIG = 27  # arch_prepare_bpf_trampoline before 26ef208c209a: sized image larger than the page
-EPERM = 1  # ftrace: patch_insn_write failed
-
-LinkKind = Literal["fentry", "fmod_ret", "fexit", "fsession"]
 PokeKind = Literal["nop", "call", "jump"]
 
 

@@ -22,10 +22,11 @@ from dataclasses import replace
 from importlib.metadata import entry_points
 
 from emu.impls.api import Implementation
-from emu.impls.eras import BUGS, ERAS, FTRACE_ONLY, Era, RevertError, revert
+from emu.impls.eras import ERAS, FTRACE_ONLY, Era, RevertError, revert
 from emu.impls.jit import EraJit
 from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
 from model.caps import Capabilities, KnownBug
+from model.known_bugs import KNOWN_BUGS
 
 ENTRY_POINT_GROUP = "sledfuzz.impls"
 
@@ -83,10 +84,8 @@ def capabilities(name: str, sled_era: Era, jit_era: Era, *, direct_calls: bool |
         name=name,
         targets=frozenset({"kernel_function", "bpf_prog", "struct_ops"}),
         sleds=sled_era.sleds(),
-        max_args=12,
         max_arg_slots=jit_era.max_arg_slots,
         kernel_direct_calls=jit_era.direct_calls if direct_calls is None else direct_calls,
-        rvc=True,
         ret_convention=jit_era.ret_convention,
         known_bugs=tuple(bugs),
         fsession=jit_era.fsession,
@@ -122,7 +121,7 @@ def _pairing(name: str, a: str, b: str) -> Implementation:
         raise ImplementationError(f"{name}: unknown tramp era {b!r} (known: {', '.join(ERAS)})")
     extra: tuple[KnownBug, ...] = ()
     if (sled_era.ftrace != "detour16") != (jit_era.frames == "two"):
-        extra = (BUGS["25ad10658dc1"],)  # sled and JIT disagree on skip and link register
+        extra = (KNOWN_BUGS["25ad10658dc1"],)  # sled and JIT disagree on skip and link register
     desc = PAIRINGS.get(name, f"sleds of {a}, trampoline JIT of {b}")
     return Implementation(
         name=name,
@@ -238,7 +237,7 @@ def available(include_plugins: bool = True) -> list[tuple[str, str]]:
     out += list(PAIRINGS.items())
     for n in BUG_CONFIGS:
         base, _, commit = n.partition("-pre-")
-        out.append((n, f"{base} with {commit} reverted: {BUGS[commit].summary}"))
+        out.append((n, f"{base} with {commit} reverted: {KNOWN_BUGS[commit].summary}"))
     if include_plugins:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             out.append((ep.name, f"plugin {ep.value}"))

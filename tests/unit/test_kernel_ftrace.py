@@ -19,11 +19,11 @@ import random
 
 import pytest
 
-from emu.impls.api import EINVAL
 from emu.impls.registry import resolve
 from emu.impls.torn import _states
 from emu.kernel.debian import DebianTreeError, resolve_tree
 from emu.kernel.impl import FtraceFacts, KernelAtomicPatcher, factory
+from model.contract import EINVAL
 
 T0 = 5
 FUNC = 0xFFFFFFFF80200000
