@@ -3,12 +3,13 @@
 Searches, the minimiser, replay and the atheris target compare verdicts by status and violated
 invariant names only; ``Judged`` is that reduction of ``fuzz.oracle.Verdict``. Every call goes
 through ``judge_case``, so a nightly worker can note the case it is about to judge
-(``observe_cases``) and ``fuzz --cross-check`` can run it on a second engine.
+(``observing``) and ``fuzz --cross-check`` can run it on a second engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from emu.impls.api import Implementation
@@ -51,10 +52,15 @@ class Judged:
         return sorted(out.items())
 
 
-def observe_cases(observer: CaseObserver) -> None:
-    """Call ``observer`` with every case before it is judged (a nightly worker records the case it
-    is on, so the supervisor can save it if the worker dies)."""
+@contextlib.contextmanager
+def observing(observer: CaseObserver) -> Iterator[None]:
+    """Within the block, call ``observer`` with every case before it is judged (a nightly worker
+    records the case it is on, so the supervisor can save it if the worker dies)."""
     _observers.append(observer)
+    try:
+        yield
+    finally:
+        _observers.remove(observer)
 
 
 def judge_case(case: Case, impl: Implementation, strict_flags: bool = False, *, fresh: bool = False) -> Judged:

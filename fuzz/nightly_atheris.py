@@ -156,7 +156,7 @@ def _merge_counts(done: Any, current: dict[str, int]) -> Any:
 
 def _collect(task: Task, artifacts: Path, since: float, seen: set[str], emit: Emit) -> int:
     """Minimise each new invariant of this run's case files; emit ``minimized`` events."""
-    from fuzz.campaign import cell_context, judge_case, minimize_finding, slug
+    from fuzz.campaign import cell_context, judge_case, minimal_case, slug
     from fuzz.corpus import Entry, atomic_write_text, load_entry
 
     ctx = cell_context(task.config.impl)
@@ -169,19 +169,16 @@ def _collect(task: Task, artifacts: Path, since: float, seen: set[str], emit: Em
         judged = judge_case(entry.case, ctx.impl)
         for inv in sorted(judged.invariants - seen):
             seen.add(inv)
-            origin = ctx.origin if ctx.origin is not None and judge_case(entry.case, ctx.origin).passed else None
-            small = minimize_finding(entry.case, ctx.impl, inv, origin=origin, strict_flags=False)
-            small_j = judge_case(small, ctx.impl)
-            expect = {task.config.impl: small_j.verdict}
+            small = minimal_case(entry.case, ctx.impl, inv, origin=ctx.origin, strict_flags=False)
+            expect = {task.config.impl: small.judged.verdict}
             origin_status = None
-            if ctx.origin is not None and ctx.origin_name:
-                oj = judge_case(small, ctx.origin)
-                origin_status = oj.status
-                expect[ctx.origin_name] = oj.verdict
+            if small.origin_judged is not None and ctx.origin_name:
+                origin_status = small.origin_judged.status
+                expect[ctx.origin_name] = small.origin_judged.verdict
             prov = dict(entry.provenance, impl=task.config.impl, invariant=inv, minimized="yes",
-                        message=next((m for m in small_j.messages if m.startswith(inv)), inv))
+                        message=next((m for m in small.judged.messages if m.startswith(inv)), inv))
             path = artifacts.parent / f"{slug(inv)}.json"
-            atomic_write_text(path, Entry(small, expect, prov).to_json())
+            atomic_write_text(path, Entry(small.case, expect, prov).to_json())
             emit(("minimized", task.task_id, {"invariant": inv, "path": str(path), "origin_status": origin_status,
                                               "origin_required": inv not in ctx.origin_invariants}))
         crash.rename(crash.with_name("seen-" + crash.name))

@@ -69,19 +69,6 @@ class LastCaseRecorder:
         return case if isinstance(case, Case) else None
 
 
-def _record_judged_cases(recorder: LastCaseRecorder) -> None:
-    """Route ``fuzz.campaign.judge_case`` (what the search and the minimiser call) through the recorder."""
-    from fuzz import campaign
-
-    judge = campaign.judge_case
-
-    def recording(case: Case, impl: Any, strict_flags: bool = False, *, fresh: bool = False) -> Any:
-        recorder.note(case)
-        return judge(case, impl, strict_flags, fresh=fresh)
-
-    campaign.judge_case = recording
-
-
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     """Stop now, without unwinding: an exception raised here could land anywhere (a gc callback of
     hypothesis prints it as a traceback). libFuzzer children go first; findings are already on disk."""
@@ -110,13 +97,15 @@ def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, de
                                          deadline_wall=deadline_wall, emit=emit)
     else:
         from fuzz.campaign import search_cell
+        from fuzz.judging import observing
 
-        _record_judged_cases(LastCaseRecorder(Path(record_path)))
         deadline = time.monotonic() + max(0.0, deadline_wall - time.time())
+        # every case the search and the minimiser judge is noted first: the parent saves it if we die.
         # stop_when_found: a bug configuration's task ends once every bug it declares is found (its time
         # goes to the tasks after it); a clean configuration declares none and searches to the end
-        result = search_cell(task.config.impl, seconds=task.seconds, seed=task.seed, out_dir=work_dir,
-                             stop_when_found=True, emit=emit, deadline=deadline, engine="mixed")
+        with observing(LastCaseRecorder(Path(record_path)).note):
+            result = search_cell(task.config.impl, seconds=task.seconds, seed=task.seed, out_dir=work_dir,
+                                 stop_when_found=True, emit=emit, deadline=deadline, engine="mixed")
         from dataclasses import asdict
 
         counts, error = asdict(result.counts), result.error
