@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz.nightly_atheris import stop_children
-from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Task, slug
+from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Checkout, Task, slug
 from model.case import Case
 
 RECORD_BYTES = 1 << 20  # a pickled case is a few kB; a larger one is not recorded
@@ -77,8 +77,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, deadline_wall: float,
-                events: Any) -> None:
-    """Entry point of a worker process (spawned): run one task, report through ``events``."""
+                events: Any, *, checkout: Checkout | None = None) -> None:
+    """Entry point of a worker process (spawned): run one task, report through ``events``.
+    ``checkout``: where an atheris task's seeds and dictionary are (None: none)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if task.config.linux_src:
@@ -94,7 +95,7 @@ def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, de
         from fuzz.nightly_atheris import run_atheris_task
 
         counts, error = run_atheris_task(task, work_dir=Path(work_dir), corpus_dir=Path(corpus_dir),
-                                         deadline_wall=deadline_wall, emit=emit)
+                                         deadline_wall=deadline_wall, emit=emit, checkout=checkout)
     else:
         from fuzz.campaign import search_cell
         from fuzz.judging import observing
