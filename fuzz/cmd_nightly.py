@@ -130,7 +130,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="earlier nights' seen findings and the atheris corpora (default $XDG_CACHE_HOME/sledfuzz/nightly)")
     p.add_argument("--checkout", default=".", metavar="DIR",
                    help="the sledfuzz checkout whose tests/properties, corpus/regressions and atheris seeds the night "
-                        "uses; what it lacks is skipped (default: the current directory)")
+                        "uses; what it lacks is skipped (default: %(default)s, the current directory)")
     p.add_argument("--corpus", metavar="DIR", help="regression corpus to replay first (default: the checkout's "
                                                    "corpus/regressions, if any)")
     p.add_argument("--skip", action="append", choices=PHASES, default=[],
