@@ -250,8 +250,8 @@ def _run(args: argparse.Namespace) -> int:
         if "properties" in args.skip:
             night.phases["properties"] = {"line": "skipped (--skip properties)"}
         elif not checkout.has_property_suite:
-            night.phases["properties"] = {"line": "skipped: not run from a checkout with tests/properties"}
-            night.say("properties: skipped (not a checkout with tests/properties)")
+            night.phases["properties"] = {"line": f"skipped: no tests/properties in --checkout {checkout.root}"}
+            night.say(f"properties: skipped (no tests/properties in --checkout {checkout.root})")
         else:
             phase_properties(night, checkout, min(properties_seconds(args.time), max(0.0, deadline - reserve - time.time())))
         atheris = "atheris" not in args.skip and importlib.util.find_spec("atheris") is not None

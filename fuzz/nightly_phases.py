@@ -37,7 +37,7 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
     start = time.time()
     rep: dict[str, Any] = {"files": 0, "verdicts": 0, "changed": [], "not_judged": []}
     if corpus is None:
-        rep["line"] = "no corpus (not a checkout; --corpus DIR names one)"
+        rep["line"] = "no corpus (--checkout has no corpus/regressions; --corpus DIR names one)"
     else:
         from emu.impls.registry import ImplementationError, resolve
 
