@@ -82,7 +82,7 @@ def _strategy(impl: Implementation, elf: ElfSource | None, strict_flags: bool) -
     return elf_case_strategy(impl, targets, strict_flags=strict_flags)
 
 
-def _hypothesis_run(strategy: st.SearchStrategy[Case], body: Callable[[Case], None], seed: int) -> Callable[[], None]:
+def hypothesis_run(strategy: st.SearchStrategy[Case], body: Callable[[Case], None], seed: int) -> Callable[[], None]:
     """One hypothesis run over ``strategy``: generate phase only, no database, never a deadline."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hseed
@@ -165,7 +165,7 @@ class CellSearch:
             slice_start = self._slice_start = time.monotonic()
             if self.engine in ("hypothesis", "mixed"):
                 with contextlib.suppress(_Restart):
-                    _hypothesis_run(strategy, self.judge, run_seed)()
+                    hypothesis_run(strategy, self.judge, run_seed)()
                 self._restart = False
                 run_seed += 1
             if self.engine in ("random", "mixed"):
