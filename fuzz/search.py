@@ -128,7 +128,7 @@ class CellSearch:
         self.elf = elf
         self.target_invariants = {i for invs in self.result.target_bugs.values() for i in invs}
         self._last_progress = 0.0
-        self._examples = 0  # cases judged by hypothesis runs, for RESTART_EVERY
+        self._examples = 0  # cases judged, for RESTART_EVERY
         self._restart = False  # sticky until the hypothesis run ends (see ``judge``)
         self._slice_start = self.start
         self._random_index = 0
@@ -160,6 +160,8 @@ class CellSearch:
         return self.result
 
     def _alternate_engines(self, draw_case: Callable[[Draw], Case | None], strategy: st.SearchStrategy[Case]) -> None:
+        """Hypothesis runs (a new seed every RESTART_EVERY cases, or every HYPOTHESIS_SLICE seconds
+        when mixed), each followed (mixed) by twice as long on the shape builder."""
         run_seed = self.seed
         while time.monotonic() < self.end:
             slice_start = self._slice_start = time.monotonic()
