@@ -14,6 +14,7 @@ Beyond ``Patcher`` and ``Jit`` they drive the protocols declared in ``emu.impls.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from emu.engine import Engine
 from emu.impls.api import (
@@ -40,6 +41,15 @@ _ONE_WORD_MOVES = (-0x10, 0x10, -0x100, 0x100, -0x1000, 0x1000, -0x2000, 0x2000)
 def ftrace_of(patcher: Patcher) -> FtraceMechanism | None:
     """The ftrace mechanism behind ``patcher``'s kernel-function sleds, if it declares one."""
     return patcher.ftrace if isinstance(patcher, FtracePatched) else None
+
+
+@dataclass(frozen=True)
+class _Mechanisms:
+    """The optional mechanisms an implementation declares, looked up once per implementation
+    object (a runtime protocol check costs 10-20 us, a run about 500)."""
+
+    ftrace: FtraceMechanism | None
+    skipper: TrampSkipper | None
 
 
 def one_word_olds(site: bytes, call_to: Callable[[int], bytes | None], target: int,
@@ -69,6 +79,15 @@ class Experiments:
         self._pokes: OwnedCache[PokeResult] = OwnedCache()
         self._checks: OwnedCache[tuple[PokeCheck, ...]] = OwnedCache()
         self._torn: OwnedCache[tuple[TornState, ...]] = OwnedCache()
+        self._mechanisms: OwnedCache[_Mechanisms] = OwnedCache()
+
+    def _mechanisms_of(self, impl: Implementation) -> _Mechanisms:
+        hit = self._mechanisms.get(impl, None)
+        if hit is None:
+            jit = impl.jit
+            hit = _Mechanisms(ftrace_of(impl.patcher), jit if isinstance(jit, TrampSkipper) else None)
+            self._mechanisms.put(impl, None, hit)
+        return hit
 
     def bpf_poke(self, impl: Implementation, ip: int, site: bytes, old: PokeKind, new: PokeKind,
                  old_addr: int, new_addr: int) -> PokeResult:
@@ -92,7 +111,7 @@ class Experiments:
         if case.target == "bpf_prog":
             checks = _bpf_poke_checks(case, impl, sled, image, post_init, patched)
         elif case.target == "kernel_function":
-            checks = _ftrace_poke_checks(case, impl.patcher, sled, image)
+            checks = _ftrace_poke_checks(case, impl.patcher, self._mechanisms_of(impl).ftrace, sled, image)
         else:
             checks = ()
         self._checks.put(impl, key, checks)
@@ -102,7 +121,7 @@ class Experiments:
         """I-TORN's states: every mixed sled while the sled is patched to ``image`` and back."""
         if case.target != "kernel_function":
             return ()
-        ft = ftrace_of(impl.patcher)
+        ft = self._mechanisms_of(impl).ftrace
         if ft is None:
             return ()
         lay = case.layout
@@ -115,43 +134,41 @@ class Experiments:
         self._torn.put(ft, key, states)
         return states
 
-
-def teardown(engine: Engine, memory: AddressSpace, run: RunState) -> None:
-    """Retire the image while the original runs: ip_after_call NOP -> JUMP ip_epilogue."""
-    img = run.image
-    skips = img.skips if img is not None else ()
-    if img is not None and img.ip_after_call is None and skips:
-        _detach_fexit(engine, memory, run, skips)
-        return
-    if img is None or img.ip_after_call is None or img.ip_epilogue is None:
-        return
-    site = engine.read(img.ip_after_call, 8)
-    res = run.impl.jit.text_poke(img.ip_after_call, site, "nop", "jump", 0, img.ip_epilogue)
-    if res.rc == 0:
-        memory.write(img.ip_after_call, res.site[:8])
-        memory.forget(run.case.layout.image)
-    else:
-        run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
-
-
-def _detach_fexit(engine: Engine, memory: AddressSpace, run: RunState,
-                  skips: tuple[tuple[str, int, int], ...]) -> None:
-    """7.x (no ip_after_call): the same outcome by detaching every fexit program while the
-    original runs: the kernel patches each one's nop into a jump over its call
-    (``arch_bpf_trampoline_skip``, docs/kernel.md)."""
-    jit = run.impl.jit
-    if not isinstance(jit, TrampSkipper):
-        return
-    for kind, nop, target in skips:
-        if kind not in ("fexit", "fsession"):  # a session program: both its nops (the first already ran)
-            continue
-        site = engine.read(nop, 8)
-        res = jit.tramp_skip(nop, site, target)
+    def teardown(self, engine: Engine, memory: AddressSpace, run: RunState) -> None:
+        """Retire the image while the original runs: ip_after_call NOP -> JUMP ip_epilogue."""
+        img = run.image
+        skips = img.skips if img is not None else ()
+        if img is not None and img.ip_after_call is None and skips:
+            self._detach_fexit(engine, memory, run, skips)
+            return
+        if img is None or img.ip_after_call is None or img.ip_epilogue is None:
+            return
+        site = engine.read(img.ip_after_call, 8)
+        res = run.impl.jit.text_poke(img.ip_after_call, site, "nop", "jump", 0, img.ip_epilogue)
         if res.rc == 0:
-            memory.write(nop, res.site[:8])
+            memory.write(img.ip_after_call, res.site[:8])
             memory.forget(run.case.layout.image)
         else:
-            run.teardown_pokes.append(PokeCheck("teardown", "arch_bpf_trampoline_skip", res.rc, res.site, site))
+            run.teardown_pokes.append(PokeCheck("teardown", "bpf_arch_text_poke", res.rc, res.site, site))
+
+    def _detach_fexit(self, engine: Engine, memory: AddressSpace, run: RunState,
+                      skips: tuple[tuple[str, int, int], ...]) -> None:
+        """7.x (no ip_after_call): the same outcome by detaching every fexit program while the
+        original runs: the kernel patches each one's nop into a jump over its call
+        (``arch_bpf_trampoline_skip``, docs/kernel.md)."""
+        jit = self._mechanisms_of(run.impl).skipper
+        if jit is None:
+            return
+        for kind, nop, target in skips:
+            if kind not in ("fexit", "fsession"):  # a session program: both its nops (the first already ran)
+                continue
+            site = engine.read(nop, 8)
+            res = jit.tramp_skip(nop, site, target)
+            if res.rc == 0:
+                memory.write(nop, res.site[:8])
+                memory.forget(run.case.layout.image)
+            else:
+                run.teardown_pokes.append(PokeCheck("teardown", "arch_bpf_trampoline_skip", res.rc, res.site, site))
 
 
 def _bpf_poke_checks(case: Case, impl: Implementation, sled: SledLayout, image: int, post_init: bytes,
@@ -181,14 +198,14 @@ def _bpf_poke_checks(case: Case, impl: Implementation, sled: SledLayout, image: 
     return tuple(out)
 
 
-def _ftrace_poke_checks(case: Case, p: Patcher, sled: SledLayout, image: int) -> tuple[PokeCheck, ...]:
+def _ftrace_poke_checks(case: Case, p: Patcher, ft: FtraceMechanism | None, sled: SledLayout,
+                        image: int) -> tuple[PokeCheck, ...]:
     """ftrace_make_nop, then (with an ftrace mechanism) ftrace_modify_call: a wrong old site,
     wrong olds one word off, and call->call."""
     lay = case.layout
     fc = lay.ftrace_caller
     un = p.unpatch(sled, lay.func, fc)
     out = [PokeCheck("unpatch", "ftrace_make_nop", 0, un, p.init_sled(sled, lay.func, fc))]
-    ft = ftrace_of(p)
     if ft is None:
         return tuple(out)
     mech = "ftrace_modify_call"

@@ -21,7 +21,7 @@ from emu.engine import Engine, RunResult, get_engine
 from emu.impls.api import ENOTSUPP, ArgModel, FuncModel, Image, Implementation, LinkReq, Refused, TrampRequest
 from emu.rv64.regs import reg_number
 from emu.scenario.address_space import AddressSpace
-from emu.scenario.experiments import Experiments, teardown
+from emu.scenario.experiments import Experiments
 from emu.scenario.host_calls import HostCalls, RunState, foreign_entries
 from emu.scenario.memory_map import (
     CANARY_BYTES,
@@ -69,7 +69,7 @@ class Scenario:
         self.engine: Engine = engine if engine is not None else get_engine()
         self.memory = AddressSpace(self.engine)
         self.experiments = Experiments()
-        self.hosts = HostCalls(self.engine, lambda run: teardown(self.engine, self.memory, run))
+        self.hosts = HostCalls(self.engine, lambda run: self.experiments.teardown(self.engine, self.memory, run))
         self._built: OwnedCache[_Built] = OwnedCache()
         self.timing: dict[str, float] = {"jit": 0.0, "setup": 0.0, "run": 0.0, "collect": 0.0}
 
