@@ -34,7 +34,7 @@ from emu.elf.image import ElfError
 from emu.elf.placement import place
 from emu.rv64 import encode as E
 from emu.rv64.offsets import in_auipc_jalr_range, sign_extend
-from emu.rv64.regs import A0, A6, RA, SP, T0, T1, T2, T3, T4, T5, T6, ZERO, reg_number
+from emu.rv64.regs import A0, A3, A4, A5, A6, A7, RA, SP, T0, T1, T2, T3, T4, T5, T6, ZERO, reg_number
 from model.caps import SledLayout
 from model.case import DATA_SIZE, MASK64, STACK_SIZE, Case, Layout
 
@@ -79,7 +79,7 @@ N_CANARIES = 8
 CANARY_BYTES = b"".join(((CANARY + i) & MASK64).to_bytes(8, "little") for i in range(N_CANARIES))
 
 #: Registers a thunk loads from the scramble table, in table order.
-_THUNK_SCRAMBLED = tuple(reg_number(n) for n in ("a3", "a4", "a5", "a6", "a7", "t0", "t1", "t2", "t3", "t4", "t5"))
+_THUNK_SCRAMBLED = (A3, A4, A5, A6, A7, T0, T1, T2, T3, T4, T5)
 _TCC_INIT = E.addi(A6, ZERO, 33).to_bytes(4, "little")  # addi a6, zero, 33
 SENTINEL_INSN = E.ebreak().to_bytes(4, "little")
 
@@ -256,7 +256,7 @@ def memory_image(case: Case, sled: SledLayout, patched: bytes, image: Region | N
 
 def _check_overlaps(regions: list[Region]) -> None:
     spans = sorted((a, a + len(d)) for a, d in regions)
-    spans.append((HOST_FIXED, HOST_FIXED + 0x2000))
+    spans.append((HOST_PAGES[0], HOST_PAGES[0] + HOST_PAGES[1]))
     spans.sort()
     for (lo1, hi1), (lo2, hi2) in itertools.pairwise(spans):
         if lo2 < hi1:
