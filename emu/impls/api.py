@@ -158,3 +158,67 @@ class Implementation:
 
 
 ImplFactory = Callable[[], Implementation]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the scenario's experiments drive beyond Patcher and Jit (optional: an implementation
+# without them is run and judged, only the experiments that need them are skipped)
+
+
+class ConcurrencyModel(Protocol):
+    """How a patch reaches the text, for I-TORN (``emu.impls.patchers.Concurrency``)."""
+
+    @property
+    def stop_machine(self) -> bool: ...
+
+    @property
+    def preemptible(self) -> bool: ...
+
+    @property
+    def summary(self) -> str: ...
+
+
+class FtraceMechanism(Protocol):
+    """ftrace's side of kernel-function sleds: the scheme, how ``ftrace_modify_call`` verifies
+    the old call, and how a patch lands (the poke and torn-state experiments, I-POKE and I-TORN).
+    ``emu.impls.patchers.FtracePatcher`` is the era implementation."""
+
+    @property
+    def era(self) -> str: ...
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def concurrency(self) -> ConcurrencyModel: ...
+
+    def patch_size(self) -> int: ...
+
+    def body_offset(self) -> int: ...
+
+    def init_sled(self, sled: SledLayout, func: int, ftrace_caller: int, *, nop_ops: int = 0) -> bytes: ...
+
+    def patch(self, sled: SledLayout, func: int, target: int, ftrace_caller: int, *, ops: int = 0) -> bytes: ...
+
+    def modify_call(self, sled: SledLayout, func: int, site: bytes, old_target: int, new_target: int,
+                    ftrace_caller: int) -> PokeResult: ...
+
+    def wrong_old_site(self, sled: SledLayout, func: int, site: bytes, target: int,
+                       ftrace_caller: int) -> tuple[bytes, int]: ...
+
+
+@runtime_checkable
+class FtracePatched(Protocol):
+    """A ``Patcher`` whose kernel-function sleds go through an ftrace mechanism
+    (``emu.impls.patchers.SledPatchers``)."""
+
+    @property
+    def ftrace(self) -> FtraceMechanism: ...
+
+
+@runtime_checkable
+class TrampSkipper(Protocol):
+    """A 7.x ``Jit`` that detaches a program by patching its nop into a jump over its call
+    (``arch_bpf_trampoline_skip``; the teardown when an ``Image`` carries ``skips``)."""
+
+    def tramp_skip(self, nop: int, site: bytes, target: int) -> PokeResult: ...
