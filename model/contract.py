@@ -21,7 +21,7 @@ Memory roles the model reasons about (the scenario lays them out so):
 
 The core stage (``core_stage``) is part of this contract, not of what is tested: sledfuzz tests
 the arch code (arch/riscv), and both the model and the scenario take the core's request from here
-(docs/architecture-core-stage.md states the decision and its consequence: a core refusal is never
+(docs/architecture.md ("The core stage is contract") states the decision and its consequence: a core refusal is never
 a finding).
 """
 
