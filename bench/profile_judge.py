@@ -6,7 +6,7 @@ seed (``bench.drawn_cases``; drawing is not measured), or read from a file that
 ``bench/verdict_stability.py record`` wrote (``--from``: its first set). Every case is judged once
 on a process-wide scenario, as a search judges them (each case has its own layout, so nothing is
 a repeat); the first ``--warmup`` cases are judged before the clock starts (imports, the native
-block hook, the first translations).
+block hook, the first translations) and are not part of the timed set.
 
     python bench/profile_judge.py [--impl v6.19] [--cases 2000] [--seed 7] [--from FILE]
                                   [--warmup 200] [--profile] [--html OUT.html]
@@ -42,7 +42,7 @@ def load_cases(path: Path, n: int) -> list[Case]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--impl", default="v6.19")
-    ap.add_argument("--cases", type=int, default=2000, help="cases to judge (default 2000)")
+    ap.add_argument("--cases", type=int, default=2000, help="cases to take, warm-up included (default 2000)")
     ap.add_argument("--seed", type=int, default=7, help="seed of the drawn set (default 7)")
     ap.add_argument("--from", dest="source", type=Path, default=None,
                     help="read the cases from a verdict_stability file instead of drawing them")
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         batch = draw_cases(impl.name, args.cases, args.seed)
         origin = f"drawn (campaign strategies, seed {args.seed})"
     print(f"{len(batch)} cases {origin} in {time.perf_counter() - t:.1f}s; judged on {impl.name}", flush=True)
-    for case in batch[: args.warmup]:
+    warm, batch = batch[: args.warmup], batch[args.warmup :]
+    for case in warm:
         judge(case, impl)
     sc = scenario_for(None)
     before = dict(sc.timing)
