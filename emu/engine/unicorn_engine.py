@@ -112,6 +112,7 @@ class UnicornEngine(UnicornState):
                 self._bh = st.contents
                 self._bh_ptr = ctypes.addressof(self._bh)
                 self._bh_lib = lib
+                self._bh_x = self._bh.xregs
                 self._bh_fin = weakref.finalize(self, lib.bh_free, self._bh_ptr)
                 self._raw_hook(UC_HOOK_BLOCK, ctypes.cast(lib.bh_block, ctypes.c_void_p), user_data=self._bh_ptr)
                 self._host_cfunc = HOOK_CODE_CFUNC(self._on_host)
@@ -276,6 +277,10 @@ class UnicornEngine(UnicornState):
             if fn is None:  # a hook left over by a re-registration race; behave like the c.ret
                 self._set_pc(self.reg(_RA))
                 return
+            bh = self._bh
+            if bh is not None:  # registers from blockhook.c's snapshot (see UnicornState._xregs)
+                self._xregs = self._bh_x
+                self._xdirty = 0
             try:
                 ret = fn(self)
             except HostStop as e:
@@ -286,7 +291,10 @@ class UnicornEngine(UnicornState):
                 self._host_stop = (addr, f"host call at {addr:#x}: {e}")
                 uclib.uc_emu_stop(self._uch)
                 return
-            bh = self._bh
+            finally:
+                if bh is not None:
+                    self._xregs = None
+                    bh.xdirty = self._xdirty
             if bh is not None:  # blockhook.c writes a0 and returns to ra (same steps as below)
                 if ret is not None:
                     bh.host_ret = ret & MASK64
@@ -400,11 +408,7 @@ class UnicornEngine(UnicornState):
                 cp.add(a >> 12)
                 cp.add((a + n + 3) >> 12)
         else:
-            flat = bh.runkeys[: 2 * bh.nrun]
-            for i in range(0, len(flat), 2):
-                a = flat[i]
-                cp.add(a >> 12)
-                cp.add((a + flat[i + 1] + 3) >> 12)
+            self._merge_code_pages()
         cp.add(at >> 12)  # a block that trapped before its hook ran is translated too
         return RunResult(stop, at, fault_addr, steps, writes, detail, self._crossings())
 

@@ -81,6 +81,10 @@ class UnicornState:
         self._bh: Any = None  # the native block hook's state (blockhook.c), None: the Python hook
         self._bh_ptr = 0
         self._bh_lib: Any = None
+        #: During a native host call: x0-x31 as read when it began (``blockhook.c`` writes the
+        #: registers marked in ``_xdirty`` back when the Python callback returns); None otherwise.
+        self._xregs: Any = None
+        self._xdirty = 0
         #: The CPU as created: ``reset_cpu`` restores it (x, f and CSRs; nothing survives a run).
         self._pristine = self._uc.context_save()
 
@@ -221,43 +225,34 @@ class UnicornState:
         self.write(addr, (v & MASK64).to_bytes(8, "little"))
 
     def _touched(self, addr: int, n: int) -> None:
-        """Forget what we (and unicorn's block cache) know about code in the written pages."""
+        """Forget what we (and unicorn's block cache) know about code in the written pages.
+
+        Native hook: every block it counted lies on a page of ``_code_pages`` (it lists them in
+        ``pages``, merged after each run), so a write elsewhere has nothing to drop."""
         first, last = addr >> 12, (addr + n - 1) >> 12
-        pages = self._ninsn_pages
         code = self._code_pages
         if first in code or (last != first and not code.isdisjoint(range(first, last + 1))):
             self._remove_cache(addr, addr + n)
-        bh = self._bh
-        if bh is not None and bh.nnew:
-            self._bh_drain()
-        drop: list[int] = []
+            if self._bh is not None:
+                self._bh_lib.bh_drop_range(self._bh_ptr, addr, addr + n)
+        hosts = self._host_pages
+        if first in hosts or (last != first and not hosts.isdisjoint(range(first, last + 1))):
+            self._host_dirty = True
+        if self._bh is not None:
+            return
+        pages = self._ninsn_pages
         for page in range(first, last + 1):
             keys = pages.pop(page, None)
             if keys:
-                if bh is None:
-                    for k in keys:
-                        self._ninsn.pop(k, None)
-                else:
-                    for a, sz in keys:
-                        drop += (a, sz)
-            if page in self._host_pages:
-                self._host_dirty = True
-        if drop:
-            self._bh_lib.bh_drop(self._bh_ptr, (ctypes.c_uint64 * len(drop))(*drop), len(drop) // 2)
+                for k in keys:
+                    self._ninsn.pop(k, None)
 
-    def _bh_drain(self) -> None:
-        """Mirror the keys the native hook added to its count cache into the page index (so a
-        write drops them, as with the Python dict)."""
+    def _merge_code_pages(self) -> None:
+        """Native hook: the pages it listed since the last merge become code pages."""
         bh = self._bh
-        n = bh.nnew
-        flat = bh.newkeys[: 2 * n]
-        bh.nnew = 0
-        pages = self._ninsn_pages
-        for i in range(0, 2 * n, 2):
-            a, sz = flat[i], flat[i + 1]
-            key = (a, sz)
-            for page in range(a >> 12, ((a + max(sz, 1) - 1) >> 12) + 1):
-                pages.setdefault(page, set()).add(key)
+        if bh.npages:
+            self._code_pages.update(bh.pages[: bh.npages])
+            bh.npages = 0
 
     # ---- registers ----------------------------------------------------------------------------
 
@@ -266,6 +261,9 @@ class UnicornState:
             return 0
         if not 0 < r < 32:
             raise EngineError(f"no x-register {r}")
+        x = self._xregs
+        if x is not None:
+            return int(x[r])
         uclib.uc_reg_read(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
         return self._u64.value
 
@@ -274,6 +272,11 @@ class UnicornState:
             return
         if not 0 < r < 32:
             raise EngineError(f"no x-register {r}")
+        x = self._xregs
+        if x is not None:
+            x[r] = v & MASK64
+            self._xdirty |= 1 << r
+            return
         self._u64.value = v & MASK64
         uclib.uc_reg_write(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
 
@@ -304,6 +307,9 @@ class UnicornState:
         return b
 
     def regs(self, rs: Sequence[int]) -> list[int]:
+        x = self._xregs
+        if x is not None:
+            return [int(x[r]) if 0 < r < 32 else self.reg(r) for r in rs]
         rs = tuple(rs)
         b = self._batch(rs)
         if b.n:
@@ -316,6 +322,10 @@ class UnicornState:
         return out
 
     def set_regs(self, pairs: Sequence[tuple[int, int]]) -> None:
+        if self._xregs is not None:
+            for r, v in pairs:
+                self.set_reg(r, v)
+            return
         b = self._batch(tuple(r for r, _ in pairs))
         if b.n == 0:
             return
