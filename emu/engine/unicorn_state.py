@@ -263,7 +263,7 @@ class UnicornState:
             raise EngineError(f"no x-register {r}")
         x = self._xregs
         if x is not None:
-            return int(x[r])
+            return int(x[r])  # a Python int already; int() for the type checker
         uclib.uc_reg_read(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
         return self._u64.value
 
@@ -309,7 +309,9 @@ class UnicornState:
     def regs(self, rs: Sequence[int]) -> list[int]:
         x = self._xregs
         if x is not None:
-            return [int(x[r]) if 0 < r < 32 else self.reg(r) for r in rs]
+            if all(0 <= r < 32 for r in rs):
+                return [x[r] for r in rs]  # x0 is 0 in the snapshot
+            return [self.reg(r) for r in rs]  # raises for the bad one
         rs = tuple(rs)
         b = self._batch(rs)
         if b.n:
