@@ -86,7 +86,6 @@ class UnicornEngine(UnicornState):
         self._log_key: tuple[tuple[int, int], ...] | bool | None = False  # False: no hooks yet
         self._log_hooks: list[int] = []
         # Per-run state, filled by the hooks.
-        self._blocks: list[tuple[int, int]] = []
         self._steps = 0  # instructions in the blocks entered so far (whole blocks)
         self._limit = 0  # the block hook stops at a block that would take _steps to this
         self._over = False  # the block hook stopped the run at the budget
@@ -355,6 +354,7 @@ class UnicornEngine(UnicornState):
             bh.epoch += 1
         else:
             self._blocks.clear()
+            self._blocks_merged = 0
             self._steps = 0
             self._limit = budget
             self._over = False
@@ -402,14 +402,8 @@ class UnicornEngine(UnicornState):
             at = self.get_pc()
             stop = "sentinel" if at == sentinel else "budget"
         steps = budget if stop == "budget" else self._count_steps(at)
-        cp = self._code_pages
-        if bh is None:
-            for a, n in self._blocks:
-                cp.add(a >> 12)
-                cp.add((a + n + 3) >> 12)
-        else:
-            self._merge_code_pages()
-        cp.add(at >> 12)  # a block that trapped before its hook ran is translated too
+        self._merge_code_pages()
+        self._code_pages.add(at >> 12)  # a block that trapped before its hook ran is translated too
         return RunResult(stop, at, fault_addr, steps, writes, detail, self._crossings())
 
     def _crossings(self) -> tuple[tuple[int, int, int], ...]:

@@ -76,6 +76,9 @@ class UnicornState:
         self._ninsn: dict[tuple[int, int], int] = {}
         self._ninsn_pages: dict[int, set[tuple[int, int]]] = {}
         self._code_pages: set[int] = set()  # pages that may hold translated blocks
+        # Python block hook: the blocks entered by the current run, and how many are merged.
+        self._blocks: list[tuple[int, int]] = []
+        self._blocks_merged = 0
         self._regions: list[tuple[int, int]] = []  # mapped [begin, end), sorted: unicorn's, mirrored
         self._cfuncs: dict[int, Any] = {}  # hook handle -> its ctypes callback (kept alive)
         self._bh: Any = None  # the native block hook's state (blockhook.c), None: the Python hook
@@ -228,8 +231,10 @@ class UnicornState:
         """Forget what we (and unicorn's block cache) know about code in the written pages.
 
         Native hook: every block it counted lies on a page of ``_code_pages`` (it lists them in
-        ``pages``, merged after each run), so a write elsewhere has nothing to drop."""
+        ``pages``, merged here and after each run), so a write elsewhere has nothing to drop. The
+        pages of the blocks the *running* run entered count too (a host call's write)."""
         first, last = addr >> 12, (addr + n - 1) >> 12
+        self._merge_code_pages()
         code = self._code_pages
         if first in code or (last != first and not code.isdisjoint(range(first, last + 1))):
             self._remove_cache(addr, addr + n)
@@ -248,11 +253,21 @@ class UnicornState:
                     self._ninsn.pop(k, None)
 
     def _merge_code_pages(self) -> None:
-        """Native hook: the pages it listed since the last merge become code pages."""
+        """The pages of the blocks entered since the last merge become code pages (native hook:
+        the pages it listed; Python hook: the blocks it recorded)."""
         bh = self._bh
-        if bh.npages:
-            self._code_pages.update(bh.pages[: bh.npages])
-            bh.npages = 0
+        if bh is not None:
+            if bh.npages:
+                self._code_pages.update(bh.pages[: bh.npages])
+                bh.npages = 0
+            return
+        blocks = self._blocks
+        if len(blocks) > self._blocks_merged:
+            cp = self._code_pages
+            for a, sz in blocks[self._blocks_merged :]:
+                cp.add(a >> 12)
+                cp.add((a + sz + 3) >> 12)
+            self._blocks_merged = len(blocks)
 
     # ---- registers ----------------------------------------------------------------------------
 
