@@ -61,3 +61,19 @@ def test_every_mutant_applies_to_the_current_sources() -> None:
     stale = [m.name for m in mutants if (SRC / m.file).read_text(encoding="utf-8").count(m.old) != 1]
     assert not stale, f"stale mutants (update bench/mutants/*.toml): {stale}"
     assert all(m.old != m.new for m in mutants)
+
+
+@pytest.mark.slow
+def test_profile_judge_prints_the_judge_rate() -> None:
+    lines = bench("profile_judge.py", "--cases", "24", "--warmup", "4")
+    assert re.fullmatch(r"judge_cases_per_cpu_s: \d+", lines[-1]), lines[-1]
+    assert any(line.startswith("20 cases in ") for line in lines), lines
+
+
+@pytest.mark.slow
+def test_verdict_stability_records_then_checks(tmp_path: Path) -> None:
+    """record draws its own cases (bench.drawn_cases) and check re-judges them: 0 differences."""
+    saved = tmp_path / "verdicts.json.gz"
+    bench("verdict_stability.py", "record", str(saved), "--cases", "8", "--per-impl", "2")
+    lines = bench("verdict_stability.py", "check", str(saved))
+    assert lines[-1] == "verdict_differences: 0", lines
