@@ -6,7 +6,9 @@ translated afresh: ~3 us per 5-instruction block bare, ~4.5 us with the block ho
 unicorn's instruction counter on as well, which instruments every instruction). Python runs only
 at TB (basic block) entries (to count steps and enforce the budget), at logged stores, at host
 calls and at faults; register and memory access goes straight to libunicorn through preallocated
-ctypes buffers.
+ctypes buffers. With the native block hook (blockhook.c) Python runs at neither block entries nor,
+for registers, inside host calls: the hook reads x1-x31 once per host call, the Python callback
+reads and writes that snapshot, and the hook writes the changed registers back.
 
 The budget: the block hook keeps a running count of the instructions of the blocks entered and
 stops (before the block runs) at the first block that would overrun it; the rest of the budget is
