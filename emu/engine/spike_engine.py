@@ -32,6 +32,10 @@ the RAM device handle and the mret/page-fault dance above. The page tables and t
 memory access live in ``emu.engine.spike_memory`` (``SpikeMemory``, which this class extends).
 Building the simulator installs C signal
 handlers (htif) that would make the process ignore SIGTERM; the engine restores Python's.
+
+Why one file over 400 lines: the simulator set-up and the instruction-by-instruction run
+(M-mode entry, traps, host calls, observers, the commit log) belong together; the page tables
+and memory access are already in ``spike_memory``.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ Unicorn 2.1.4 quirks handled here (each has a unit test):
 
 Hooks are registered with `uc_hook_add` directly (one ctypes callback straight into the bound
 method, not the binding's three Python frames per call) and runs start with `uc_emu_start`.
+
+Why one file over 400 lines: a run and the hooks that fill its state
+(budget, traps, invalid accesses, logged stores, host calls, observers) share that state; memory
+and registers are already in ``unicorn_state``, the stop tables in ``unicorn_stops``.
 """
 
 from __future__ import annotations
