@@ -51,7 +51,7 @@ def _aliased(layout: Layout, prev: Layout, rng: random.Random) -> Layout:
 
 
 def _hypothesis_pool(name: str, n: int, seed: int) -> list[Case]:
-    from bench.throughput import draw_cases
+    from bench.drawn_cases import draw_cases
 
     return draw_cases(name, n, seed)
 

@@ -28,14 +28,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import STAGES, child_command, error_tail, fuzz_default_engine, search_engines
-
-if TYPE_CHECKING:
-    from model.case import Case
 
 
 def measure_engine(engine: str, impl: str, seconds: float, seed: int) -> dict[str, Any]:
@@ -89,29 +86,6 @@ def report(r: dict[str, Any], default: bool) -> list[str]:
     return lines
 
 
-def draw_cases(impl_name: str, n: int, seed: int, *, base: bool = False) -> list[Case]:
-    """``n`` cases for ``impl_name`` drawn with a fixed seed from the campaign strategies
-    (``base``: the base ones); the fixed sets of the judge bench and of verdict stability."""
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis import seed as hyp_seed
-
-    from emu.impls.registry import resolve
-    from fuzz.strategies import cases, search_cases
-
-    impl = resolve(impl_name)
-    batch: list[Case] = []
-
-    @hyp_seed(seed)
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(cases(caps=impl.caps) if base else search_cases(impl.caps))
-    def collect(case: Case) -> None:
-        batch.append(case)
-
-    collect()
-    return batch[:n]
-
-
 def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat: int = 1) -> int:
     """The judge alone on a fixed set of cases drawn up front (drawing not counted): the campaign
     strategies (``--base``: the base ones). ``repeat`` 2 judges the set again with the JIT cached
@@ -122,6 +96,8 @@ def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat:
 
     impl = resolve(impl_name)
     t = time.perf_counter()
+    from bench.drawn_cases import draw_cases
+
     batch = draw_cases(impl_name, n, seed, base=base)
     digest = hashlib.sha256("".join(c.to_json(indent=None) for c in batch).encode()).hexdigest()[:12]
     print(f"drew {len(batch)} {'base' if base else 'campaign'} cases for {impl.name} in "

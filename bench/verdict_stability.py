@@ -67,7 +67,7 @@ def _judge_all(sets: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], 
 
 
 def record(path: Path, n_cases: int, per_impl: int, seed: int) -> int:
-    from bench.throughput import draw_cases
+    from bench.drawn_cases import draw_cases
 
     t = time.perf_counter()
     sets: list[dict[str, Any]] = [

@@ -91,7 +91,10 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
                             shutil.copy(f, work)
                 cmd = [sys.executable, "-m", "fuzz.fuzz_trampoline", f"-max_total_time={max(1, int(seconds))}",
                        f"-seed={seed + i + 1}", f"-artifact_prefix={art}/", "-timeout=20", "-rss_limit_mb=4096",
-                       "-print_final_stats=0", "-handle_int=0", "-handle_term=0"]
+                       "-print_final_stats=0", "-handle_int=0", "-handle_term=0",
+                       # full-length inputs from the start: the value-dependent bugs need 8-byte
+                       # values, which libFuzzer's slow length growth withholds (docs/results.md)
+                       "-len_control=0"]
                 if DICT.exists():
                     cmd.append(f"-dict={DICT}")
                 cmd.append(work)

@@ -2,8 +2,11 @@
  * with ctypes). It does what the engine's Python block hook does, without a Python call per
  * block: keep a running count of the instructions of the blocks entered, and stop before the
  * first block that would take the count to the limit. Instruction counts are cached per
- * (address, size) like the Python dict; the engine mirrors the keys page-wise (from `newkeys`)
- * and drops them when it rewrites memory, so the cache has the same lifetime as before.
+ * (address, size) like the Python dict; `pages` lists the pages of every block entered or counted
+ * since the engine last looked (it keeps them as "code pages"), and the engine drops the counts of
+ * a range it rewrites (`bh_drop_range`), so the cache has the same lifetime as before.
+ * At a host call it reads x1-x31 once (`xregs`) for the engine's Python callback, which reads and
+ * writes registers there; the writes (`xdirty`) go back to the CPU when the callback returns.
  * The layout of bh_state's leading public fields is mirrored by a ctypes Structure. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,8 +35,8 @@ typedef struct {
     uint64_t last_addr;
     uint64_t last_size;
     uint64_t epoch;    /* bumped by the engine per run */
-    uint64_t nnew;     /* (addr, size) pairs inserted into the cache since the engine drained */
-    uint64_t *newkeys;
+    uint64_t npages;   /* pages of the blocks entered or counted since the engine reset npages */
+    uint64_t *pages;
     uint64_t nrun;     /* distinct (addr, size) pairs entered this run */
     uint64_t *runkeys;
     uint64_t host_done;    /* set by the engine's host callback: return to ra now */
@@ -42,10 +45,12 @@ typedef struct {
     uint64_t watch_lo, watch_hi; /* record crossings of [lo, hi) (none when hi <= lo) */
     uint64_t ncross;             /* crossings this run: (from start, from end, to) triples */
     uint64_t *cross;
+    uint64_t xregs[32]; /* x0-x31 at the host call in progress (x0 reads 0) */
+    uint64_t xdirty;    /* bit r: the callback wrote xregs[r] */
     /* private */
     mem_read_fn mem_read;
     emu_stop_fn emu_stop;
-    uint64_t capnew, caprun, capcross;
+    uint64_t cappages, caprun, capcross;
     bh_entry *tab;
     uint64_t cap, fill; /* fill counts full and deleted slots */
     uint64_t *hosts;
@@ -66,7 +71,7 @@ void bh_free(bh_state *st) {
     if (!st)
         return;
     free(st->tab);
-    free(st->newkeys);
+    free(st->pages);
     free(st->runkeys);
     free(st->hosts);
     free(st->cross);
@@ -81,12 +86,12 @@ bh_state *bh_new(void *mem_read, void *emu_stop) {
     st->emu_stop = (emu_stop_fn)emu_stop;
     st->cap = 1024;
     st->tab = calloc(st->cap, sizeof *st->tab);
-    st->capnew = st->caprun = 256;
-    st->newkeys = malloc(2 * st->capnew * sizeof(uint64_t));
+    st->cappages = st->caprun = 256;
+    st->pages = malloc(st->cappages * sizeof(uint64_t));
     st->runkeys = malloc(2 * st->caprun * sizeof(uint64_t));
     st->capcross = 64;
     st->cross = malloc(3 * st->capcross * sizeof(uint64_t));
-    if (!st->tab || !st->newkeys || !st->runkeys || !st->cross) {
+    if (!st->tab || !st->pages || !st->runkeys || !st->cross) {
         bh_free(st);
         return NULL;
     }
@@ -145,6 +150,24 @@ static int push(uint64_t **buf, uint64_t *cap, uint64_t *n, uint64_t addr, uint6
     return 0;
 }
 
+/* Note the pages of [addr, addr + size + 4): what the engine counts as pages code ran from
+ * (a block's last instruction may reach 4 bytes past its size). */
+static int push_pages(bh_state *st, uint64_t addr, uint64_t size) {
+    for (uint64_t p = addr >> 12; p <= (addr + size + 3) >> 12; p++) {
+        if (st->npages && st->pages[st->npages - 1] == p)
+            continue;
+        if (st->npages == st->cappages) {
+            uint64_t *nb = realloc(st->pages, 2 * st->cappages * sizeof(uint64_t));
+            if (!nb)
+                return -1;
+            st->pages = nb;
+            st->cappages *= 2;
+        }
+        st->pages[st->npages++] = p;
+    }
+    return 0;
+}
+
 /* A transfer of control into or out of the watched region: (from start, from end, to). */
 static int cross(bh_state *st, uint64_t addr) {
     int in = addr >= st->watch_lo && addr < st->watch_hi;
@@ -168,7 +191,7 @@ static int cross(bh_state *st, uint64_t addr) {
 static bh_entry *insert(bh_state *st, uint64_t addr, uint64_t size, uint32_t n) {
     if ((st->fill + 1) * 2 > st->cap && grow(st) != 0)
         return NULL;
-    if (push(&st->newkeys, &st->capnew, &st->nnew, addr, size) != 0)
+    if (push_pages(st, addr, size) != 0)
         return NULL;
     uint64_t mask = st->cap - 1, i = mix(addr, size) & mask;
     while (st->tab[i].used == 1)
@@ -251,17 +274,18 @@ void bh_block(void *uc, uint64_t addr, uint32_t size, void *user_data) {
     st->last_size = size;
     if (e->epoch != st->epoch) {
         e->epoch = st->epoch;
-        if (push(&st->runkeys, &st->caprun, &st->nrun, addr, size) != 0) {
+        if (push(&st->runkeys, &st->caprun, &st->nrun, addr, size) != 0 || push_pages(st, addr, size) != 0) {
             st->failed = 1;
             st->emu_stop(uc);
         }
     }
 }
 
-void bh_drop(bh_state *st, const uint64_t *pairs, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++) {
-        bh_entry *e = find(st, pairs[2 * i], pairs[2 * i + 1]);
-        if (e)
+/* Forget the count of every block overlapping [lo, hi) (its memory was rewritten or unmapped). */
+void bh_drop_range(bh_state *st, uint64_t lo, uint64_t hi) {
+    for (uint64_t i = 0; i < st->cap; i++) {
+        bh_entry *e = &st->tab[i];
+        if (e->used == 1 && e->addr < hi && lo < e->addr + (e->size ? e->size : 1))
             e->used = 2;
     }
 }
@@ -269,7 +293,7 @@ void bh_drop(bh_state *st, const uint64_t *pairs, uint64_t n) {
 void bh_clear(bh_state *st) {
     memset(st->tab, 0, st->cap * sizeof *st->tab);
     st->fill = 0;
-    st->nnew = 0;
+    st->npages = 0;
 }
 
 int bh_set_hosts(bh_state *st, const uint64_t *addrs, uint64_t n) {
@@ -300,7 +324,17 @@ void bh_host(void *uc, uint64_t addr, uint32_t size, void *user_data) {
     if (!st->host_cb || !is_host(st, addr))
         return;
     st->host_done = st->host_ret_set = 0;
+    /* x1-x31 for the callback (reg_a0 is UC_RISCV_REG_X0 + 10) */
+    int x0 = st->reg_a0 - 10;
+    st->xregs[0] = 0;
+    for (int r = 1; r < 32; r++)
+        st->reg_read(uc, x0 + r, &st->xregs[r]);
+    st->xdirty = 0;
     st->host_cb(uc, addr, size, NULL);
+    for (int r = 1; r < 32; r++)
+        if (st->xdirty >> r & 1)
+            st->reg_write(uc, x0 + r, &st->xregs[r]);
+    st->xdirty = 0;
     if (st->host_done) {
         /* what the Python hook does after the host function returned: a0, then pc = ra */
         uint64_t v;

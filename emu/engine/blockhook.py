@@ -35,8 +35,8 @@ class BhState(ctypes.Structure):
         ("last_addr", _U64),
         ("last_size", _U64),
         ("epoch", _U64),
-        ("nnew", _U64),
-        ("newkeys", _P64),
+        ("npages", _U64),
+        ("pages", _P64),
         ("nrun", _U64),
         ("runkeys", _P64),
         ("host_done", _U64),
@@ -46,6 +46,8 @@ class BhState(ctypes.Structure):
         ("watch_hi", _U64),
         ("ncross", _U64),
         ("cross", _P64),
+        ("xregs", _U64 * 32),
+        ("xdirty", _U64),
     ]
 
 
@@ -115,8 +117,8 @@ def load() -> ctypes.CDLL | None:
     lib.bh_free.argtypes = [vp]
     lib.bh_count.restype = ctypes.c_int64
     lib.bh_count.argtypes = [vp, vp, _U64, _U64]
-    lib.bh_drop.restype = None
-    lib.bh_drop.argtypes = [vp, vp, _U64]
+    lib.bh_drop_range.restype = None
+    lib.bh_drop_range.argtypes = [vp, _U64, _U64]
     lib.bh_clear.restype = None
     lib.bh_clear.argtypes = [vp]
     lib.bh_set_hosts.restype = ctypes.c_int

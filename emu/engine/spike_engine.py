@@ -28,8 +28,14 @@ Why it looks like this:
   memory is the same on both engines. The FPU is off (mstatus.FS = 0), as unicorn leaves it.
 
 Spike's Python binding has no memory access on the MMU beyond LR/SC and no privilege setter, hence
-the RAM device handle and the mret/page-fault dance above. Building the simulator installs C signal
+the RAM device handle and the mret/page-fault dance above. The page tables and the host side's
+memory access live in ``emu.engine.spike_memory`` (``SpikeMemory``, which this class extends).
+Building the simulator installs C signal
 handlers (htif) that would make the process ignore SIGTERM; the engine restores Python's.
+
+Why one file over 400 lines: the simulator set-up and the instruction-by-instruction run
+(M-mode entry, traps, host calls, observers, the commit log) belong together; the page tables
+and memory access are already in ``spike_memory``.
 """
 
 from __future__ import annotations
@@ -55,18 +61,15 @@ from emu.engine.base import (
     RunResult,
     TracerFn,
 )
+from emu.engine.spike_memory import CSR_SATP, FIRST_FREE, RAM_BASE, RAM_SIZE, ROOT_PAGE, SpikeMemory
 
 _RA = 1
 _A0 = 10
 _C_RET = b"\x82\x80"  # c.jr ra
 _MRET = (0x30200073).to_bytes(4, "little")
 
-_RAM_BASE = 0x8000_0000
-_RAM_SIZE = 1 << 30  # Spike's mem_t allocates its pages on first touch
-_STUB_PAGE = _RAM_BASE  # physical: the mret the run enters S-mode through
-_TRAP_VEC = _RAM_BASE + 0x100  # physical: mtvec, never executed
-_ROOT_PAGE = _RAM_BASE + PAGE_SIZE
-_FIRST_FREE = _RAM_BASE + 2 * PAGE_SIZE
+_STUB_PAGE = RAM_BASE  # physical: the mret the run enters S-mode through
+_TRAP_VEC = RAM_BASE + 0x100  # physical: mtvec, never executed
 #: A PC that faults in S-mode under every paging mode (non-canonical): the way back to M-mode.
 _NONCANONICAL = 0x0100_0000_0000_0000
 
@@ -78,15 +81,12 @@ _CSR_MTVEC = 0x305
 _CSR_MEPC = 0x341
 _CSR_MCAUSE = 0x342
 _CSR_MTVAL = 0x343
-_CSR_SATP = 0x180
 _MSTATUS_MPP_S = 1 << 11
 _MSTATUS_MPP_MASK = 3 << 11
 _MSTATUS_FS_MASK = 3 << 13  # FP off, as unicorn leaves it (mstatus = 0)
 _MSTATUS_TW = 1 << 21
 _PRV_S, _PRV_M = 1, 3
 
-_PTE_V, _PTE_R, _PTE_W, _PTE_X, _PTE_A, _PTE_D = 1, 2, 4, 8, 64, 128
-_LEAF_RW = _PTE_V | _PTE_R | _PTE_W | _PTE_A | _PTE_D
 #: satp MODE values, widest first: (mode, page-table levels).
 _PAGING = ((10, 5), (9, 4), (8, 3))
 
@@ -131,7 +131,7 @@ def _insn_len(lo: int) -> int:
     return 2 if (lo & 3) != 3 else 4
 
 
-class SpikeEngine:
+class SpikeEngine(SpikeMemory):
     """One Spike simulator with one hart for the lifetime of the object (see module doc)."""
 
     def __init__(self) -> None:
@@ -143,9 +143,9 @@ class SpikeEngine:
             """Hands Spike our RAM device (so Python keeps a handle on it)."""
 
             def parse_from_fdt(self, _fdt: Any, _sim: Any, *_args: str) -> tuple[Any, int]:
-                mem = devices.mem_t(_RAM_SIZE)
+                mem = devices.mem_t(RAM_SIZE)
                 mem_holder.append(mem)
-                return mem, _RAM_BASE
+                return mem, RAM_BASE
 
             def generate_dts(self, _sim: Any, *_args: str) -> str:
                 return ""
@@ -166,7 +166,7 @@ class SpikeEngine:
         self._proc: Any = self._sim.get_core(0)
         self._st: Any = self._proc.state
         self._xpr: Any = self._st.XPR
-        self._mem.store(_STUB_PAGE - _RAM_BASE, _MRET)
+        self._mem.store(_STUB_PAGE - RAM_BASE, _MRET)
         p = self._proc
         p.put_csr(_CSR_MTVEC, _TRAP_VEC)
         p.put_csr(_CSR_MEDELEG, 0)
@@ -175,9 +175,9 @@ class SpikeEngine:
         self._satp = 0
         self._levels = 0
         for mode, levels in _PAGING:
-            want = (mode << 60) | ((_ROOT_PAGE >> 12) & ((1 << 44) - 1))
-            p.put_csr(_CSR_SATP, want)
-            if p.get_csr(_CSR_SATP) == want:
+            want = (mode << 60) | ((ROOT_PAGE >> 12) & ((1 << 44) - 1))
+            p.put_csr(CSR_SATP, want)
+            if p.get_csr(CSR_SATP) == want:
                 self._satp, self._levels = want, levels
                 break
         if not self._levels:
@@ -186,7 +186,7 @@ class SpikeEngine:
         self._va_top = va_bits - 1  # bits 63..va_top must all be equal (canonical)
         self._pages: dict[int, int] = {}  # guest page number -> physical page address
         self._tables: dict[tuple[int, int], int] = {}  # (level, va >> shift) -> physical table page
-        self._next_free = _FIRST_FREE
+        self._next_free = FIRST_FREE
         self._free: list[int] = []  # physical pages of unmapped guest pages, reused first
         self._watch: tuple[int, int] | None = None  # region whose crossings runs record
         self._host: dict[int, HostFn] = {}
@@ -194,102 +194,6 @@ class SpikeEngine:
         self._observers: dict[int, ObserverFn] = {}
         self._tracer: TracerFn | None = None
         self._zero_root()
-
-    # ---- address translation (ours, for the host side and the page tables) ----------------------
-
-    def _zero_root(self) -> None:
-        self._mem.store(_ROOT_PAGE - _RAM_BASE, bytes(PAGE_SIZE))
-
-    def _alloc_page(self) -> int:
-        if self._free:
-            pa = self._free.pop()
-            self._mem.store(pa - _RAM_BASE, bytes(PAGE_SIZE))
-            return pa
-        pa = self._next_free
-        if pa + PAGE_SIZE > _RAM_BASE + _RAM_SIZE:
-            raise EngineError(f"spike engine: out of backing memory ({_RAM_SIZE >> 20} MiB of mapped pages)")
-        self._next_free = pa + PAGE_SIZE
-        self._mem.store(pa - _RAM_BASE, bytes(PAGE_SIZE))
-        return pa
-
-    def _canonical(self, va: int) -> bool:
-        top = va >> self._va_top
-        return top == 0 or top == (MASK64 >> self._va_top)
-
-    def _map_page(self, vpn: int, executable: bool) -> None:
-        va = vpn << 12
-        table = _ROOT_PAGE
-        for level in range(self._levels - 1, 0, -1):
-            shift = 12 + 9 * level
-            key = (level, va >> shift)
-            nxt = self._tables.get(key)
-            idx = (va >> shift) & 0x1FF
-            if nxt is None:
-                nxt = self._alloc_page()
-                self._tables[key] = nxt
-                self._mem.store(table - _RAM_BASE + 8 * idx, (((nxt >> 12) << 10) | _PTE_V).to_bytes(8, "little"))
-            table = nxt
-        pa = self._alloc_page()
-        flags = _LEAF_RW | (_PTE_X if executable else 0)
-        idx = (va >> 12) & 0x1FF
-        self._mem.store(table - _RAM_BASE + 8 * idx, (((pa >> 12) << 10) | flags).to_bytes(8, "little"))
-        self._pages[vpn] = pa
-
-    def _flush(self) -> None:
-        """Drop Spike's TLBs, decoded-instruction cache and PTE cache (a satp change does)."""
-        p = self._proc
-        p.put_csr(_CSR_SATP, 0)
-        p.put_csr(_CSR_SATP, self._satp)
-
-    def _phys_chunks(self, addr: int, size: int) -> list[tuple[int, int, int]]:
-        """(ram offset, position in the access, length) per page; EngineError when unmapped."""
-        out: list[tuple[int, int, int]] = []
-        pos = 0
-        while pos < size:
-            va = (addr + pos) & MASK64
-            pa = self._pages.get(va >> 12)
-            if pa is None:
-                raise EngineError(f"spike engine: address {va:#x} is not mapped")
-            n = min(PAGE_SIZE - (va & (PAGE_SIZE - 1)), size - pos)
-            out.append((pa - _RAM_BASE + (va & (PAGE_SIZE - 1)), pos, n))
-            pos += n
-        return out
-
-    # ---- memory -------------------------------------------------------------------------------
-
-    def map(self, base: int, size: int, *, executable: bool = True) -> None:
-        """Map [base, base+size) rounded out to pages; pages already mapped keep their contents.
-        `executable=False` (as UnicornEngine) maps new pages without execute permission."""
-        if size <= 0:
-            return
-        lo = (base & MASK64) >> 12
-        hi = ((base & MASK64) + size + PAGE_SIZE - 1) >> 12
-        for vpn in range(lo, hi):
-            if vpn in self._pages:
-                continue
-            if not self._canonical(vpn << 12):
-                raise EngineError(f"spike engine: {vpn << 12:#x} is not a canonical Sv{12 + 9 * self._levels} "
-                                  "address and cannot be mapped")
-            self._map_page(vpn, executable)
-            if any(a >> 12 == vpn for a in self._host):
-                self._host_dirty = True
-
-    def unmap(self, base: int, size: int) -> None:
-        """Unmap the mapped pages of [base, base+size) (their physical pages are reused)."""
-        if size <= 0:
-            return
-        lo = (base & MASK64) >> 12
-        hi = ((base & MASK64) + size + PAGE_SIZE - 1) >> 12
-        for vpn in range(lo, hi):
-            pa = self._pages.pop(vpn, None)
-            if pa is None:
-                continue
-            va = vpn << 12
-            leaf = self._tables.get((1, va >> 21)) if self._levels > 1 else _ROOT_PAGE
-            if leaf is not None:
-                self._mem.store(leaf - _RAM_BASE + 8 * ((va >> 12) & 0x1FF), bytes(8))
-            self._free.append(pa)
-        self._flush()
 
     def watch(self, span: tuple[int, int] | None) -> None:
         """Record transfers of control into and out of [lo, hi) (RunResult.crossings), at
@@ -300,33 +204,6 @@ class SpikeEngine:
         """x1-x31 back to zero (the scenario sets every one of them before a run)."""
         for r in range(1, 32):
             self._xpr.write(r, 0)
-
-    def unmap_all(self) -> None:
-        self._zero_root()
-        self._pages.clear()
-        self._tables.clear()
-        self._free.clear()
-        self._next_free = _FIRST_FREE
-        self._host_dirty = True
-        self._flush()
-
-    def write(self, addr: int, data: bytes) -> None:
-        if not data:
-            return
-        data = bytes(data)
-        for off, pos, n in self._phys_chunks(addr, len(data)):
-            self._mem.store(off, data[pos : pos + n])
-
-    def read(self, addr: int, size: int) -> bytes:
-        if size <= 0:
-            return b""
-        return b"".join(self._mem.load(off, n) for off, _pos, n in self._phys_chunks(addr, size))
-
-    def read_u64(self, addr: int) -> int:
-        return int.from_bytes(self.read(addr, 8), "little")
-
-    def write_u64(self, addr: int, v: int) -> None:
-        self.write(addr, (v & MASK64).to_bytes(8, "little"))
 
     # ---- registers ----------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ translated afresh: ~3 us per 5-instruction block bare, ~4.5 us with the block ho
 unicorn's instruction counter on as well, which instruments every instruction). Python runs only
 at TB (basic block) entries (to count steps and enforce the budget), at logged stores, at host
 calls and at faults; register and memory access goes straight to libunicorn through preallocated
-ctypes buffers.
+ctypes buffers. With the native block hook (blockhook.c) Python runs at neither block entries nor,
+for registers, inside host calls: the hook reads x1-x31 once per host call, the Python callback
+reads and writes that snapshot, and the hook writes the changed registers back.
 
 The budget: the block hook keeps a running count of the instructions of the blocks entered and
 stops (before the block runs) at the first block that would overrun it; the rest of the budget is
@@ -22,48 +24,27 @@ Unicorn 2.1.4 quirks handled here (each has a unit test):
   something may have overwritten it.
 - A translated block that spans the `until` address but was translated while another address was
   the exit does not stop there; when the sentinel changes, the blocks around it are dropped.
-- After a run that ends in a fault or passes through a host call (a PC write from a hook),
-  `uc_mem_write` no longer invalidates stale translations of the code it overwrites; so `write`
-  drops the translations itself whenever it touches a page code has run from.
-- One `uc_mem_write` spanning two separately mapped regions leaves stale translated code in the
-  second; so a write that touches a page code has run from goes page by page.
+  (Memory and its quirks: ``emu.engine.unicorn_state``, which this class extends; how a run's end
+  maps to a stop: ``emu.engine.unicorn_stops``.)
 
 Hooks are registered with `uc_hook_add` directly (one ctypes callback straight into the bound
-method, not the binding's three Python frames per call), runs start with `uc_emu_start`, and the
-mapped regions are mirrored in Python (`uc_mem_regions` costs ~2.5 us per region through ctypes,
-and a long-lived engine holds hundreds).
+method, not the binding's three Python frames per call) and runs start with `uc_emu_start`.
+
+Why one file over 400 lines: a run and the hooks that fill its state
+(budget, traps, invalid accesses, logged stores, host calls, observers) share that state; memory
+and registers are already in ``unicorn_state``, the stop tables in ``unicorn_stops``.
 """
 
 from __future__ import annotations
 
-import bisect
 import ctypes
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import unicorn
-from unicorn import (
-    UC_ARCH_RISCV,
-    UC_HOOK_BLOCK,
-    UC_HOOK_CODE,
-    UC_HOOK_INTR,
-    UC_HOOK_MEM_FETCH_PROT,
-    UC_HOOK_MEM_FETCH_UNMAPPED,
-    UC_HOOK_MEM_READ_PROT,
-    UC_HOOK_MEM_READ_UNMAPPED,
-    UC_HOOK_MEM_WRITE,
-    UC_HOOK_MEM_WRITE_PROT,
-    UC_HOOK_MEM_WRITE_UNMAPPED,
-    UC_MODE_RISCV64,
-    UC_PROT_ALL,
-    UC_PROT_READ,
-    UC_PROT_WRITE,
-)
-from unicorn import unicorn_const as ucc
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_INTR, UC_HOOK_MEM_WRITE
 from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0
-from unicorn.unicorn_py3 import unicorn as _binding
 from unicorn.unicorn_py3.unicorn import (
     HOOK_CODE_CFUNC,
     HOOK_INTR_CFUNC,
@@ -75,7 +56,6 @@ from unicorn.unicorn_py3.unicorn import (
 from emu.engine import blockhook
 from emu.engine.base import (
     MASK64,
-    PAGE_SIZE,
     TRAP_CAUSE_STOP,
     EngineError,
     HostFn,
@@ -86,108 +66,32 @@ from emu.engine.base import (
     StopKind,
     TracerFn,
 )
+from emu.engine.unicorn_state import UnicornState
+from emu.engine.unicorn_stops import ERR_STOP, HOOK_INVALID, INVALID_ACCESS_STOP, complement
 
 _unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy out of them
 UcError: type[Exception] = _unicorn.UcError
-_uc_hook_h: Any = getattr(_binding, "uc_hook_h")  # noqa: B009 - not in the binding's __all__
 
-#: Bytes of host code unicorn may keep translated (its default is 1 GiB, which a long run fills
-#: page by page: RSS grew without bound). When full, unicorn drops every translation and starts
-#: over, which costs a re-translation of the few blocks in use; see docs/results.md (Memory).
-TCG_BUFFER_SIZE = 32 << 20
 #: Runs between two flushes of the translation cache. unicorn 2.1.4 keeps ~0.4 KB per
 #: ``uc_emu_start`` in its translation-block structures (even re-running one cached block), freed
 #: only when the cache is flushed: without this, RSS grows ~4 MB per 10,000 runs, without bound.
 #: A flush costs one re-translation of the blocks still in use (under 1 % at this interval).
 FLUSH_EVERY = 1000
 _RA = 1
-_READ_BUF = 4096
-_CTL_REMOVE_CACHE = (ucc.UC_CTL_IO_WRITE << 30) | (2 << 26) | ucc.UC_CTL_TB_REMOVE_CACHE
 _A0 = 10
 _C_RET = b"\x82\x80"  # c.jr ra
-_HOOK_INVALID = (
-    UC_HOOK_MEM_READ_UNMAPPED
-    | UC_HOOK_MEM_WRITE_UNMAPPED
-    | UC_HOOK_MEM_FETCH_UNMAPPED
-    | UC_HOOK_MEM_READ_PROT
-    | UC_HOOK_MEM_WRITE_PROT
-    | UC_HOOK_MEM_FETCH_PROT
-)
-_ERR_STOP: dict[int, tuple[StopKind, str]] = {
-    ucc.UC_ERR_READ_UNMAPPED: ("read_unmapped", ""),
-    ucc.UC_ERR_WRITE_UNMAPPED: ("write_unmapped", ""),
-    ucc.UC_ERR_FETCH_UNMAPPED: ("fetch_unmapped", ""),
-    ucc.UC_ERR_FETCH_PROT: ("fetch_prot", ""),
-    # Pages are mapped readable and writable, so these mean a protection change by someone else.
-    ucc.UC_ERR_READ_PROT: ("read_unmapped", "read from a read-protected page"),
-    ucc.UC_ERR_WRITE_PROT: ("write_unmapped", "write to a write-protected page"),
-    ucc.UC_ERR_READ_UNALIGNED: ("misaligned", "unaligned read"),
-    ucc.UC_ERR_WRITE_UNALIGNED: ("misaligned", "unaligned write"),
-    ucc.UC_ERR_FETCH_UNALIGNED: ("misaligned", "unaligned fetch"),
-    # ebreak / c.ebreak end up here in unicorn 2.1.4.
-    ucc.UC_ERR_INSN_INVALID: ("illegal_insn", "invalid instruction (ebreak or undecodable)"),
-}
-_INVALID_ACCESS_STOP: dict[int, StopKind] = {
-    ucc.UC_MEM_READ_UNMAPPED: "read_unmapped",
-    ucc.UC_MEM_WRITE_UNMAPPED: "write_unmapped",
-    ucc.UC_MEM_FETCH_UNMAPPED: "fetch_unmapped",
-    ucc.UC_MEM_FETCH_PROT: "fetch_prot",
-    ucc.UC_MEM_READ_PROT: "read_unmapped",
-    ucc.UC_MEM_WRITE_PROT: "write_unmapped",
-}
 
 
-def _insn_len(lo: int) -> int:
-    """RISC-V instruction length from its lowest byte (16 or 32 bit; RV64GC has nothing longer)."""
-    return 2 if (lo & 3) != 3 else 4
-
-
-def _complement(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
-    """Inclusive [begin, end] ranges covering every 64-bit address outside the [lo, hi) ranges."""
-    out: list[tuple[int, int]] = []
-    cur = 0
-    for lo, hi in sorted((max(lo, 0), min(hi, 1 << 64)) for lo, hi in ranges if hi > lo):
-        if lo > cur:
-            out.append((cur, lo - 1))
-        cur = max(cur, hi)
-    if cur <= MASK64:
-        out.append((cur, MASK64))
-    return out
-
-
-@dataclass(frozen=True)
-class _Batch:
-    ids: Any
-    vals: Any
-    ptrs: Any
-    n: int
-    keep: list[int] | None  # positions of non-x0 registers, None when there is no x0
-
-
-class UnicornEngine:
+class UnicornEngine(UnicornState):
     """One `Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)` for the lifetime of the object (see module doc)."""
 
     def __init__(self) -> None:
-        self._uc: Any = _unicorn.Uc(UC_ARCH_RISCV, UC_MODE_RISCV64)
-        # Before anything initialises the CPU: a bounded translation buffer (module doc, RSS).
-        self._uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
-        self._uch: Any = self._uc._uch
-        self._u64 = ctypes.c_uint64()
-        self._u64_ref = ctypes.byref(self._u64)
-        self._u64_chars = ctypes.cast(ctypes.pointer(self._u64), ctypes.POINTER(ctypes.c_char))
-        self._rbuf = ctypes.create_string_buffer(_READ_BUF)  # reused by short reads
-        self._rview = memoryview(self._rbuf).cast("B")
-        self._batches: dict[tuple[int, ...], _Batch] = {}
-        self._host: dict[int, HostFn] = {}
+        super().__init__()
         self._host_hooks: dict[int, int] = {}  # Python block hook: one code hook per address
         self._host_span: tuple[int, int, int] | None = None  # native: (lo, hi, handle) of the range hook
-        self._host_pages: set[int] = set()
-        self._host_dirty = False
-        self._sentinel: int | None = None
         self._log_key: tuple[tuple[int, int], ...] | bool | None = False  # False: no hooks yet
         self._log_hooks: list[int] = []
         # Per-run state, filled by the hooks.
-        self._blocks: list[tuple[int, int]] = []
         self._steps = 0  # instructions in the blocks entered so far (whole blocks)
         self._limit = 0  # the block hook stops at a block that would take _steps to this
         self._over = False  # the block hook stopped the run at the budget
@@ -197,10 +101,7 @@ class UnicornEngine:
         self._host_stop: tuple[int, str] | None = None  # (host address, reason)
         self._watch: tuple[int, int] | None = None  # region whose crossings runs record
         self._runs = 0  # runs since the translation cache was last flushed (FLUSH_EVERY)
-        # Instruction count per translated block, dropped page-wise when memory is rewritten.
-        self._ninsn: dict[tuple[int, int], int] = {}
-        self._ninsn_pages: dict[int, set[tuple[int, int]]] = {}
-        self._code_pages: set[int] = set()  # pages that may hold translated blocks
+        self._bh_hosts_dirty = True
         self._regions: list[tuple[int, int]] = []  # mapped [begin, end), sorted: unicorn's, mirrored
         self._cfuncs: dict[int, Any] = {}  # hook handle -> its ctypes callback (kept alive)
         self._observers: dict[int, tuple[int, ObserverFn]] = {}  # addr -> (handle, fn)
@@ -216,6 +117,7 @@ class UnicornEngine:
                 self._bh = st.contents
                 self._bh_ptr = ctypes.addressof(self._bh)
                 self._bh_lib = lib
+                self._bh_x = self._bh.xregs
                 self._bh_fin = weakref.finalize(self, lib.bh_free, self._bh_ptr)
                 self._raw_hook(UC_HOOK_BLOCK, ctypes.cast(lib.bh_block, ctypes.c_void_p), user_data=self._bh_ptr)
                 self._host_cfunc = HOOK_CODE_CFUNC(self._on_host)
@@ -229,31 +131,7 @@ class UnicornEngine:
         if self._bh is None:
             self._raw_hook(UC_HOOK_BLOCK, HOOK_CODE_CFUNC(self._on_block))
         self._raw_hook(UC_HOOK_INTR, HOOK_INTR_CFUNC(self._on_intr))
-        self._raw_hook(_HOOK_INVALID, HOOK_MEM_INVALID_CFUNC(self._on_invalid))
-        #: The CPU as created: ``reset_cpu`` restores it (x, f and CSRs; nothing survives a run).
-        self._pristine = self._uc.context_save()
-
-    def _raw_hook(self, kind: int, cfunc: Any, begin: int = 1, end: int = 0, user_data: int | None = None) -> int:
-        """uc_hook_add with a ctypes callback of ours (the binding's hook_add adds three Python
-        frames to every call); returns the handle."""
-        h = _uc_hook_h()
-        err = uclib.uc_hook_add(self._uch, ctypes.byref(h), kind, ctypes.cast(cfunc, ctypes.c_void_p),
-                                ctypes.c_void_p(user_data), ctypes.c_uint64(begin), ctypes.c_uint64(end))
-        if err != 0:
-            raise EngineError(f"uc_hook_add({kind:#x}) failed: {_unicorn.UcError(err)}")
-        self._cfuncs[h.value] = cfunc
-        return int(h.value)
-
-    def _remove_cache(self, lo: int, hi: int) -> None:
-        """uc_ctl(UC_CTL_TB_REMOVE_CACHE) straight through ctypes (the binding's
-        ctl_remove_cache adds ~3 us of Python per call; writes to code pages call this)."""
-        err = uclib.uc_ctl(self._uch, _CTL_REMOVE_CACHE, ctypes.c_uint64(lo), ctypes.c_uint64(hi))
-        if err != 0:
-            raise _unicorn.UcError(err)
-
-    def _raw_hook_del(self, h: int) -> None:
-        uclib.uc_hook_del(self._uch, _uc_hook_h(h))
-        self._cfuncs.pop(h, None)
+        self._raw_hook(HOOK_INVALID, HOOK_MEM_INVALID_CFUNC(self._on_invalid))
 
     def _failed(self, exc: BaseException) -> None:
         """A Python callback raised: remember the first exception and stop (re-raised by run)."""
@@ -261,232 +139,12 @@ class UnicornEngine:
             self._hook_exc = exc
         uclib.uc_emu_stop(self._uch)
 
-    # ---- memory -------------------------------------------------------------------------------
-
-    def map(self, base: int, size: int, *, executable: bool = True) -> None:
-        """Map [base, base+size) rounded out to pages. Pages already mapped keep their contents;
-        `executable=False` (an extension) maps new pages without execute permission, so a jump
-        there stops as "fetch_prot"."""
-        if size <= 0:
-            return
-        lo = base & ~(PAGE_SIZE - 1)
-        hi = (base + size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        perms = UC_PROT_ALL if executable else UC_PROT_READ | UC_PROT_WRITE
-        regions = self._regions
-        i = max(bisect.bisect_right(regions, (lo, 1 << 65)) - 1, 0)
-        cur = lo
-        gaps: list[tuple[int, int]] = []
-        while i < len(regions) and cur < hi:
-            rb, rend = regions[i]
-            if rb >= hi:
-                break
-            if rend > cur:
-                if rb > cur:
-                    gaps.append((cur, rb))
-                cur = rend
-            i += 1
-        if cur < hi:
-            gaps.append((cur, hi))
-        for b, e in gaps:
-            self._uc.mem_map(b, e - b, perms)
-            bisect.insort(regions, (b, e))
-        if gaps and self._host_pages.intersection(range(lo >> 12, hi >> 12)):
-            self._host_dirty = True
-
-    def unmap(self, base: int, size: int) -> None:
-        """Unmap the mapped pages of [base, base+size) (rounded out to pages); what the engine
-        knows about code there is dropped with them."""
-        if size <= 0:
-            return
-        lo = base & ~(PAGE_SIZE - 1)
-        hi = (base + size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        regions = self._regions
-        i = max(bisect.bisect_right(regions, (lo, 1 << 65)) - 1, 0)
-        cut: list[tuple[int, int]] = []
-        while i < len(regions) and regions[i][0] < hi:
-            rb, rend = regions[i]
-            b, e = max(rb, lo), min(rend, hi)
-            if b < e:
-                cut.append((b, e))
-                del regions[i]
-                for keep in ((rb, b), (e, rend)):
-                    if keep[0] < keep[1]:
-                        bisect.insort(regions, keep)
-                        i += 1
-                continue
-            i += 1
-        for b, e in cut:
-            self._touched(b, e - b)  # drop translations and block counts while the pages exist
-            self._uc.mem_unmap(b, e - b)
-            self._code_pages.difference_update(range(b >> 12, e >> 12))
-            if self._host_pages.intersection(range(b >> 12, e >> 12)):
-                self._host_dirty = True
-
     def watch(self, span: tuple[int, int] | None) -> None:
         """Record transfers of control into and out of [lo, hi) (RunResult.crossings)."""
         self._watch = span if span is not None and span[1] > span[0] else None
         if self._bh is not None:
             lo, hi = self._watch or (0, 0)
             self._bh.watch_lo, self._bh.watch_hi = lo, hi
-
-    def reset_cpu(self) -> None:
-        """Every CPU register back to the engine's first state (uc_context_restore)."""
-        self._uc.context_restore(self._pristine)
-
-    def unmap_all(self) -> None:
-        for rb, re_, _ in list(self._uc.mem_regions()):
-            self._uc.mem_unmap(rb, re_ + 1 - rb)
-        self._regions.clear()
-        self._uc.ctl_flush_tb()
-        self._code_pages.clear()
-        self._ninsn.clear()
-        self._ninsn_pages.clear()
-        if self._bh is not None:
-            self._bh_lib.bh_clear(self._bh_ptr)
-        self._host_dirty = True
-        self._sentinel = None
-
-    def write(self, addr: int, data: bytes) -> None:
-        n = len(data)
-        if n == 0:
-            return
-        first, last = addr >> 12, (addr + n - 1) >> 12
-        if last != first and not self._code_pages.isdisjoint(range(first, last + 1)):
-            # Page by page: one uc_mem_write across two mapped regions keeps stale code (module doc).
-            data = bytes(data)
-            pos, end = addr, addr + n
-            while pos < end:
-                nxt = min((pos | (PAGE_SIZE - 1)) + 1, end)
-                self.write(pos, data[pos - addr : nxt - addr])
-                pos = nxt
-            return
-        if uclib.uc_mem_write(self._uch, addr, bytes(data), n) != 0:
-            raise EngineError(f"write of {n} bytes at {addr:#x}: not mapped")
-        self._touched(addr, n)
-
-    def read(self, addr: int, size: int) -> bytes:
-        if size <= _READ_BUF:
-            if uclib.uc_mem_read(self._uch, addr, self._rbuf, size) != 0:
-                raise EngineError(f"read of {size} bytes at {addr:#x}: not mapped")
-            return self._rview[:size].tobytes()
-        buf = ctypes.create_string_buffer(size)
-        if uclib.uc_mem_read(self._uch, addr, buf, size) != 0:
-            raise EngineError(f"read of {size} bytes at {addr:#x}: not mapped")
-        return buf.raw
-
-    def read_u64(self, addr: int) -> int:
-        if uclib.uc_mem_read(self._uch, addr, self._u64_chars, 8) != 0:
-            raise EngineError(f"read of 8 bytes at {addr:#x}: not mapped")
-        return self._u64.value
-
-    def write_u64(self, addr: int, v: int) -> None:
-        self.write(addr, (v & MASK64).to_bytes(8, "little"))
-
-    def _touched(self, addr: int, n: int) -> None:
-        """Forget what we (and unicorn's block cache) know about code in the written pages."""
-        first, last = addr >> 12, (addr + n - 1) >> 12
-        pages = self._ninsn_pages
-        code = self._code_pages
-        if first in code or (last != first and not code.isdisjoint(range(first, last + 1))):
-            self._remove_cache(addr, addr + n)
-        bh = self._bh
-        if bh is not None and bh.nnew:
-            self._bh_drain()
-        drop: list[int] = []
-        for page in range(first, last + 1):
-            keys = pages.pop(page, None)
-            if keys:
-                if bh is None:
-                    for k in keys:
-                        self._ninsn.pop(k, None)
-                else:
-                    for a, sz in keys:
-                        drop += (a, sz)
-            if page in self._host_pages:
-                self._host_dirty = True
-        if drop:
-            self._bh_lib.bh_drop(self._bh_ptr, (ctypes.c_uint64 * len(drop))(*drop), len(drop) // 2)
-
-    def _bh_drain(self) -> None:
-        """Mirror the keys the native hook added to its count cache into the page index (so a
-        write drops them, as with the Python dict)."""
-        bh = self._bh
-        n = bh.nnew
-        flat = bh.newkeys[: 2 * n]
-        bh.nnew = 0
-        pages = self._ninsn_pages
-        for i in range(0, 2 * n, 2):
-            a, sz = flat[i], flat[i + 1]
-            key = (a, sz)
-            for page in range(a >> 12, ((a + max(sz, 1) - 1) >> 12) + 1):
-                pages.setdefault(page, set()).add(key)
-
-    # ---- registers ----------------------------------------------------------------------------
-
-    def reg(self, r: int) -> int:
-        if r == 0:
-            return 0
-        if not 0 < r < 32:
-            raise EngineError(f"no x-register {r}")
-        uclib.uc_reg_read(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
-        return self._u64.value
-
-    def set_reg(self, r: int, v: int) -> None:
-        if r == 0:
-            return
-        if not 0 < r < 32:
-            raise EngineError(f"no x-register {r}")
-        self._u64.value = v & MASK64
-        uclib.uc_reg_write(self._uch, UC_RISCV_REG_X0 + r, self._u64_ref)
-
-    def get_pc(self) -> int:
-        uclib.uc_reg_read(self._uch, UC_RISCV_REG_PC, self._u64_ref)
-        return self._u64.value
-
-    def _set_pc(self, v: int) -> None:
-        self._u64.value = v
-        uclib.uc_reg_write(self._uch, UC_RISCV_REG_PC, self._u64_ref)
-
-    def _batch(self, rs: tuple[int, ...]) -> _Batch:
-        """ctypes arrays for a batch over x-registers rs (x0 dropped), built once per register list:
-        the scenario resets the same registers every run."""
-        b = self._batches.get(rs)
-        if b is None:
-            for r in rs:
-                if not 0 <= r < 32:
-                    raise EngineError(f"no x-register {r}")
-            keep = [i for i, r in enumerate(rs) if r != 0]
-            n = len(keep)
-            ids = (ctypes.c_int * n)(*(UC_RISCV_REG_X0 + rs[i] for i in keep))
-            vals = (ctypes.c_uint64 * n)()
-            base = ctypes.addressof(vals)
-            ptrs = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
-            b = _Batch(ids, vals, ptrs, n, None if n == len(rs) else keep)
-            self._batches[rs] = b
-        return b
-
-    def regs(self, rs: Sequence[int]) -> list[int]:
-        rs = tuple(rs)
-        b = self._batch(rs)
-        if b.n:
-            uclib.uc_reg_read_batch(self._uch, b.ids, b.ptrs, b.n)
-        if b.keep is None:
-            return list(b.vals)
-        out = [0] * len(rs)
-        for i, v in zip(b.keep, b.vals, strict=True):
-            out[i] = v
-        return out
-
-    def set_regs(self, pairs: Sequence[tuple[int, int]]) -> None:
-        b = self._batch(tuple(r for r, _ in pairs))
-        if b.n == 0:
-            return
-        # ctypes integer arrays store values modulo 2**64.
-        if b.keep is None:
-            b.vals[:] = [v for _, v in pairs]
-        else:
-            b.vals[:] = [pairs[i][1] for i in b.keep]
-        uclib.uc_reg_write_batch(self._uch, b.ids, b.ptrs, b.n)
 
     # ---- host calls ---------------------------------------------------------------------------
 
@@ -624,6 +282,10 @@ class UnicornEngine:
             if fn is None:  # a hook left over by a re-registration race; behave like the c.ret
                 self._set_pc(self.reg(_RA))
                 return
+            bh = self._bh
+            if bh is not None:  # registers from blockhook.c's snapshot (see UnicornState._xregs)
+                self._xregs = self._bh_x
+                self._xdirty = 0
             try:
                 ret = fn(self)
             except HostStop as e:
@@ -634,7 +296,10 @@ class UnicornEngine:
                 self._host_stop = (addr, f"host call at {addr:#x}: {e}")
                 uclib.uc_emu_stop(self._uch)
                 return
-            bh = self._bh
+            finally:
+                if bh is not None:
+                    self._xregs = None
+                    bh.xdirty = self._xdirty
             if bh is not None:  # blockhook.c writes a0 and returns to ra (same steps as below)
                 if ret is not None:
                     bh.host_ret = ret & MASK64
@@ -656,7 +321,7 @@ class UnicornEngine:
         for h in self._log_hooks:
             self._raw_hook_del(h)
         self._log_hooks = []
-        spans = [(0, MASK64)] if key is None else _complement(key)
+        spans = [(0, MASK64)] if key is None else complement(key)
         for b, e in spans:
             self._log_hooks.append(self._raw_hook(UC_HOOK_MEM_WRITE, HOOK_MEM_ACCESS_CFUNC(self._on_write), b, e))
         self._log_key = key
@@ -695,6 +360,7 @@ class UnicornEngine:
             bh.epoch += 1
         else:
             self._blocks.clear()
+            self._blocks_merged = 0
             self._steps = 0
             self._limit = budget
             self._over = False
@@ -728,13 +394,13 @@ class UnicornEngine:
             if stop == "misaligned" and word is not None:
                 fault_addr = self._amo_addr(word)
         elif err:
-            stop, detail = _ERR_STOP.get(err, ("host_error", ""))
+            stop, detail = ERR_STOP.get(err, ("host_error", ""))
             if not detail or stop == "host_error":
                 detail = detail or f"unicorn error {err}: {_unicorn.UcError(err)}"
             at = self.get_pc()
             if self._invalid is not None:
                 access, fault_addr, ipc = self._invalid
-                stop = _INVALID_ACCESS_STOP.get(access, stop)
+                stop = INVALID_ACCESS_STOP.get(access, stop)
                 at = fault_addr if stop in ("fetch_unmapped", "fetch_prot") else ipc
                 if stop == "write_unmapped" and writes and (writes[-1].addr, writes[-1].pc) == (fault_addr, ipc):
                     writes = writes[:-1]  # unicorn reports the store before finding it unmapped
@@ -742,18 +408,8 @@ class UnicornEngine:
             at = self.get_pc()
             stop = "sentinel" if at == sentinel else "budget"
         steps = budget if stop == "budget" else self._count_steps(at)
-        cp = self._code_pages
-        if bh is None:
-            for a, n in self._blocks:
-                cp.add(a >> 12)
-                cp.add((a + n + 3) >> 12)
-        else:
-            flat = bh.runkeys[: 2 * bh.nrun]
-            for i in range(0, len(flat), 2):
-                a = flat[i]
-                cp.add(a >> 12)
-                cp.add((a + flat[i + 1] + 3) >> 12)
-        cp.add(at >> 12)  # a block that trapped before its hook ran is translated too
+        self._merge_code_pages()
+        self._code_pages.add(at >> 12)  # a block that trapped before its hook ran is translated too
         return RunResult(stop, at, fault_addr, steps, writes, detail, self._crossings())
 
     def _crossings(self) -> tuple[tuple[int, int, int], ...]:
@@ -811,42 +467,6 @@ class UnicornEngine:
             self._hook_exc = self._uc._hook_exception = None
             raise exc
         return err
-
-    def _word_at(self, addr: int) -> int | None:
-        try:
-            b = self.read(addr, 2)
-            return int.from_bytes(self.read(addr, 4) if _insn_len(b[0]) == 4 else b, "little")
-        except EngineError:
-            return None
-
-    def _amo_addr(self, word: int) -> int | None:
-        """The effective address of a misaligned A-extension access (address in rs1)."""
-        if word & 0x7F != 0x2F:
-            return None
-        return self.reg((word >> 15) & 31)
-
-    def _block_insns(self, addr: int, size: int) -> int:
-        key = (addr, size)
-        n = self._ninsn.get(key)
-        if n is None:
-            n = 1 if addr in self._host else self._count_range(addr, addr + size)
-            self._ninsn[key] = n
-            for page in range(addr >> 12, ((addr + max(size, 1) - 1) >> 12) + 1):
-                self._ninsn_pages.setdefault(page, set()).add(key)
-        return n
-
-    def _count_range(self, lo: int, hi: int) -> int:
-        if hi <= lo:
-            return 0
-        try:
-            code = self.read(lo, hi - lo)
-        except EngineError:
-            return 0
-        i = n = 0
-        while i < len(code):
-            i += _insn_len(code[i])
-            n += 1
-        return n
 
     def _count_steps(self, stop_pc: int) -> int:
         """Completed instructions: whole blocks entered, plus the part of the last one before

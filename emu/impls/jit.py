@@ -6,6 +6,10 @@ goes, which ``im`` the size pass sees, how struct_ops returns are extended). The
 choices (RVC or not, ``li`` lengths, ``jal`` vs ``auipc+jalr``) come from ``emu.rv64.Emitter``,
 which makes the kernel's choices; the sizing pass runs without an image address, so every call
 counts as the two-instruction form, exactly as the kernel's NULL-image pass does.
+
+Why one file over 400 lines: the emitter follows the kernel's one function
+(``__arch_prepare_bpf_trampoline``) step by step, and the era switches sit where the kernel's
+versions differ; split, the emission order would no longer read as the kernel's.
 """
 
 from __future__ import annotations

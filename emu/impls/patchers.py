@@ -14,6 +14,10 @@ Four schemes exist (SEMANTICS 1.2, 2.1, 2.2):
 * BPF prologue sleds (``bpf_prog`` targets), patched by ``bpf_arch_text_poke``: 4 nops and the
   16-byte ``sd ra; auipc t1; jalr ra; ld ra`` MOD_CALL (596f2e6f9cf4, v6.3-v6.5), or 2 nops and
   ``auipc t1; jalr t0`` (25ad10658dc1, v6.6+).
+
+Why one file over 400 lines: the ftrace patcher, the BPF prologue poke and the
+dispatcher share the sled arithmetic and the word encoders, and each scheme's three operations
+(init, patch, unpatch) are kept side by side with the scheme list above.
 """
 
 from __future__ import annotations

@@ -79,3 +79,10 @@ def test_verdict_stability_records_checks_and_catches_a_changed_verdict(tmp_path
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "verdict_stability.py"), "check", str(path)],
                           cwd=str(ROOT), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 1 and proc.stdout.strip().endswith("verdict_differences: 1"), proc.stdout
+
+
+@pytest.mark.slow
+def test_profile_judge_prints_the_judge_rate() -> None:
+    lines = bench("profile_judge.py", "--cases", "24", "--warmup", "4")
+    assert re.fullmatch(r"judge_cases_per_cpu_s: \d+", lines[-1]), lines[-1]
+    assert any(line.startswith("20 cases in ") for line in lines), lines

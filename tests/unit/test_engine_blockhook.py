@@ -109,3 +109,35 @@ def test_code_between_host_calls_runs_normally(native: bool, monkeypatch: pytest
     e.set_regs([(A0, 1), (1, TEXT + 0x40)])
     r = e.run(HOST + 4, TEXT + 0x40, 100)
     assert (r.stop, r.steps, calls, e.reg(A0)) == ("sentinel", 2, [8], 104)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_host_call_register_writes(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registers a host call writes (the native hook keeps them in its snapshot until the call
+    returns) are seen by the call's own reads, reach the CPU when it returns, and also when it
+    ends the run with HostStop; a0 gets the return value over an a0 the call wrote."""
+    if native and not HAVE_CC:
+        pytest.skip("no C compiler")
+    from emu.engine import HostStop
+
+    e = _engine(native, monkeypatch)
+    seen: list[list[int]] = []
+
+    def first(eng: UnicornEngine) -> int:
+        eng.set_reg(A1, eng.reg(A1) + 5)
+        eng.set_regs([(A2, 77), (A0, 1)])
+        seen.append(eng.regs([A0, A1, A2, ZERO]))
+        return 40
+
+    def second(eng: UnicornEngine) -> int:
+        eng.set_reg(A1, 9)
+        raise HostStop("stop here")
+
+    e.add_host_call(HOST, first)
+    e.add_host_call(HOST + 8, second)
+    e.set_regs([(A0, 0), (A1, 2), (A2, 0), (1, TEXT + 0x40)])
+    r = e.run(HOST, TEXT + 0x40, 10)
+    assert (r.stop, seen, e.regs([A0, A1, A2])) == ("sentinel", [[1, 7, 77, 0]], [40, 7, 77])
+    e.set_regs([(1, TEXT + 0x40)])
+    r = e.run(HOST + 8, TEXT + 0x40, 10)
+    assert (r.stop, r.detail, e.reg(A1)) == ("host_error", "stop here", 9)

@@ -141,9 +141,7 @@ def test_the_campaign_hook_writes_engine_findings(tmp_path: Path, monkeypatch: p
 
 
 @pytest.mark.parametrize("make", [
-    pytest.param(UnicornEngine, id="unicorn", marks=pytest.mark.xfail(
-        strict=True, reason="UnicornEngine.write drops stale translations only of pages run from in earlier runs, "
-                            "not of those the current run has executed (docs/engines.md)")),
+    pytest.param(UnicornEngine, id="unicorn"),
     pytest.param(SpikeEngine, id="spike"),
 ])
 def test_host_call_rewrites_code_the_run_then_executes(make: Callable[[], AnyEngine]) -> None:
