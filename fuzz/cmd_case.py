@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fuzz import cli_options as opt
+from fuzz import interrupt
 from fuzz.cli_common import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
@@ -113,7 +114,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     impls: dict[str, Implementation] = {}
     changed = 0
     total = 0
+    done = 0
     for path, entry in entries:
+        if interrupt.requested():  # a signal ends the replay between files, with the summary so far
+            break
+        done += 1
         for r in replay_entry(path, entry, _verdicts_for(path, impls)):
             total += 1
             if r.changed:
@@ -123,7 +128,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             else:
                 print(f"ok      {path} [{r.impl}]: {r.got.render()}")
     more = f", {len(skipped)} other JSON files skipped ({', '.join(sorted(set(skipped))[:3])})" if skipped else ""
-    print(f"{len(entries)} files, {total} verdicts, {changed} changed{more}")
+    stopped = f" (interrupted: {len(entries) - done} of {len(entries)} files not replayed)" if done < len(entries) else ""
+    print(f"{done} files, {total} verdicts, {changed} changed{more}{stopped}")
     return EXIT_FINDINGS if changed else EXIT_CLEAN
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz import interrupt, workers
-from fuzz.campaign import Counts, judge_case, resolve, slug
+from fuzz.campaign import Counts, dir_name, judge_case, resolve
 from fuzz.corpus import Entry, atomic_write_text
 from fuzz.shape import (
     BPF_PROG_MAX_SLOTS,
@@ -154,7 +154,7 @@ def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, lis
                 write_harness_fault(_STATE["out"], case, _STATE["name"], j, again,
                                     {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}"})
                 continue
-            path = Path(_STATE["out"]) / f"exhaust-{slug(_STATE['name'])}" / f"shape-{idx:06d}.json"
+            path = Path(_STATE["out"]) / f"exhaust-{dir_name(_STATE['name'])}" / f"shape-{idx:06d}.json"
             entry = Entry(case, {_STATE["name"]: j.verdict},
                           {"found_by": f"sledfuzz exhaust, seed {_STATE['seed']}, shape {idx}", "shape": shape.describe()})
             path = _write_shape(path, entry)
@@ -203,7 +203,7 @@ def run_exhaust(impl_name: str, shapes: list[Shape], *, jobs: int, seed: int = 0
         "interrupted": res.interrupted,
         **({"errors": res.errors} if res.errors else {}),
     }
-    atomic_write_text(Path(out_dir) / f"exhaust-{slug(impl_name)}.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(Path(out_dir) / f"exhaust-{dir_name(impl_name)}.json", json.dumps(summary, indent=2) + "\n")
     return res
 
 

@@ -390,8 +390,10 @@ def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = Fal
     if cell is None:
         return f"{elapsed:.1f} s: nothing ran" + (" (interrupted)" if interrupted else "")
     lines = fit(f"{cell.impl}: " + counts_line(cell.counts, elapsed))
-    if not cell.findings:
+    if not cell.findings and not cell.error:
         lines.append("no violations found" + (" before the interrupt" if interrupted else ""))
+    elif not cell.findings:
+        lines.append("no violations found before the error (the search did not finish)")
     for f in sorted(cell.findings.values(), key=lambda f: f.seconds):
         tag = "known bug" if f.known else "NEW"
         lines += fit(f"FOUND {f.invariant} ({tag}) after {f.seconds:.2f}s: {f.message}")

@@ -102,6 +102,16 @@ def test_fuzz_report_after_an_interrupt_in_minimisation_names_the_raw_case() -> 
     assert "3.0 s (33/s): " in text.splitlines()[0]
 
 
+def test_fuzz_report_does_not_call_a_search_that_ended_in_an_error_clean() -> None:
+    errored = cell("v6.19", "pass", {}, [], origin=None)
+    errored.error = "worker died: BrokenProcessPool"
+    lines = report.fuzz_report(errored, 1.0).splitlines()
+    assert "no violations found" not in lines
+    assert "no violations found before the error (the search did not finish)" in lines
+    assert lines[-1] == "error: worker died: BrokenProcessPool"
+    assert "no violations found" in report.fuzz_report(cell("v6.19", "pass", {}, [], origin=None), 1.0).splitlines()
+
+
 def cli(tmp_path: Path, *argv: str) -> tuple[int, str, str]:
     """The CLI as a user runs it with output to files (stderr is not a terminal)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))

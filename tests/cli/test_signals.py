@@ -245,8 +245,12 @@ def test_replay(tmp_path: Path) -> None:
     wait_for(run, stdout_has(run, "ok "), "the first replayed file")
     run.proc.send_signal(signal.SIGTERM)
     run.proc.wait(timeout=BOUND)
-    _, err = run.text()
+    out, err = run.text()
     assert run.proc.returncode == 130 and "sledfuzz: interrupted" in err and "Traceback" not in err
+    summary = re.fullmatch(r"(\d+) files, (\d+) verdicts, 0 changed \(interrupted: (\d+) of 3000 files not replayed\)",
+                           out.strip().splitlines()[-1])
+    assert summary, out.strip().splitlines()[-1]
+    assert int(summary[1]) + int(summary[3]) == 3000 and int(summary[3]) > 0
 
 
 def test_minimize(tmp_path: Path) -> None:
