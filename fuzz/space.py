@@ -339,10 +339,10 @@ def draw_shape(draw: Draw, caps: Capabilities | None = None, *, strict_flags: bo
         b = bounds(caps, strict_flags=strict_flags, max_links=max_links)
     target = pick(draw, b.targets)
     sled = pick(draw, b.sleds[target])
+    ret_size = pick(draw, RET_SIZES[target])
     args = draw_args(draw, target, b)
     if target == "struct_ops":
-        return Shape(target, sled, args, ("fentry",), pick(draw, ENTER_PATTERNS[:3]), "derived",
-                     pick(draw, RET_SIZES[target]))
+        return Shape(target, sled, args, ("fentry",), pick(draw, ENTER_PATTERNS[:3]), "derived", ret_size)
     choices = link_kinds(b.caps, target)
     kinds = tuple(pick(draw, choices) for _ in range(draw_link_count(draw, b)))
     flags: FlagVariant | int = "ip_arg" if draw.flag() else "derived"
@@ -350,7 +350,7 @@ def draw_shape(draw: Draw, caps: Capabilities | None = None, *, strict_flags: bo
         flags = pick(draw, flag_variants(target))
     if b.strict_flags and draw.int_in(0, 3) == 3:
         flags = pick(draw, UNSPECIFIED_FLAGS) if draw.flag() else pick(draw, STRICT_VARIANTS)
-    return Shape(target, sled, args, kinds, pick(draw, ENTER_PATTERNS), flags, pick(draw, RET_SIZES[target]))
+    return Shape(target, sled, args, kinds, pick(draw, ENTER_PATTERNS), flags, ret_size)
 
 
 # -- layouts -----------------------------------------------------------------------------------
@@ -492,6 +492,7 @@ def build_case(draw: Draw, caps: Capabilities | None, shape: Shape, b: Bounds | 
     """Fill ``shape`` with drawn values and a layout; a valid case for ``caps`` when the shape is."""
     b = b if b is not None else Bounds(caps)
     sled = caps.sled_for(shape.target, shape.sled) if caps is not None else None
+    ret_signed = draw.flag()  # drawn early, beside the shape's return size (hypothesis keeps them close)
     layout = draw_layout(draw, shape.target, sled, b)
     args = tuple(Arg(size=size, is_struct=is_struct, signed=not is_struct and draw.flag())
                  for size, is_struct in shape.args)
@@ -521,7 +522,7 @@ def build_case(draw: Draw, caps: Capabilities | None, shape: Shape, b: Bounds | 
              wants_ip=wants_ip and (i == 0 or draw.flag()), session_cookie=kind == "fsession" and draw.flag())
         for i, kind in enumerate(shape.kinds)
     )
-    function = Function(args=args, values=tuple(values), body=body, ret_size=shape.ret_size, ret_signed=draw.flag())
+    function = Function(args=args, values=tuple(values), body=body, ret_size=shape.ret_size, ret_signed=ret_signed)
     teardown = b.teardown if b.teardown is not None else draw.int_in(0, 3) == 3
     return Case(target=shape.target, function=function, sled=shape.sled, links=links, layout=layout,
                 flags=raw_flags, teardown=teardown, seed=draw.u64() & MASK64)

@@ -59,7 +59,6 @@ ERANGE = 34
 ENOTSUPP = 524
 __all__ = [
     "BPF_PROG_MAX_SLOTS",
-    "STRUCT_OPS_MAX_SLOTS",
     "COOKIE_INDEX_SHIFT",
     "E2BIG",
     "EFAULT",
@@ -72,6 +71,7 @@ __all__ = [
     "PLANTED",
     "REACH_HI",
     "REACH_LO",
+    "STRUCT_OPS_MAX_SLOTS",
     "TCC_INIT",
     "TCC_PLANTED",
     "TRAMPOLINE_EVENT_KINDS",
