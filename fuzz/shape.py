@@ -17,6 +17,7 @@ from fuzz.space import (
     Draw,
     EnterPattern,
     FlagVariant,
+    PlainDraw,
     RandomDraw,
     Shape,
     bounds,
@@ -34,7 +35,7 @@ from model.semantics import BPF_PROG_MAX_SLOTS, STRUCT_OPS_MAX_SLOTS
 
 __all__ = [
     "BPF_PROG_MAX_SLOTS", "ENTER_PATTERNS", "FLAG_VARIANTS", "STRUCT_OPS_MAX_SLOTS", "UNSPECIFIED_FLAGS", "Draw",
-    "EnterPattern", "FlagVariant", "RandomDraw", "Shape", "build_case", "case_from_draw", "draw_shape",
+    "EnterPattern", "FlagVariant", "PlainDraw", "RandomDraw", "Shape", "build_case", "case_from_draw", "draw_shape",
     "flag_variants", "link_kinds", "pick", "value64",
 ]
 

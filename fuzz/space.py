@@ -24,8 +24,10 @@ struct_ops member.
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
@@ -127,7 +129,11 @@ def link_kinds(caps: Capabilities | None, target: TargetKind = "kernel_function"
 
 
 class Draw(Protocol):
-    """A source of choices. Implementations must never raise, whatever they are fed."""
+    """A source of choices. Implementations must never raise, whatever they are fed.
+
+    ``part(fn)`` draws one part of a case (an argument list, a link, a layout) with ``fn``: plain
+    sources just call it; hypothesis draws it as a nested strategy, so its shrinker sees the part
+    as one span it can simplify or drop as a whole."""
 
     def int_in(self, lo: int, hi: int) -> int: ...
 
@@ -135,8 +141,26 @@ class Draw(Protocol):
 
     def u64(self) -> int: ...
 
+    def part(self, fn: Callable[[Draw], T]) -> T: ...
 
-class RandomDraw:
+
+class PlainDraw(ABC):
+    """A source of choices with no notion of spans: a part is drawn in place."""
+
+    @abstractmethod
+    def int_in(self, lo: int, hi: int) -> int: ...
+
+    @abstractmethod
+    def flag(self) -> bool: ...
+
+    @abstractmethod
+    def u64(self) -> int: ...
+
+    def part(self, fn: Callable[[Draw], T]) -> T:
+        return fn(self)
+
+
+class RandomDraw(PlainDraw):
     """Choices from a seeded ``random.Random``: the fast generator."""
 
     def __init__(self, seed: int) -> None:
@@ -304,7 +328,7 @@ def draw_args(draw: Draw, target: TargetKind, b: Bounds) -> tuple[tuple[int, boo
         return tuple(pick(draw, ((8, False), (16, True), (4, False))) for _ in range(MAX_ARGS + 1))
     if how == "wide" and target != "bpf_prog":
         room = cap if target == "struct_ops" else max(cap, MAX_SLOTS)
-        n_struct = draw.int_in(0, min(most, room // 2)) if draw.flag() else min(most, room // 2)
+        n_struct = min(most, room // 2) if draw.flag() else draw.int_in(0, min(most, room // 2))
         n_scalar = draw.int_in(0, max(0, min(most - n_struct, room - 2 * n_struct)))
         out: list[tuple[int, bool]] = [(pick(draw, SCALAR_SIZES), False) for _ in range(n_scalar)]
         for _ in range(n_struct):
@@ -340,11 +364,11 @@ def draw_shape(draw: Draw, caps: Capabilities | None = None, *, strict_flags: bo
     target = pick(draw, b.targets)
     sled = pick(draw, b.sleds[target])
     ret_size = pick(draw, RET_SIZES[target])
-    args = draw_args(draw, target, b)
+    args = draw.part(lambda d: draw_args(d, target, b))
     if target == "struct_ops":
         return Shape(target, sled, args, ("fentry",), pick(draw, ENTER_PATTERNS[:3]), "derived", ret_size)
     choices = link_kinds(b.caps, target)
-    kinds = tuple(pick(draw, choices) for _ in range(draw_link_count(draw, b)))
+    kinds = tuple(draw.part(lambda d: pick(d, choices)) for _ in range(draw_link_count(draw, b)))
     flags: FlagVariant | int = "ip_arg" if draw.flag() else "derived"
     if b.front and draw.int_in(0, 2) == 2:
         flags = pick(draw, flag_variants(target))
@@ -488,12 +512,19 @@ def link_r0(draw: Draw, kind: LinkKind, shape: Shape) -> int:
     return ret_value(draw)
 
 
+def _link(draw: Draw, shape: Shape, i: int, enter: int, wants_ip: bool) -> Link:
+    """The ``i``-th program of ``shape``: R0, cookie, ip use (the first one asks when any does)."""
+    kind = shape.kinds[i]
+    return Link(kind=kind, r0=link_r0(draw, kind, shape), cookie=value64(draw) if draw.flag() else 0, enter=enter,
+                wants_ip=wants_ip and (i == 0 or draw.flag()), session_cookie=kind == "fsession" and draw.flag())
+
+
 def build_case(draw: Draw, caps: Capabilities | None, shape: Shape, b: Bounds | None = None) -> Case:
     """Fill ``shape`` with drawn values and a layout; a valid case for ``caps`` when the shape is."""
     b = b if b is not None else Bounds(caps)
     sled = caps.sled_for(shape.target, shape.sled) if caps is not None else None
     ret_signed = draw.flag()  # drawn early, beside the shape's return size (hypothesis keeps them close)
-    layout = draw_layout(draw, shape.target, sled, b)
+    layout = draw.part(lambda d: draw_layout(d, shape.target, sled, b))
     args = tuple(Arg(size=size, is_struct=is_struct, signed=not is_struct and draw.flag())
                  for size, is_struct in shape.args)
     nslots = sum(a.slots for a in args)
@@ -517,11 +548,8 @@ def build_case(draw: Draw, caps: Capabilities | None, shape: Shape, b: Bounds | 
     )
     raw_flags, wants_ip = flags_for(shape)
     enters = enter_values(draw, shape.enter, len(shape.kinds))
-    links = tuple(
-        Link(kind=kind, r0=link_r0(draw, kind, shape), cookie=value64(draw) if draw.flag() else 0, enter=enters[i],
-             wants_ip=wants_ip and (i == 0 or draw.flag()), session_cookie=kind == "fsession" and draw.flag())
-        for i, kind in enumerate(shape.kinds)
-    )
+    links = tuple(draw.part(functools.partial(_link, shape=shape, i=i, enter=enters[i], wants_ip=wants_ip))
+                  for i in range(len(shape.kinds)))
     function = Function(args=args, values=tuple(values), body=body, ret_size=shape.ret_size, ret_signed=ret_signed)
     teardown = b.teardown if b.teardown is not None else draw.int_in(0, 3) == 3
     return Case(target=shape.target, function=function, sled=shape.sled, links=links, layout=layout,

@@ -10,14 +10,15 @@ with. ``edge_examples`` lists the exact reach-limit and rounding-edge layouts fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
 from fuzz.space import (
     PAGE,
     Bounds,
+    Draw,
     auipc_offset,
     bounds,
     draw_case,
@@ -28,6 +29,8 @@ from fuzz.space import (
 from model.caps import Capabilities, SledLayout, TargetKind
 from model.case import MASK64, Arg, Body, Case, Function, Layout, Link, LinkKind
 from model.semantics import HOSTS_SPAN, REACH_HI, REACH_LO
+
+T = TypeVar("T")
 
 
 class HypothesisDraw:
@@ -44,6 +47,15 @@ class HypothesisDraw:
 
     def u64(self) -> int:
         return self._draw(st.integers(0, MASK64))
+
+    def part(self, fn: Callable[[Draw], T]) -> T:
+        return self._draw(_part(fn))
+
+
+@st.composite
+def _part(draw: st.DrawFn, fn: Callable[[Draw], T]) -> T:
+    """One part of a case as a nested strategy: a span hypothesis's shrinker handles as a whole."""
+    return fn(HypothesisDraw(draw))
 
 
 @st.composite

@@ -1,5 +1,6 @@
 """The fuzzing front's generators: valid for every shipped configuration, edges reachable,
-shrinking to small cases, the minimiser and the exhaustive shape enumeration."""
+shrinking to small cases, the minimiser and the exhaustive shape enumeration. (Every dimension's
+edges, drawn by both generators: tests/properties/test_case_space.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fuzz.minimize import minimize
 from fuzz.shape import RandomDraw, build_case, case_from_draw
 from fuzz.strategies import edge_examples, edge_layouts, fuzz_cases
 from model.case import Arg, Body, Case, Function, Layout, Link
-from model.core import F_ORIG_STACK, F_SHARE_IPMODIFY, classify_flags
+from model.core import classify_flags
 from model.semantics import REACH_HI, REACH_LO, Invalid, Refusal, Unspecified, expect
 
 CONFIGS = ("v6.3", "v6.6", "v6.11", "v6.19", "ftrace=v6.6,tramp=v6.3", "v6.19-pre-8f3e00af8e52", "ftrace=v6.2,tramp=v6.3")
@@ -62,28 +63,6 @@ def test_strict_flags_reach_the_unspecified_sets() -> None:
     caps = resolve("v6.19").caps
     assert reaches(fuzz_cases(caps=caps, strict_flags=True),
                    lambda c: classify_flags(c) == "unspecified" and isinstance(expect(c, caps), Unspecified))
-
-
-@pytest.mark.parametrize(
-    ("what", "pred"),
-    [
-        ("13 arguments", lambda c: len(c.function.args) == 13),
-        ("24 slots", lambda c: c.function.nr_slots == 24),
-        ("38 links", lambda c: len(c.links) == 38),
-        ("39 links", lambda c: len(c.links) == 39),
-        ("ORIG_STACK", lambda c: c.flags is not None and c.flags & F_ORIG_STACK),
-        ("SHARE_IPMODIFY", lambda c: c.flags is not None and c.flags & F_SHARE_IPMODIFY),
-        ("enter 0", lambda c: any(lk.enter == 0 for lk in c.links)),
-        ("enter >= 2", lambda c: any(lk.enter >= 2 for lk in c.links)),
-        ("fmod_ret low 32 bits zero", lambda c: any(lk.kind == "fmod_ret" and lk.r0 and not lk.r0 & 0xFFFFFFFF
-                                                    for lk in c.links)),
-        ("fexit before fentry", lambda c: [lk.kind for lk in c.links][:2] == ["fexit", "fentry"]),
-        ("cookie", lambda c: any(lk.cookie for lk in c.links)),
-    ],
-)
-def test_every_dimension_is_reachable(what: str, pred: object) -> None:
-    caps = resolve("v6.19").caps
-    assert reaches(fuzz_cases(caps=caps), pred), what
 
 
 def _sled_offset(layout: Layout) -> int:
