@@ -102,7 +102,7 @@ EDGES: list[tuple[str, Callable[[Case], bool], float]] = [
                                                         for lk in c.links), 0.01),
     ("IP_ARG", lambda c: bool(link_flags(c) & F_IP_ARG), 0.05),
     ("TAIL_CALL_CTX on a BPF program", lambda c: c.target == "bpf_prog" and bool(link_flags(c) & F_TAIL_CALL_CTX),
-     0.01),
+     0.005),
     ("ORIG_STACK", lambda c: bool(link_flags(c) & F_ORIG_STACK), 0.01),
     ("SHARE_IPMODIFY", lambda c: bool(link_flags(c) & F_SHARE_IPMODIFY), 0.01),
     ("teardown", lambda c: c.teardown and bool(c.links), 0.05),
