@@ -34,6 +34,14 @@ def test_throughput_prints_the_per_core_rate() -> None:
 
 
 @pytest.mark.slow
+def test_throughput_generation_only_prints_each_generator() -> None:
+    lines = bench("throughput.py", "--generation-only", "--seconds", "0.5")
+    assert re.fullmatch(r"generation_cases_per_s: \d+", lines[-1]), lines[-1]
+    for generator in ("hypothesis", "fast"):
+        assert any(line.startswith(f"{generator}: ") and "cases per CPU-second" in line for line in lines), lines
+
+
+@pytest.mark.slow
 def test_ttf_prints_the_median_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "ttf.json"
     lines = bench("ttf.py", "--config", "v6.19-pre-9f1e16fb1fc9", "--engine", "random", "--seeds", "1",
