@@ -10,15 +10,14 @@ description (tests/properties/test_case_space.py checks both reach every edge).
 
 from __future__ import annotations
 
+from fuzz.draw import Draw, PlainDraw, RandomDraw, pick
+from fuzz.edges import value64
 from fuzz.space import (
     ENTER_PATTERNS,
     FLAG_VARIANTS,
     UNSPECIFIED_FLAGS,
-    Draw,
     EnterPattern,
     FlagVariant,
-    PlainDraw,
-    RandomDraw,
     Shape,
     bounds,
     build_case,
@@ -26,8 +25,6 @@ from fuzz.space import (
     draw_shape,
     flag_variants,
     link_kinds,
-    pick,
-    value64,
 )
 from model.caps import Capabilities
 from model.case import Case

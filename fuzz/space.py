@@ -20,20 +20,24 @@ auipc/jalr rounding edge (x.800), exactly at the reach limits, host calls at the
 limits. Requests no kernel makes are left out (``model.semantics`` judges them Invalid): fmod_ret
 on a BPF program, TAIL_CALL_CTX elsewhere, more than 5 slots for a BPF program, more than 8 for a
 struct_ops member.
+
+Rooms: ``fuzz.draw`` (sources of choices), ``fuzz.edges`` (values and their edges),
+``fuzz.layouts`` (where the regions sit); this module the structure (shapes, bounds, flags) and
+the filling of a shape into a ``Case``.
 """
 
 from __future__ import annotations
 
 import functools
-import random
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import Literal
 
-from fuzz.edges import HIGH_GARBAGE, SIGN_EDGES, VALUE_SIZES, sign_edges, with_garbage
-from model.caps import TARGET_KINDS, Capabilities, SledLayout, TargetKind
-from model.case import DATA_SIZE, MASK64, STACK_SIZE, Arg, Body, Case, Function, Layout, Link, LinkKind, Store
+from fuzz.draw import Draw, pick
+from fuzz.edges import FMOD_RET_VALUES, ret_value, sized_value, start_time, value64
+from fuzz.layouts import draw_layout
+from model.caps import TARGET_KINDS, Capabilities, TargetKind
+from model.case import DATA_SIZE, MASK64, Arg, Body, Case, Function, Link, LinkKind, Store
 from model.core import (
     F_CALL_ORIG,
     F_IP_ARG,
@@ -44,36 +48,9 @@ from model.core import (
     F_TAIL_CALL_CTX,
     MAX_TRAMP_LINKS,
 )
-from model.semantics import BPF_PROG_MAX_SLOTS, HOSTS_SPAN, REACH_HI, REACH_LO, STRUCT_OPS_MAX_SLOTS
+from model.semantics import BPF_PROG_MAX_SLOTS, STRUCT_OPS_MAX_SLOTS
 
-T = TypeVar("T")
-
-# -- the edges ---------------------------------------------------------------------------------
-
-#: 64-bit values that break sign/zero extension, 32-bit truncation and ``li`` lengths.
-EDGE_U64: tuple[int, ...] = tuple(dict.fromkeys((
-    *SIGN_EDGES, 2, 3, 0x7FF, 0x800, 0xFFF, 0x1_0000_0000, 0x1_0000_0001, 0xFFFFFFFF_00000000, MASK64 - 21,
-    0xFFFFFFEA, 0xDEADBEEF, 0xFFFFFFFF80000000, 0xFFFFFFFF_FFFF8000, 0xFFFFFFFF_FFFFFF80,
-)))
-#: fmod_ret R0 values: zero (no skip), small, -EINVAL, and ones whose low 32 bits are zero (riscv
-#: tests the sign-extended 32-bit a0, so these do NOT short-circuit; SEMANTICS 3.7).
-FMOD_RET_VALUES: tuple[int, ...] = (
-    0, 1, 0xFFFFFFEA, MASK64 - 21, 0x1_0000_0000, 0xFFFFFFFF_00000000, 0x80000000_00000000, 0x80000000,
-)
-#: ``__bpf_prog_enter`` start times (>= 2): the sign and 32-bit edges.
-START_EDGES: tuple[int, ...] = (2, 0x7FFFFFFF, 0x80000000, 0x80000000_00000000, MASK64)
-#: Low 12 bits of a call offset on either side of the auipc/jalr rounding edge (bit 11).
-ROUND_EDGES: tuple[int, ...] = (0x000, 0x008, 0x7F8, 0x800, 0x808, 0xFF8)
-#: The same for 16-byte aligned host addresses (the JIT's calls from a page-aligned image).
-HOST_EDGES: tuple[int, ...] = (0x000, 0x7F0, 0x800, 0x810, 0xFF0)
-#: ``im`` and the program objects: their ``li`` lengths (bit 11 and bit 31 edges).
-IM_EDGES: tuple[int, ...] = (Layout().im, 0xFFFFFFFF80000FF8, 0x7FFFF800, 0xFFFFFFFFFFFFF800, 0xFFFFFFD800000800)
-PROGS_EDGES: tuple[int, ...] = (Layout().progs, 0xFFFFFFFF81100800, 0xFFFFFFD800000000)
-#: Where edge layouts put their regions: far from the default layout's windows.
-EDGE_DATA = 0xFFFFFFFFE0000000
-EDGE_STACK = 0xFFFFFFFFE0100000
-EDGE_FUNC = 0xFFFFFFFF90000000
-PAGE = 0x1000
+# -- the dimensions ----------------------------------------------------------------------------
 
 #: Link counts: BPF_MAX_TRAMP_LINKS accepted, one more -E2BIG, one less.
 LINK_COUNT_EDGES: tuple[int, ...] = (MAX_TRAMP_LINKS - 1, MAX_TRAMP_LINKS, MAX_TRAMP_LINKS + 1)
@@ -123,97 +100,6 @@ def link_kinds(caps: Capabilities | None, target: TargetKind = "kernel_function"
         return ("fentry",)
     base: tuple[LinkKind, ...] = ("fentry", "fexit") if target == "bpf_prog" else ("fentry", "fmod_ret", "fexit")
     return (*base, "fsession") if caps is not None and caps.fsession else base
-
-
-# -- choices -----------------------------------------------------------------------------------
-
-
-class Draw(Protocol):
-    """A source of choices. Implementations must never raise, whatever they are fed.
-
-    ``part(fn)`` draws one part of a case (an argument list, a link, a layout) with ``fn``: plain
-    sources just call it; hypothesis draws it as a nested strategy, so its shrinker sees the part
-    as one span it can simplify or drop as a whole."""
-
-    def int_in(self, lo: int, hi: int) -> int: ...
-
-    def flag(self) -> bool: ...
-
-    def u64(self) -> int: ...
-
-    def part(self, fn: Callable[[Draw], T]) -> T: ...
-
-
-class PlainDraw(ABC):
-    """A source of choices with no notion of spans: a part is drawn in place."""
-
-    @abstractmethod
-    def int_in(self, lo: int, hi: int) -> int: ...
-
-    @abstractmethod
-    def flag(self) -> bool: ...
-
-    @abstractmethod
-    def u64(self) -> int: ...
-
-    def part(self, fn: Callable[[Draw], T]) -> T:
-        return fn(self)
-
-
-class RandomDraw(PlainDraw):
-    """Choices from a seeded ``random.Random``: the fast generator."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-
-    def int_in(self, lo: int, hi: int) -> int:
-        return self.rng.randint(lo, hi) if hi > lo else lo
-
-    def flag(self) -> bool:
-        return self.rng.random() < 0.5
-
-    def u64(self) -> int:
-        return self.rng.getrandbits(64)
-
-
-def pick(draw: Draw, seq: Sequence[T]) -> T:
-    """One of ``seq`` (repeat an option to weight it; the first is the simplest)."""
-    return seq[draw.int_in(0, len(seq) - 1)]
-
-
-# -- values ------------------------------------------------------------------------------------
-
-
-def sized_value(draw: Draw, size: int) -> int:
-    """A sign edge of a ``size``-byte value with garbage above it (``fuzz.edges``)."""
-    high = draw.u64() if draw.flag() else pick(draw, HIGH_GARBAGE)
-    return with_garbage(pick(draw, sign_edges(size)), size, high)
-
-
-def value64(draw: Draw) -> int:
-    """A 64-bit value: small, an extension edge, uniform, small negative, or a sized sign edge under
-    garbage (the last three have high bits set)."""
-    how = draw.int_in(0, 4)
-    if how == 0:
-        return draw.int_in(0, 64)
-    if how == 1:
-        return pick(draw, EDGE_U64)
-    if how == 2:
-        return draw.u64() & MASK64
-    if how == 3:
-        return draw.int_in(-64, -1) & MASK64
-    return sized_value(draw, pick(draw, VALUE_SIZES))
-
-
-def ret_value(draw: Draw, sizes: Sequence[int] = VALUE_SIZES) -> int:
-    """A program's R0: mostly edges of the return sizes under garbage (zero hides extension bugs)."""
-    return sized_value(draw, pick(draw, sizes)) if draw.int_in(0, 2) else value64(draw)
-
-
-def start_time(draw: Draw) -> int:
-    """A ``__bpf_prog_enter`` result that means "run, with stats" (>= 2)."""
-    how = draw.int_in(0, 2)
-    return draw.int_in(2, 0xFFFF) if how == 0 else pick(draw, START_EDGES) if how == 1 else draw.int_in(2, MASK64)
 
 
 # -- shapes ------------------------------------------------------------------------------------
@@ -377,91 +263,6 @@ def draw_shape(draw: Draw, caps: Capabilities | None = None, *, strict_flags: bo
     return Shape(target, sled, args, kinds, pick(draw, ENTER_PATTERNS), flags, ret_size)
 
 
-# -- layouts -----------------------------------------------------------------------------------
-
-
-def auipc_offset(sled: SledLayout | None) -> int:
-    """Where the sled's call is measured from: func + 4 for the 16-byte ra detour."""
-    return 4 if sled is not None and sled.scheme == "ra_detour" else 0
-
-
-def edge_layout(mode: str, d: int, *, off: int, hosts_low: int, im: int, progs: int) -> Layout:
-    """One edge layout; ``d`` is the offset that matters for ``mode``: ``round`` and ``reach``, the
-    sled's call ``image - (func + off)`` (image page aligned for ``round``); ``hosts``, the JIT's
-    host calls ``hosts - image``. Regions stay at least 1 MiB apart, and never wrap around 2^64."""
-    if mode == "round":
-        func = EDGE_FUNC + ((-(d + off)) & 0xFFF)
-        image = func + off + d
-        hosts = image + 0x100000 + hosts_low if d > 0 else image - 0x100000 + hosts_low
-        parent = func - 0x200000 if d > 0 else func + 0x200000
-    elif mode == "reach":
-        image = 0xFFFFFFFF10000000 if d < 0 else 0xFFFFFFFFC0000000
-        func = image - off - d
-        hosts = image + 0x100000 + hosts_low
-        parent = func + 0x200000 if d < 0 else func - 0x200000
-    else:
-        image = 0xFFFFFFFF00400000 if d > 0 else 0xFFFFFFFFF0000000
-        func = image - 0x400000
-        hosts = image + d
-        parent = func - 0x200000
-    return Layout(
-        parent=parent & MASK64, func=func & MASK64, image=image & MASK64, hosts=hosts & MASK64,
-        ftrace_caller=(func + Layout().ftrace_caller - Layout().func) & MASK64,
-        im=im, progs=progs, data=EDGE_DATA, stack=EDGE_STACK,
-    )
-
-
-def reach_limits(target: TargetKind) -> tuple[int, ...]:
-    """Sled call offsets at the reach limits: in reach (last and first reachable, one page in),
-    and for targets whose poke checks reach (not ftrace's) the first unreachable ones (-ERANGE)."""
-    inside = (REACH_HI - 8, REACH_LO, REACH_LO + 8, REACH_HI - PAGE)
-    return inside if target == "kernel_function" else (*inside, REACH_HI, REACH_LO - 8)
-
-
-def draw_edge_layout(draw: Draw, target: TargetKind, sled: SledLayout | None) -> Layout:
-    """A layout on the rounding edge, at the sled call's reach limits, or with host calls at the
-    image's reach limits; ``im`` and the program objects at their ``li`` edges."""
-    mode = pick(draw, ("round", "reach", "hosts"))
-    if mode == "round":
-        pages = draw.int_in(0x100, 0x3FF) * (-1 if draw.flag() else 1)
-        d = pages * PAGE + pick(draw, ROUND_EDGES)
-    elif mode == "reach":
-        d = pick(draw, reach_limits(target))
-    else:
-        d = pick(draw, (REACH_HI - HOSTS_SPAN, REACH_HI - 0x800, REACH_HI, REACH_LO + PAGE, REACH_LO,
-                        REACH_LO - 0x10)) & ~0xF
-    return edge_layout(mode, d, off=auipc_offset(sled), hosts_low=pick(draw, HOST_EDGES),
-                       im=pick(draw, IM_EDGES), progs=pick(draw, PROGS_EDGES))
-
-
-def nudged_layout(draw: Draw) -> Layout:
-    """The default layout with every address moved by a small aligned amount: each region keeps
-    its own 1 MiB window (no overlap, every call in reach); ``im`` and the program objects move
-    freely (their ``li`` length is what matters)."""
-    base = Layout()
-
-    def nudge(value: int, align: int, span: int = 0x80000) -> int:
-        return (value + align * draw.int_in(0, span // align - 1)) & MASK64
-
-    return Layout(
-        parent=nudge(base.parent, 16), func=nudge(base.func, 8, 0x200), image=nudge(base.image, 4096),
-        hosts=nudge(base.hosts, 16), ftrace_caller=nudge(base.ftrace_caller, 8, 0x400),
-        im=draw.u64() & ~7 & MASK64 if draw.flag() else base.im,
-        progs=(draw.int_in(0, MASK64 - 0x10000) & ~0xFF) if draw.flag() else base.progs,
-        data=nudge(base.data, 4096), stack=nudge(base.stack, 0x10000, STACK_SIZE * 16),
-    )
-
-
-def draw_layout(draw: Draw, target: TargetKind, sled: SledLayout | None, b: Bounds) -> Layout:
-    """The default layout, a nudged one, or (front) an edge layout."""
-    if not b.perturb:
-        return Layout()
-    how = pick(draw, ("default", "nudged", "nudged", "edge", "edge", "edge") if b.front else ("default", "nudged"))
-    if how == "default":
-        return Layout()
-    return nudged_layout(draw) if how == "nudged" else draw_edge_layout(draw, target, sled)
-
-
 # -- filling a shape ---------------------------------------------------------------------------
 
 
@@ -524,7 +325,7 @@ def build_case(draw: Draw, caps: Capabilities | None, shape: Shape, b: Bounds | 
     b = b if b is not None else Bounds(caps)
     sled = caps.sled_for(shape.target, shape.sled) if caps is not None else None
     ret_signed = draw.flag()  # drawn early, beside the shape's return size (hypothesis keeps them close)
-    layout = draw.part(lambda d: draw_layout(d, shape.target, sled, b))
+    layout = draw.part(lambda d: draw_layout(d, shape.target, sled, front=b.front, perturb=b.perturb))
     args = tuple(Arg(size=size, is_struct=is_struct, signed=not is_struct and draw.flag())
                  for size, is_struct in shape.args)
     nslots = sum(a.slots for a in args)

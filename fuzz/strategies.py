@@ -15,17 +15,9 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from fuzz.space import (
-    PAGE,
-    Bounds,
-    Draw,
-    auipc_offset,
-    bounds,
-    draw_case,
-    draw_edge_layout,
-    edge_layout,
-    link_kinds,
-)
+from fuzz.draw import Draw
+from fuzz.layouts import PAGE, auipc_offset, draw_edge_layout, edge_layout
+from fuzz.space import Bounds, bounds, draw_case, link_kinds
 from model.caps import Capabilities, SledLayout, TargetKind
 from model.case import MASK64, Arg, Body, Case, Function, Layout, Link, LinkKind
 from model.semantics import HOSTS_SPAN, REACH_HI, REACH_LO
