@@ -228,7 +228,7 @@ def test_exhaust_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
     wait_for(run, file_appears(run, "exhaust-*/shape-*.json"), "the first shape file")
     run.proc.kill()
     run.proc.wait(timeout=BOUND)
-    deadline = time.monotonic() + BOUND  # 98,047 shapes: without the stop, minutes of work are left
+    deadline = time.monotonic() + BOUND  # 62,061 shapes: without the stop, minutes of work are left
     while session_processes(run.proc.pid):
         assert time.monotonic() < deadline, f"orphaned workers: {session_processes(run.proc.pid)}"
         time.sleep(0.05)
