@@ -28,7 +28,6 @@ the filling of a shape into a ``Case``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -307,7 +306,7 @@ def link_r0(draw: Draw, kind: LinkKind, shape: Shape) -> int:
     """R0 of one program: fmod_ret values half the time for fmod_ret, the member's return-size
     edges two times in three for struct_ops, else ``ret_value``."""
     if shape.target == "struct_ops":
-        return sized_value(draw, shape.ret_size or 8) if draw.int_in(0, 2) else value64(draw)
+        return value64(draw) if draw.int_in(0, 2) == 2 else sized_value(draw, shape.ret_size or 8)
     if kind == "fmod_ret" and draw.flag():
         return pick(draw, FMOD_RET_VALUES)
     return ret_value(draw)
@@ -349,8 +348,7 @@ def build_case(draw: Draw, caps: Capabilities | None, shape: Shape, b: Bounds | 
     )
     raw_flags, wants_ip = flags_for(shape)
     enters = enter_values(draw, shape.enter, len(shape.kinds))
-    links = tuple(draw.part(functools.partial(_link, shape=shape, i=i, enter=enters[i], wants_ip=wants_ip))
-                  for i in range(len(shape.kinds)))
+    links = tuple(_link(draw, shape, i, enters[i], wants_ip) for i in range(len(shape.kinds)))
     function = Function(args=args, values=tuple(values), body=body, ret_size=shape.ret_size, ret_signed=ret_signed)
     teardown = b.teardown if b.teardown is not None else draw.int_in(0, 3) == 3
     return Case(target=shape.target, function=function, sled=shape.sled, links=links, layout=layout,

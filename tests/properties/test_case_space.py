@@ -6,8 +6,9 @@ checks that every edge of every dimension is drawn often enough by *each* of the
 written here from the kernel facts (reach limits, BPF_MAX_TRAMP_LINKS, MAX_BPF_FUNC_ARGS, the
 rounding edge), not read from the space; the shares are what the biases give, so an edge left to
 chance (a bias removed) falls below its bound. Each bound is at most a third of the smaller share
-the two generators drew when it was set (``-s`` prints the shares); exact values (a reach limit,
-the x.800 edge) are essentially never drawn by chance, counts (38/39 links, 13 arguments) rarely.
+the two generators drew when it was set (``-s`` prints the shares; hypothesis's swing several-fold
+with its seed and the code's constants, hence five runs and loose bounds); exact values (a reach
+limit) are essentially never drawn by chance, counts (38/39 links, 13 arguments) rarely.
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ def link_flags(c: Case) -> int:
 EDGES: list[tuple[str, Callable[[Case], bool], float]] = [
     ("sled call on the rounding edge (low 12 bits 0x800)", lambda c: sled_call(c) & 0xFFF == 0x800, 0.01),
     ("sled call just below it (0x7f8)", lambda c: sled_call(c) & 0xFFF == 0x7F8, 0.01),
-    ("sled call at the last reachable offset", lambda c: sled_call(c) == REACH_HI - 8, 0.005),
-    ("sled call at the first reachable offset", lambda c: sled_call(c) == REACH_LO, 0.005),
+    ("sled call at the last reachable offset", lambda c: sled_call(c) == REACH_HI - 8, 0.002),
+    ("sled call at the first reachable offset", lambda c: sled_call(c) == REACH_LO, 0.002),
     ("sled call just out of reach (BPF program)",
-     lambda c: c.target == "bpf_prog" and sled_call(c) in (REACH_HI, REACH_LO - 8), 0.005),
+     lambda c: c.target == "bpf_prog" and sled_call(c) in (REACH_HI, REACH_LO - 8), 0.002),
     ("host calls at the image's reach limit", lambda c: signed(c.layout.hosts - c.layout.image) >= REACH_HI - 0x1000,
      0.01),
     ("host calls on the rounding edge", lambda c: (c.layout.hosts - c.layout.image) & 0xFFF == 0x800, 0.01),
@@ -118,6 +119,12 @@ NEVER: list[tuple[str, Callable[[Case], bool]]] = [
 
 
 def hypothesis_sample(n: int, seed: int) -> list[Case]:
+    """``n`` cases from five seeded runs: one run's cases come in clumps (hypothesis mutates what
+    it drew before), and the share of a rare edge in one run swings several-fold with the seed."""
+    return [c for k in range(5) for c in hypothesis_run(n // 5, seed * 5 + k)]
+
+
+def hypothesis_run(n: int, seed: int) -> list[Case]:
     out: list[Case] = []
 
     @settings(max_examples=n, database=None, phases=[Phase.generate], deadline=None,
