@@ -14,12 +14,14 @@ The last line is ``cases_per_s_per_core: N`` for the default engine of ``sledfuz
 
     python bench/throughput.py [--impl v6.19] [--seconds 10] [--engine NAME ...] [--seed 1]
     python bench/throughput.py --judge-only [--cases 3000] [--base] [--repeat 2]   # the judge alone
+    python bench/throughput.py --generation-only [--seconds 5]   # each case generator alone
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import json
 import os
@@ -123,6 +125,52 @@ def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat:
     return 0
 
 
+def generation_only(impl_name: str, seconds: float, seed: int) -> int:
+    """Each case generator alone, cases per CPU-second for ``seconds`` of CPU each: the
+    hypothesis strategies (``search_cases``, generate phase as the campaign runs them) and the fast
+    generator (``case_from_draw`` on a seeded stream, what ``random``/``mixed``/atheris build with),
+    both over the same case space (``fuzz.space``). The last line is the default engine's generator."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hyp_seed
+
+    from emu.impls.registry import resolve
+    from fuzz.shape import RandomDraw, case_from_draw
+    from fuzz.strategies import search_cases
+    from model.case import Case
+
+    caps = resolve(impl_name).caps
+    rates: dict[str, float] = {}
+
+    class _Done(Exception):
+        pass
+
+    drawn = [0]
+    c0 = time.process_time()
+
+    @hyp_seed(seed)
+    @settings(max_examples=10**9, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(search_cases(caps))
+    def collect(case: Case) -> None:
+        drawn[0] += 1
+        if time.process_time() - c0 > seconds:
+            raise _Done
+
+    with contextlib.suppress(_Done):
+        collect()
+    rates["hypothesis"] = drawn[0] / (time.process_time() - c0)
+    n, c0 = 0, time.process_time()
+    while time.process_time() - c0 < seconds:
+        case_from_draw(RandomDraw((seed << 40) ^ n), caps)
+        n += 1
+    rates["fast"] = n / (time.process_time() - c0)
+    for name, rate in rates.items():
+        print(f"{name}: {rate:.0f} cases per CPU-second ({1e6 / rate:.0f}us per case), generation alone, {impl_name}")
+    default = fuzz_default_engine()
+    print(f"generation_cases_per_s: {rates['hypothesis' if default == 'hypothesis' else 'fast']:.0f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--impl", default="v6.19")
@@ -133,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=3000, help="with --judge-only: how many cases")
     ap.add_argument("--base", action="store_true", help="with --judge-only: the base strategies")
     ap.add_argument("--repeat", type=int, default=1, help="with --judge-only: passes over the set (2: warm)")
+    ap.add_argument("--generation-only", action="store_true", help="each case generator alone (--seconds of CPU each)")
     args = ap.parse_args(argv)
+    if args.generation_only:
+        return generation_only(args.impl, args.seconds, args.seed)
     if args.judge_only:
         return judge_only(args.impl, args.cases, args.seed, base=args.base, repeat=args.repeat)
 

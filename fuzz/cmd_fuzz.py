@@ -31,15 +31,16 @@ if TYPE_CHECKING:
     from fuzz.elf_cases import ElfSource
     from fuzz.results import CellResult
 
-ENGINES = ("hypothesis", "atheris")
+ENGINES = ("random", "hypothesis", "atheris")
 
 
 def add_parser(sub: opt.Subparsers) -> None:
-    p = sub.add_parser("fuzz", help="fuzz one implementation with hypothesis or atheris",
+    p = sub.add_parser("fuzz", help="fuzz one implementation (the fast generator, hypothesis or atheris)",
                        description="Search one implementation; every violation found is a finding (exit 1).")
-    p.add_argument("--engine", choices=ENGINES, default="hypothesis",
-                   help="hypothesis: its strategies in --jobs processes; atheris: the libFuzzer target "
-                        "(default: %(default)s)")
+    p.add_argument("--engine", choices=ENGINES, default="random",
+                   help="random: the fast generator of the case space (fuzz/space.py) on a seeded stream; "
+                        "hypothesis: the same space through hypothesis; both in --jobs processes, findings "
+                        "minimised alike; atheris: the libFuzzer target (default: %(default)s)")
     p.add_argument("--impl", required=True, metavar="NAME", help=f"{opt.IMPL_HELP}; required")
     p.add_argument("--time", type=opt.seconds, default=60.0, metavar="S", help="time budget (default: %(default)g s)")
     p.add_argument("--linux-src", metavar="PATH", action="append",
@@ -159,7 +160,7 @@ def _fuzz_one(args: argparse.Namespace, name: str) -> int:
         return end_code(interrupted, EXIT_FINDINGS if res.findings else EXIT_CLEAN, [res])
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
-                      engine="hypothesis", elf=elf) for i in range(args.jobs)]
+                      engine=args.engine, elf=elf) for i in range(args.jobs)]
     display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time,
                              label="fuzz")
     with display:

@@ -1,6 +1,6 @@
-"""64-bit edge values both case generators draw from (``strategies`` for hypothesis, ``shape`` for
-the fast builder): sign boundaries of every size a value is returned or passed at, with garbage
-above the size.
+"""64-bit values of the case space (``fuzz.space``) and their edges: sign boundaries of every size a
+value is returned or passed at, with garbage above the size; extension and ``li`` edges; fmod_ret
+and ``__bpf_prog_enter`` values.
 
 A return value travels in a 64-bit register whatever its BTF size, and the trampoline must extend
 it per that size (struct_ops: sign-extend 1/2-byte signed values, pass unsigned ones unchanged,
@@ -13,6 +13,9 @@ random integers (mostly small under hypothesis) rarely are. Hence: the sign edge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from fuzz.draw import Draw, pick
 from model.case import MASK64
 
 #: The sizes a value is returned or passed at, in bytes.
@@ -54,3 +57,50 @@ def sign_bit_set(value: int, size: int) -> bool:
     """The sign bit of the ``size``-byte value is set."""
     bits = 64 if size in (0, 8) else 8 * size
     return bool(value >> (bits - 1) & 1)
+
+
+#: 64-bit values that break sign/zero extension, 32-bit truncation and ``li`` lengths.
+EDGE_U64: tuple[int, ...] = tuple(dict.fromkeys((
+    *SIGN_EDGES, 2, 3, 0x7FF, 0x800, 0xFFF, 0x1_0000_0000, 0x1_0000_0001, 0xFFFFFFFF_00000000, MASK64 - 21,
+    0xFFFFFFEA, 0xDEADBEEF, 0xFFFFFFFF80000000, 0xFFFFFFFF_FFFF8000, 0xFFFFFFFF_FFFFFF80,
+)))
+#: fmod_ret R0 values: zero (no skip), small, -EINVAL, and ones whose low 32 bits are zero (riscv
+#: tests the sign-extended 32-bit a0, so these do NOT short-circuit; SEMANTICS 3.7).
+FMOD_RET_VALUES: tuple[int, ...] = (
+    0, 1, 0xFFFFFFEA, MASK64 - 21, 0x1_0000_0000, 0xFFFFFFFF_00000000, 0x80000000_00000000, 0x80000000,
+)
+#: ``__bpf_prog_enter`` start times (>= 2): the sign and 32-bit edges.
+START_EDGES: tuple[int, ...] = (2, 0x7FFFFFFF, 0x80000000, 0x80000000_00000000, MASK64)
+
+
+def sized_value(draw: Draw, size: int) -> int:
+    """A sign edge of a ``size``-byte value with garbage above it."""
+    # the revealing garbage first: hypothesis often draws a choice's first option (and u64 small)
+    high = draw.u64() if draw.int_in(0, 2) == 2 else pick(draw, HIGH_GARBAGE)
+    return with_garbage(pick(draw, sign_edges(size)), size, high)
+
+
+def value64(draw: Draw) -> int:
+    """A 64-bit value: small, an extension edge, uniform, small negative, or a sized sign edge under
+    garbage (the last three have high bits set)."""
+    how = draw.int_in(0, 4)
+    if how == 0:
+        return draw.int_in(0, 64)
+    if how == 1:
+        return pick(draw, EDGE_U64)
+    if how == 2:
+        return draw.u64() & MASK64
+    if how == 3:
+        return draw.int_in(-64, -1) & MASK64
+    return sized_value(draw, pick(draw, VALUE_SIZES))
+
+
+def ret_value(draw: Draw, sizes: Sequence[int] = VALUE_SIZES) -> int:
+    """A program's R0: mostly edges of the return sizes under garbage (zero hides extension bugs)."""
+    return sized_value(draw, pick(draw, sizes)) if draw.int_in(0, 2) else value64(draw)
+
+
+def start_time(draw: Draw) -> int:
+    """A ``__bpf_prog_enter`` result that means "run, with stats" (>= 2)."""
+    how = draw.int_in(0, 2)
+    return draw.int_in(2, 0xFFFF) if how == 0 else pick(draw, START_EDGES) if how == 1 else draw.int_in(2, MASK64)

@@ -26,6 +26,7 @@ from emu.elf.signature import Signature, parse_signature, signatures
 from emu.impls.api import Implementation, Patcher
 from emu.scenario import LayoutError, run_case
 from fuzz.shape import Draw, Shape, build_case, pick, value64
+from fuzz.strategies import HypothesisDraw
 from model.caps import SledLayout
 from model.case import DATA_SIZE, LAYOUT_REGIONS, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
 
@@ -303,29 +304,13 @@ class ElfSource:
         return elf_targets(self.path, impl, symbols=self.symbols, given=self.given())
 
 
-class _HypothesisDraw:
-    """The ``Draw`` protocol over hypothesis's choices, so the shared builder shrinks natively."""
-
-    def __init__(self, draw: st.DrawFn) -> None:
-        self._draw = draw
-
-    def int_in(self, lo: int, hi: int) -> int:
-        return self._draw(st.integers(lo, hi)) if hi > lo else lo
-
-    def flag(self) -> bool:
-        return self._draw(st.booleans())
-
-    def u64(self) -> int:
-        return self._draw(st.integers(0, MASK64))
-
-
 def elf_case_strategy(impl: Implementation, targets: Sequence[ElfTarget], *,
                       strict_flags: bool = False) -> st.SearchStrategy[Case]:
     """Measured cases for ``targets`` drawn by hypothesis (its shrinking re-measures each one)."""
 
     @st.composite
     def cases(draw: st.DrawFn) -> Case:
-        case = draw_elf_case(_HypothesisDraw(draw), impl, targets, strict_flags=strict_flags)
+        case = draw_elf_case(HypothesisDraw(draw), impl, targets, strict_flags=strict_flags)
         assume(case is not None)
         assert case is not None
         return case

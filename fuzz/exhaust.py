@@ -25,7 +25,6 @@ from fuzz.corpus import Entry, atomic_write_text
 from fuzz.shape import (
     BPF_PROG_MAX_SLOTS,
     ENTER_PATTERNS,
-    FLAG_VARIANTS,
     STRUCT_OPS_MAX_SLOTS,
     UNSPECIFIED_FLAGS,
     EnterPattern,
@@ -33,11 +32,11 @@ from fuzz.shape import (
     RandomDraw,
     Shape,
     build_case,
+    flag_variants,
+    link_kinds,
 )
 from model.caps import Capabilities, TargetKind
-from model.case import LinkKind
 
-KINDS: tuple[LinkKind, ...] = ("fentry", "fmod_ret", "fexit")
 STRUCT_OPS_RET_SIZES = (8, 4, 2, 1, 0)
 CHUNK = 256
 
@@ -89,11 +88,11 @@ def enumerate_shapes(caps: Capabilities, *, max_links: int = 3, max_args: int = 
                             shapes.append(Shape(target, sled, args, ("fentry",), enter, "derived", ret_size))
                     continue
                 for k in range(0, max_links + 1):
-                    for kinds in itertools.product((*KINDS, "fsession") if caps.fsession else KINDS, repeat=k):
+                    for kinds in itertools.product(link_kinds(caps, target), repeat=k):
                         enters: tuple[EnterPattern, ...] = ENTER_PATTERNS if k >= 2 else (
                             ("run", "stats", "skip") if k == 1 else ("run",))
-                        variants: list[FlagVariant | int] = list(FLAG_VARIANTS if k else (
-                            "derived", "tail_call", "orig_stack", "share_ipmodify"))
+                        variants: list[FlagVariant | int] = [  # only a link can ask for the ip
+                            v for v in flag_variants(target) if k or not v.startswith("ip_arg")]
                         if strict_flags:
                             variants += list(UNSPECIFIED_FLAGS)
                         for enter in enters:

@@ -38,13 +38,13 @@ with atheris.instrument_imports():
     from fuzz.corpus import Entry, atomic_write_text
     from fuzz.elf_cases import ElfSource, draw_elf_case
     from fuzz.fresh import confirm, write_harness_fault
-    from fuzz.shape import case_from_draw
+    from fuzz.shape import PlainDraw, case_from_draw
     from model.case import MASK64
 
 _INSTRUMENTED = (emu.impls.registry, emu.scenario, fuzz.oracle, model.invariants, model.semantics)
 
 
-class ProviderDraw:
+class ProviderDraw(PlainDraw):
     """A ``fuzz.shape.Draw`` over libFuzzer bytes; exhausted input gives the minimal choices."""
 
     def __init__(self, fdp: Any) -> None:

@@ -92,6 +92,11 @@ MAX_BPF_FUNC_ARGS = 12
 #: MAX_BPF_FUNC_REG_ARGS: a BPF program (or subprog) takes R1-R5 = a0-a4 only. A bpf_prog target
 #: with more slots is not a kernel state: the body at func+8 starts with ``addi a6, zero, 33``.
 BPF_PROG_MAX_SLOTS = 5
+#: RV_MAX_REG_ARGS: the argument slots a struct_ops member is judged with. More would be a latent
+#: JIT hazard (``store_args`` loads stack slots at the two-frame offset ``fp + 16``, but a
+#: struct_ops trampoline is called directly: its caller's stack words start at ``fp + 0``), which
+#: no struct_ops member of any tree reaches; such cases are Invalid (docs/invariants.md).
+STRUCT_OPS_MAX_SLOTS = 8
 #: A trampoline image is one page; a larger sized image is -E2BIG.
 PAGE_SIZE = 4096
 

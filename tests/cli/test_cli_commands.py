@@ -61,13 +61,16 @@ def test_matrix_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str
     assert rows[0]["invariant"] == "I-PROG-PROTOCOL"
 
 
-def test_fuzz_hypothesis_reports_findings_with_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(capsys, "fuzz", "--impl", SEED_BUG, "--time", "3", "--out", str(tmp_path), "--no-progress")
+@pytest.mark.parametrize("engine", [(), ("--engine", "hypothesis")], ids=["default", "hypothesis"])
+def test_fuzz_reports_findings_with_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                           engine: tuple[str, ...]) -> None:
+    code, out, _ = run(capsys, "fuzz", *engine, "--impl", SEED_BUG, "--time", "3", "--out", str(tmp_path),
+                       "--no-progress")
     assert code == EXIT_FINDINGS
     assert "FOUND" in out and "(known bug)" in out and "on ftrace=v6.6,tramp=v6.19: pass" in out
 
 
-def test_fuzz_hypothesis_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_fuzz_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--impl", "v6.19", "--time", "3", "--out", str(tmp_path), "--no-progress")
     assert code == EXIT_CLEAN
     assert "no violations found" in out and "judged" in out

@@ -30,7 +30,15 @@ def bench(script: str, *args: str) -> list[str]:
 def test_throughput_prints_the_per_core_rate() -> None:
     lines = bench("throughput.py", "--engine", "random", "--seconds", "1")
     assert re.fullmatch(r"cases_per_s_per_core: \d+", lines[-1]), lines[-1]
-    assert any(line.startswith("random: ") and "cases per CPU-second" in line for line in lines), lines
+    assert any(line.startswith("random") and "cases per CPU-second" in line for line in lines), lines
+
+
+@pytest.mark.slow
+def test_throughput_generation_only_prints_each_generator() -> None:
+    lines = bench("throughput.py", "--generation-only", "--seconds", "0.5")
+    assert re.fullmatch(r"generation_cases_per_s: \d+", lines[-1]), lines[-1]
+    for generator in ("hypothesis", "fast"):
+        assert any(line.startswith(f"{generator}: ") and "cases per CPU-second" in line for line in lines), lines
 
 
 @pytest.mark.slow

@@ -343,10 +343,15 @@ def test_reach_refusal_and_allowance() -> None:
 
 
 def test_generated_flag_sets_are_judged() -> None:
-    fentry = selftest_case((4,), (1,), ("fentry",), k=1)
+    """TAIL_CALL_CTX is generated for a tail-call-reachable BPF program only (check_attach_btf_id):
+    judged there, Invalid on a kernel function."""
+    fentry = selftest_case((4,), (1,), ("fentry",), k=1, target="bpf_prog", sled="2,0/w")
     assert isinstance(expect(replace(fentry, flags=F_RESTORE_REGS | F_TAIL_CALL_CTX), CAPS), Expected)
-    fexit = selftest_case((4,), (1,), ("fexit",), k=1)
+    fexit = selftest_case((4,), (1,), ("fexit",), k=1, target="bpf_prog", sled="2,0/w")
     assert isinstance(expect(replace(fexit, flags=F_CALL_ORIG | F_SKIP_FRAME | F_TAIL_CALL_CTX), CAPS), Expected)
+    kernel = selftest_case((4,), (1,), ("fentry",), k=1)
+    assert isinstance(expect(replace(kernel, flags=F_RESTORE_REGS), CAPS), Expected)
+    assert isinstance(expect(replace(kernel, flags=F_RESTORE_REGS | F_TAIL_CALL_CTX), CAPS), Invalid)
 
 
 @pytest.mark.parametrize(
@@ -404,3 +409,15 @@ def test_bpf_prog_targets_take_at_most_five_slots() -> None:
     seven = selftest_case((8,) * 7, tuple(range(7)), ("fexit",), target="bpf_prog", sled="2,0/w")
     assert isinstance(expect(seven, CAPS), Invalid)
     assert isinstance(expect(replace(seven, target="kernel_function", sled="4,0/c"), CAPS), Expected)
+
+
+def test_requests_no_kernel_makes_are_invalid() -> None:
+    """fmod_ret on a BPF program (bpf_check_attach_target refuses it) and a struct_ops member
+    with more than 8 argument slots (none exists; docs/invariants.md) are Invalid."""
+    fmod = selftest_case((4,), (1,), ("fmod_ret",), k=1, target="bpf_prog", sled="2,0/w")
+    assert isinstance(expect(fmod, CAPS), Invalid)
+    assert isinstance(expect(replace(fmod, target="kernel_function", sled="4,0/c"), CAPS), Expected)
+    eight = selftest_case((8,) * 8, tuple(range(8)), ("fentry",), target="struct_ops", sled="2,0/w")
+    assert isinstance(expect(eight, CAPS), Expected)
+    nine = selftest_case((8,) * 9, tuple(range(9)), ("fentry",), target="struct_ops", sled="2,0/w")
+    assert isinstance(expect(nine, CAPS), Invalid)
