@@ -25,8 +25,8 @@ from model.case import Case
 CLEAN = ("v6.19", "v6.12", "ftrace=v6.6,tramp=v6.19")
 #: Measured (29 November 2026) on 152 cases each (100 generated + 52 edge examples): ``ci`` profile
 #: 119 judged (pass), 33 refused (22 %) on each clean configuration; ``dev`` profile, two runs,
-#: 112-133 judged, 19-40 refused (12-26 %); never invalid or unspecified. The bounds leave room for a change of the case space, not for a configuration
-#: that stops running cases.
+#: 112-133 judged, 19-40 refused (12-26 %); never invalid or unspecified. The bounds leave room
+#: for a change of the case space, not for a configuration that stops running cases.
 MIN_JUDGED = 60
 MAX_NOT_JUDGED_SHARE = 0.35
 
