@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from emu.rv64 import encode
 from emu.rv64.emitter import Emitter
 from emu.rv64.regs import NAMES
+from tests.support.tools import skip_if_missing
 
 AS = "riscv64-linux-gnu-as"
 LD = "riscv64-linux-gnu-ld"
@@ -34,7 +35,7 @@ OBJCOPY = "riscv64-linux-gnu-objcopy"
 LINK_ADDR = 0x4000_0000  # far from 0 so that negative pc-relative targets stay positive
 
 HAVE_BINUTILS = all(shutil.which(tool) for tool in (AS, LD, OBJCOPY))
-SKIP_NO_BINUTILS = pytest.mark.skipif(
+SKIP_NO_BINUTILS = skip_if_missing(
     not HAVE_BINUTILS, reason=f"{AS}/{LD}/{OBJCOPY} not installed (binutils-riscv64-linux-gnu)"
 )
 

@@ -37,6 +37,7 @@ from emu.impls.api import (
 )
 from emu.kernel.adapter import KernelJit
 from emu.kernel.build import JIT_C, NEEDED, KernelBuildError, build, default_linux_src, read_tree
+from tests.support.tools import skip_if_missing
 
 
 def _linux_src() -> Path | None:
@@ -46,7 +47,7 @@ def _linux_src() -> Path | None:
 
 pytestmark = [
     pytest.mark.kernel,
-    pytest.mark.skipif(
+    skip_if_missing(
         _linux_src() is None,
         reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH",
     ),

@@ -28,6 +28,7 @@ from emu.kernel.impl import FTRACE_FILES, _read_ftrace_files, factory, tree_repo
 from fuzz.oracle import judge
 from fuzz.strategies import search_cases
 from model.case import Case, case_from_dict
+from tests.support.tools import missing
 
 #: (name, the line as the tree has it, the line with the fault)
 FAULTS: tuple[tuple[str, str, str], ...] = (
@@ -119,7 +120,7 @@ def _tree(version: str) -> Path:
     try:
         return resolve_tree(f"debian:{version}", download=False)
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
 
 
 _drawn: dict[str, list[Case]] = {}

@@ -24,6 +24,7 @@ from emu.impls.registry import resolve
 from emu.impls.torn import _states
 from emu.kernel.debian import DebianTreeError, resolve_tree
 from emu.kernel.impl import FtraceFacts, KernelAtomicPatcher, factory
+from tests.support.tools import missing
 
 T0 = 5
 FUNC = 0xFFFFFFFF80200000
@@ -88,7 +89,7 @@ def _tree_patcher() -> KernelAtomicPatcher:
     try:
         src = str(resolve_tree("debian:7.3", download=False))
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
     ft = factory(src, name="kernel-7.3").patcher.ftrace  # type: ignore[attr-defined]
     assert isinstance(ft, KernelAtomicPatcher)
     return ft

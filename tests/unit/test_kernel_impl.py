@@ -20,6 +20,7 @@ from emu.impls.registry import ImplementationError, capabilities, resolve
 from emu.kernel.build import NEEDED, build, cache_root, default_linux_src
 from emu.kernel.probe import KernelFeatures
 from model.caps import SledLayout
+from tests.support.tools import skip_if_missing
 
 #: Debian 6.12.117 as docs/kernel.md's probe table lists it.
 F_6_12_117 = KernelFeatures(
@@ -149,7 +150,7 @@ def _linux_src() -> Path | None:
 
 
 @pytest.mark.kernel
-@pytest.mark.skipif(_linux_src() is None,
+@skip_if_missing(_linux_src() is None,
                     reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
 class TestOnTheTree:
     def test_resolves_with_the_trees_version_and_the_v612_caps(self) -> None:
@@ -231,7 +232,7 @@ def test_impls_lists_kernel_as_unavailable_without_a_tree(tmp_path: Path, capsys
 
 
 @pytest.mark.kernel
-@pytest.mark.skipif(_linux_src() is None,
+@skip_if_missing(_linux_src() is None,
                     reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
 def test_impls_lists_kernel_with_the_trees_version(capsys: pytest.CaptureFixture[str]) -> None:
     from fuzz.cli import main
