@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emu.rv64 import encode
+from emu.rv64 import encode, encode_rvc
 from emu.rv64.emitter import Emitter
 from emu.rv64.regs import NAMES
 from tests.support.tools import skip_if_missing
@@ -188,7 +188,7 @@ def public_encoders() -> dict[str, Callable[..., int]]:
     return {
         name: fn
         for name, fn in inspect.getmembers(encode, inspect.isfunction)
-        if not name.startswith("_") and fn.__module__ == encode.__name__
+        if not name.startswith("_") and fn.__module__ in (encode.__name__, encode_rvc.__name__)
     }
 
 
