@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import emu.kernel.ftrace as kftrace
 import emu.kernel.impl as kimpl
 from emu.impls.eras import BUGS, ERAS
 from emu.impls.registry import ImplementationError, capabilities, resolve
@@ -33,7 +34,7 @@ F_6_11 = replace(F_6_12_117, struct_ops_sign_extend=False)
 #: v6.8: before 6801b0aef79d, a5912c37faf7, 10541b374aa0, 9f1e16fb1fc9.
 F_6_8 = replace(F_6_11, stack_args=False, stack_args_only_call_orig=False, mv_s1_before_branch=False,
                 size_max_count_imm=False, patch_text_bytes=False)
-T0_FACTS = kimpl.FtraceFacts(mcount_insn_size=8, direct_calls=True, stop_machine=True, preemptible=False)
+T0_FACTS = kftrace.FtraceFacts(mcount_insn_size=8, direct_calls=True, stop_machine=True, preemptible=False)
 
 T0, T1 = 5, 6
 
@@ -197,13 +198,13 @@ class TestOnTheTree:
         for rel in NEEDED:
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             (tree / rel).write_bytes((cache_root() / kb.content_hash / "tree" / rel).read_bytes())
-        for rel, data in kimpl._read_ftrace_files(src, kb.tree_name).items():
+        for rel, data in kftrace.read_ftrace_files(src, kb.tree_name).items():
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             (tree / rel).write_bytes(data)
         ker = kimpl.factory(str(tree))
         assert ker.description == f"real JIT of linux {kb.version} ({tree})"
         assert ker.caps == resolve("kernel").caps
-        header = tree / kimpl.FTRACE_H
+        header = tree / kftrace.FTRACE_H
         header.write_text(header.read_text().replace("#define make_call_t0", "#define sf_renamed_make_call_t0"))
         with pytest.raises(ImplementationError) as info:
             kimpl.factory(str(tree))
