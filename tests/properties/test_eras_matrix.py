@@ -20,6 +20,9 @@ from fuzz.oracle import PASSING
 BUDGET_S = 45.0
 MINIMIZE_S = 4.0
 
+#: searches with a time budget (the budget only bounds a hang), ~1 min in all
+pytestmark = pytest.mark.slow
+
 SHIPPED = [name for name, _ in available(include_plugins=False) if name != "kernel"]
 WITH_BUGS = [n for n in SHIPPED if resolve(n).caps.known_bugs]
 
