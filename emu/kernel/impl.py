@@ -8,7 +8,7 @@
   mechanism writes them (stop_machine, preemption, direct calls) is read from
   ``arch/riscv/kernel/ftrace.c`` and ``arch/riscv/Kconfig``.
 * capabilities: an ``Era`` derived from the feature probe (``emu.kernel.probe``) and the ftrace
-  facts, put through ``registry.capabilities`` exactly as the eras are; a missing fix that has a
+  facts, put through ``building.capabilities`` exactly as the eras are; a missing fix that has a
   revert model becomes a declared known bug. On Debian's 6.12.117 the derived era equals ``v6.12``
   field for field (tests/unit/test_kernel_impl.py), so the two declare the same capabilities.
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from emu.impls.api import Implementation, PokeKind, PokeResult
+from emu.impls.building import ImplementationError, capabilities
 from emu.impls.eras import BUGS, ERAS, REVERTS, Era
 from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
-from emu.impls.registry import ImplementationError, capabilities
 from emu.kernel.adapter import KernelJit
 from emu.kernel.build import (
     KernelBuild,
