@@ -148,6 +148,7 @@ def test_minimize_keeps_the_violation_and_shrinks(capsys: pytest.CaptureFixture[
     assert code == 2 and "does not fail on v6.19" in err
 
 
+@pytest.mark.slow
 def test_exhaust_counts_and_finds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "exhaust", "--impl", "v6.19", "--count-only")
     assert code == EXIT_CLEAN

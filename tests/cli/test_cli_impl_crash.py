@@ -83,6 +83,7 @@ def test_run_reports_the_crash_as_an_unexpected_finding(capsys: pytest.CaptureFi
     assert_crash_entry(Path(row["case"]), links=2)
 
 
+@pytest.mark.slow
 def test_exhaust_reports_every_crashing_shape(capsys: pytest.CaptureFixture[str], plugin: Path) -> None:
     code, out, _ = run(capsys, "exhaust", "--impl", NAME, "--max-links", "2", "--max-args", "0", "--jobs", "1",
                        "--out", str(plugin))

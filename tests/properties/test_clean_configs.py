@@ -49,6 +49,7 @@ def _property_counts(name: str) -> Counter[str]:
     return counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLEAN)
 def test_all_invariants_hold_on_a_real_share_of_judged_cases(name: str) -> None:
     counts = _property_counts(name)

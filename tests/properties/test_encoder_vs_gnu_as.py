@@ -324,6 +324,7 @@ def batches(draw: st.DrawFn) -> list[Insn]:
 @SKIP_NO_BINUTILS
 # Each example is one `as` call (~0.15 s): the nightly profile's budget is meant for the trampoline
 # properties, so this one is capped (the deterministic batch above covers every form every run).
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None,
           max_examples=min(settings().max_examples, 300))
 @given(batches())

@@ -64,6 +64,7 @@ def test_strict_flags_reach_the_unspecified_sets() -> None:
                    lambda c: classify_flags(c) == "unspecified" and isinstance(expect(c, caps), Unspecified))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("what", "pred"),
     [
@@ -113,6 +114,7 @@ def test_edge_examples_cover_both_limits_and_are_judged_or_refused() -> None:
             assert isinstance(verdict, Refusal) and verdict.errno == 34  # -ERANGE
 
 
+@pytest.mark.slow
 def test_shrinking_reaches_small_cases() -> None:
     caps = resolve("v6.19").caps
     small = find(fuzz_cases(caps=caps), lambda c: len(c.links) >= 2 and c.target == "kernel_function", settings=SHRINK,

@@ -41,6 +41,7 @@ def test_native_hook_loads_where_a_compiler_exists() -> None:
     assert UnicornEngine().native_block_hook, blockhook.why_not
 
 
+@pytest.mark.slow
 def test_engine_tests_pass_under_the_python_fallback() -> None:
     env = {**os.environ, "SLEDFUZZ_PY_BLOCK_HOOK": "1"}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
