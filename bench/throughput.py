@@ -28,11 +28,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import STAGES, child_command, error_tail, fuzz_default_engine, search_engines
+
+if TYPE_CHECKING:
+    from model.case import Case
 
 
 def measure_engine(engine: str, impl: str, seconds: float, seed: int) -> dict[str, Any]:
@@ -86,18 +89,14 @@ def report(r: dict[str, Any], default: bool) -> list[str]:
     return lines
 
 
-def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat: int = 1) -> int:
-    """The judge alone on a fixed set of cases drawn up front (drawing not counted): the campaign
-    strategies (``--base``: the base ones). ``repeat`` 2 judges the set again with the JIT cached
-    (what shrinking and replay see); the last line is the first, cold pass."""
+def draw_cases(impl_name: str, n: int, seed: int, *, base: bool = False) -> list[Case]:
+    """``n`` cases for ``impl_name`` drawn with a fixed seed from the campaign strategies
+    (``base``: the base ones); the fixed sets of the judge bench and of verdict stability."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hyp_seed
 
     from emu.impls.registry import resolve
-    from emu.scenario import scenario_for
-    from fuzz.oracle import judge
     from fuzz.strategies import cases, search_cases
-    from model.case import Case
 
     impl = resolve(impl_name)
     batch: list[Case] = []
@@ -109,9 +108,21 @@ def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat:
     def collect(case: Case) -> None:
         batch.append(case)
 
-    t = time.perf_counter()
     collect()
-    batch = batch[:n]
+    return batch[:n]
+
+
+def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat: int = 1) -> int:
+    """The judge alone on a fixed set of cases drawn up front (drawing not counted): the campaign
+    strategies (``--base``: the base ones). ``repeat`` 2 judges the set again with the JIT cached
+    (what shrinking and replay see); the last line is the first, cold pass."""
+    from emu.impls.registry import resolve
+    from emu.scenario import scenario_for
+    from fuzz.oracle import judge
+
+    impl = resolve(impl_name)
+    t = time.perf_counter()
+    batch = draw_cases(impl_name, n, seed, base=base)
     digest = hashlib.sha256("".join(c.to_json(indent=None) for c in batch).encode()).hexdigest()[:12]
     print(f"drew {len(batch)} {'base' if base else 'campaign'} cases for {impl.name} in "
           f"{time.perf_counter() - t:.1f}s (seed {seed}, mix {digest})")

@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from emu.impls.api import Implementation
 from fuzz import interrupt
-from fuzz.campaign import CellResult, Counts, Finding, cell_context, dir_name, judge_case, minimize_finding, slug
+from fuzz.campaign import CellResult, Counts, Finding, cell_context, dir_name, minimal_case, slug
 from fuzz.corpus import Entry, load_entry, with_tool_version, write_finding
 from fuzz.elf_cases import ElfSource
 
@@ -157,22 +158,18 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
     return result
 
 
-def _minimize_into(fnd: Finding, entry: Entry, impl: object, impl_name: str, origin: object | None,
+def _minimize_into(fnd: Finding, entry: Entry, impl: Implementation, impl_name: str, origin: Implementation | None,
                    origin_name: str | None, cell_dir: Path, strict_flags: bool, minimize: bool) -> None:
     """Minimise the crash case for ``fnd`` and check it on the origin; written atomically."""
     inv = fnd.invariant
-    demand = origin if origin is not None and judge_case(entry.case, origin, strict_flags).passed else None
-    small = minimize_finding(entry.case, impl, inv, origin=demand, strict_flags=strict_flags) if minimize \
-        else entry.case
-    small_j = judge_case(small, impl, strict_flags, fresh=True)  # what is written is what a fresh engine says
-    if inv not in small_j.invariants:  # the minimiser's engine disagreed: keep the case the target confirmed
-        small, small_j = entry.case, judge_case(entry.case, impl, strict_flags, fresh=True)
-    expect = {impl_name: small_j.verdict}
-    if origin is not None and origin_name:
-        oj = judge_case(small, origin, strict_flags, fresh=True)
-        fnd.origin_status = oj.status
-        expect[origin_name] = oj.verdict
+    small = minimal_case(entry.case, impl, inv, origin=origin, strict_flags=strict_flags, shrink=minimize)
+    if inv not in small.judged.invariants:  # the minimiser's engine disagreed: keep the case the target confirmed
+        small = minimal_case(entry.case, impl, inv, origin=origin, strict_flags=strict_flags, shrink=False)
+    expect = {impl_name: small.judged.verdict}
+    if small.origin_judged is not None and origin_name:
+        fnd.origin_status = small.origin_judged.status
+        expect[origin_name] = small.origin_judged.verdict
     prov = dict(entry.provenance, invariant=inv, minimized="yes" if minimize else "no")
-    small_path = write_finding(cell_dir / f"{slug(inv)}.json", Entry(small, expect, with_tool_version(prov)))
+    small_path = write_finding(cell_dir / f"{slug(inv)}.json", Entry(small.case, expect, with_tool_version(prov)))
     fnd.case_path = str(small_path)
     fnd.checked = True

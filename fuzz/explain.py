@@ -23,47 +23,19 @@ from typing import Any
 from emu.engine import Engine, get_engine
 from emu.impls.api import Implementation
 from emu.rv64.disasm import disassemble
-from emu.scenario import (
-    HOST_FIXED,
-    HOSTS_SPAN,
-    ROLE_HELPER,
-    ROLE_PROG0,
-    ROLE_PROG_ENTER,
-    ROLE_PROG_EXIT,
-    ROLE_TRAMP_ENTER,
-    ROLE_TRAMP_EXIT,
-    THUNK_STRIDE,
-    scenario_for,
-)
+from emu.rv64.regs import A0
+from emu.rv64.regs import NAMES as REG_NAMES
+from emu.scenario import HOST_ARGS, VOID_ROLES, Scenario, ftrace_of, host_role_at, role_name, thunk_role_at
 from fuzz.oracle import Verdict, judge
 from model.case import MASK64, Case
-from model.core import flag_names
+from model.contract import flag_names
+from model.expectation import Expected, Invalid, Refusal, Unspecified
 from model.observation import Observation, Trap
-from model.semantics import Expected, Invalid, Refusal, Unspecified, expect
+from model.semantics import expect
 
-REG_NAMES = ("zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6",
-             "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6")
 TAIL = 40  # instructions shown at the end when the trace is longer than --max-insns
 AROUND = 5  # instructions shown on each side of the point where observation and model part
 TORN_SHOWN = 3  # torn states traced (the first ones; the count of the rest is given)
-_A0 = REG_NAMES.index("a0")
-
-#: What each host role is called with (the kernel's prototypes), in a0, a1, ...
-HOST_ARGS: dict[int, tuple[str, ...]] = {
-    ROLE_PROG_ENTER: ("prog", "run_ctx"),
-    ROLE_PROG_EXIT: ("prog", "start", "run_ctx"),
-    ROLE_TRAMP_ENTER: ("im",),
-    ROLE_TRAMP_EXIT: ("im",),
-    ROLE_HELPER: (),
-}
-#: Host roles whose kernel function returns void: a0 afterwards is whatever the callee left.
-VOID_ROLES = frozenset({ROLE_PROG_EXIT, ROLE_TRAMP_ENTER, ROLE_TRAMP_EXIT})
-
-
-def role_name(role: int) -> str:
-    names = {ROLE_PROG_ENTER: "__bpf_prog_enter", ROLE_PROG_EXIT: "__bpf_prog_exit",
-             ROLE_TRAMP_ENTER: "__bpf_tramp_enter", ROLE_TRAMP_EXIT: "__bpf_tramp_exit", ROLE_HELPER: "helper"}
-    return names.get(role, f"prog[{role - ROLE_PROG0}]")
 
 
 @dataclass(frozen=True)
@@ -77,7 +49,7 @@ def trace_run(case: Case, impl: Implementation, *, budget: int | None = None,
               ) -> tuple[list[Step], tuple[int, ...], Observation, Engine]:
     """Run ``case`` on a fresh engine, snapshotting x1..x31 before each instruction."""
     engine = get_engine()
-    scenario = scenario_for(engine)
+    scenario = Scenario(engine)
     steps: list[Step] = []
     xs = tuple(range(1, 32))
 
@@ -92,21 +64,12 @@ def trace_run(case: Case, impl: Implementation, *, budget: int | None = None,
     return steps, tuple(engine.regs(xs)), obs, engine
 
 
-def _host_role(case: Case, pc: int) -> int | None:
-    return (pc - HOST_FIXED) // 4 if HOST_FIXED <= pc < HOST_FIXED + 0x1000 else None
-
-
-def _thunk_role(case: Case, pc: int) -> int | None:
-    lay = case.layout
-    return (pc - lay.hosts) // THUNK_STRIDE if lay.hosts <= pc < lay.hosts + HOSTS_SPAN else None
-
-
 def where(case: Case, pc: int, body_addr: int, image: int | None, image_len: int) -> str:
     lay = case.layout
-    role = _host_role(case, pc)
+    role = host_role_at(pc)
     if role is not None:
         return f"HOST CALL {role_name(role)}"
-    role = _thunk_role(case, pc)
+    role = thunk_role_at(case.layout, pc)
     if role is not None:
         return f"thunk {role_name(role)}"
     if image is not None and image <= pc < image + max(image_len, 4):
@@ -212,9 +175,9 @@ def _torn_lines(case: Case, impl: Implementation, obs: Observation) -> list[str]
     """Each torn state I-TORN judges, fetch by fetch."""
     from emu.impls.torn import torn_traces
 
-    ft = getattr(impl.patcher, "ftrace", None)
+    ft = ftrace_of(impl.patcher)
     sled = impl.caps.sled_for(case.target, case.sled)
-    if ft is None or sled is None or not hasattr(ft, "concurrency"):
+    if ft is None or sled is None:
         return []
     lay = case.layout
     target = obs.image_addr if obs.image_addr is not None else lay.ftrace_caller
@@ -245,10 +208,10 @@ def _torn_lines(case: Case, impl: Implementation, obs: Observation) -> list[str]
 def _host_line(case: Case, role: int, before: tuple[int, ...], after: tuple[int, ...]) -> str:
     """``__bpf_prog_enter(prog=0x.., run_ctx=0x..) -> 0x1 (clobbers a1)``."""
     names = HOST_ARGS.get(role, ("ctx",))
-    args = ", ".join(f"{n}={before[_A0 - 1 + i]:#x}" for i, n in enumerate(names))
+    args = ", ".join(f"{n}={before[A0 - 1 + i]:#x}" for i, n in enumerate(names))
     void = role in VOID_ROLES
-    ret = "void" if void else f"{after[_A0 - 1]:#x}"
-    clobbered = [REG_NAMES[k + 1] for k in range(31) if after[k] != before[k] and (void or k + 1 != _A0)]
+    ret = "void" if void else f"{after[A0 - 1]:#x}"
+    clobbered = [REG_NAMES[k + 1] for k in range(31) if after[k] != before[k] and (void or k + 1 != A0)]
     also = f" (clobbers {' '.join(clobbered)})" if clobbered else ""
     return f"{role_name(role)}({args}) -> {ret}{also}"
 
@@ -290,7 +253,7 @@ def explain(case: Case, impl: Implementation, *, name: str, strict_flags: bool =
 
     image, image_len = obs.image_addr, obs.emitted_len or 0
     # map the i-th host call of the trace to the i-th observed event
-    host_steps = [i for i, s in enumerate(steps) if _host_role(case, s.pc) is not None]
+    host_steps = [i for i, s in enumerate(steps) if host_role_at(s.pc) is not None]
     part_at: int | None = None
     part_why = ""
     if isinstance(exp, Expected) and verdict.invariants != {"I-TORN"}:
@@ -323,7 +286,7 @@ def explain(case: Case, impl: Implementation, *, name: str, strict_flags: bool =
     def flush_fold() -> None:
         if fold:
             s = steps[fold[0]]
-            role = _thunk_role(case, s.pc)
+            role = thunk_role_at(case.layout, s.pc)
             out.append(f"  {fold[0]:5d} {s.pc:#018x} {'thunk ' + role_name(role or 0):<22} "
                        f"{len(fold)} instructions: per-case values into a3-a7, t0-t5 (a callee may clobber "
                        f"them), then the host call")
@@ -336,14 +299,14 @@ def explain(case: Case, impl: Implementation, *, name: str, strict_flags: bool =
         prev = i
         s = steps[i]
         mark = ">>" if i == part_at else "  "
-        if _thunk_role(case, s.pc) is not None and i != part_at:
-            if fold and _thunk_role(case, steps[fold[-1]].pc) != _thunk_role(case, s.pc):
+        if thunk_role_at(case.layout, s.pc) is not None and i != part_at:
+            if fold and thunk_role_at(case.layout, steps[fold[-1]].pc) != thunk_role_at(case.layout, s.pc):
                 flush_fold()
             fold.append(i)
             continue
         flush_fold()
         after = steps[i + 1].regs if i + 1 < len(steps) else final
-        role = _host_role(case, s.pc)
+        role = host_role_at(s.pc)
         if role is not None:
             # the engine may run the host function before the tracer sees its address: the
             # arguments are what the thunk's last instruction (a jump, writing no register) saw

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
-from fuzz.campaign import Judged, judge_case
+from emu.impls.api import Implementation
 from fuzz.corpus import Entry, atomic_write_text
+from fuzz.judging import Judged, judge_case
 from model.case import Case
 
 __all__ = ["EXIT_HARNESS_FAULT", "HARNESS_FAULTS_DIR", "MAX_FILES", "confirm", "same_judgement",
@@ -39,7 +39,7 @@ def same_judgement(a: Judged, b: Judged) -> bool:
     return a.status == b.status and a.invariants == b.invariants
 
 
-def confirm(case: Case, impl: Any, judged: Judged, strict_flags: bool = False) -> tuple[bool, Judged]:
+def confirm(case: Case, impl: Implementation, judged: Judged, strict_flags: bool = False) -> tuple[bool, Judged]:
     """Re-judge ``case`` on a fresh engine: (whether it gives ``judged`` again, the fresh verdict)."""
     again = judge_case(case, impl, strict_flags, fresh=True)
     return same_judgement(judged, again), again

@@ -23,11 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuzz.nightly_plan import Task
+from fuzz.nightly_plan import Checkout, Task
 
-ROOT = Path(__file__).resolve().parent.parent
-DICT = ROOT / "corpus" / "fuzz_trampoline.dict"
-SEEDS = ROOT / "corpus" / "seeds" / "fuzz_trampoline"
+IMPORT_ROOT = Path(__file__).resolve().parent.parent  # where this package is imported from: libFuzzer's child too
 MAX_RUNS = 50  # libFuzzer restarts per task (each finding ends a run)
 MERGE_RESERVE = 20.0  # seconds kept for -merge=1 (it instruments the imports again before merging)
 COUNT_KEYS = ("cases", "judged", "failed", "refused", "unspecified", "invalid")
@@ -52,7 +50,7 @@ def _die_with_parent() -> None:
 
 def _env(task: Task, artifacts: Path) -> dict[str, str]:
     env = dict(os.environ, SLEDFUZZ_IMPL=task.config.impl, SLEDFUZZ_OUT=str(artifacts), SLEDFUZZ_STRICT_FLAGS="0",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(IMPORT_ROOT), os.environ.get("PYTHONPATH", "")])))
     if task.config.linux_src:
         env["SLEDFUZZ_LINUX_SRC"] = task.config.linux_src
     return env
@@ -67,16 +65,19 @@ def corpus_size(path: Path) -> int:
 
 
 def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_wall: float,
-                     emit: Emit) -> tuple[dict[str, int], str]:
-    """Fuzz until the task's time is up; returns (counts, error or "")."""
+                     emit: Emit, checkout: Checkout | None = None) -> tuple[dict[str, int], str]:
+    """Fuzz until the task's time is up; returns (counts, error or ""). ``checkout``: the seeds of
+    an empty corpus and libFuzzer's dictionary (None: neither)."""
     from fuzz.campaign import Counts
 
     artifacts = work_dir / "artifacts"
     fresh = work_dir / "new-inputs"
     for d in (artifacts, fresh, corpus_dir):
         d.mkdir(parents=True, exist_ok=True)
-    if corpus_size(corpus_dir) == 0 and SEEDS.is_dir():
-        for f in SEEDS.iterdir():
+    seeds = checkout.atheris_seeds if checkout is not None else None
+    dictionary = checkout.atheris_dict if checkout is not None else None
+    if corpus_size(corpus_dir) == 0 and seeds is not None and seeds.is_dir():
+        for f in seeds.iterdir():
             shutil.copy(f, corpus_dir / f.name)
     before = corpus_size(corpus_dir)
     env = _env(task, artifacts)
@@ -93,11 +94,11 @@ def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_w
         cmd = _target(f"-max_total_time={max(1, int(end - time.time()))}", f"-seed={task.seed + runs}",
                       f"-artifact_prefix={artifacts}/", "-timeout=20", "-rss_limit_mb=4096", "-print_final_stats=0",
                       "-handle_int=0")
-        if DICT.exists():
-            cmd.append(f"-dict={DICT}")
+        if dictionary is not None and dictionary.exists():
+            cmd.append(f"-dict={dictionary}")
         cmd += [str(fresh), str(corpus_dir)]
         with open(work_dir / f"libfuzzer-{runs}.log", "wb") as log:
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     preexec_fn=_die_with_parent, start_new_session=True)
             _CHILDREN.append(proc)
             stopped = False
@@ -156,7 +157,7 @@ def _merge_counts(done: Any, current: dict[str, int]) -> Any:
 
 def _collect(task: Task, artifacts: Path, since: float, seen: set[str], emit: Emit) -> int:
     """Minimise each new invariant of this run's case files; emit ``minimized`` events."""
-    from fuzz.campaign import cell_context, judge_case, minimize_finding, slug
+    from fuzz.campaign import cell_context, judge_case, minimal_case, slug
     from fuzz.corpus import Entry, atomic_write_text, load_entry
 
     ctx = cell_context(task.config.impl)
@@ -169,19 +170,16 @@ def _collect(task: Task, artifacts: Path, since: float, seen: set[str], emit: Em
         judged = judge_case(entry.case, ctx.impl)
         for inv in sorted(judged.invariants - seen):
             seen.add(inv)
-            origin = ctx.origin if ctx.origin is not None and judge_case(entry.case, ctx.origin).passed else None
-            small = minimize_finding(entry.case, ctx.impl, inv, origin=origin, strict_flags=False)
-            small_j = judge_case(small, ctx.impl)
-            expect = {task.config.impl: small_j.verdict}
+            small = minimal_case(entry.case, ctx.impl, inv, origin=ctx.origin, strict_flags=False)
+            expect = {task.config.impl: small.judged.verdict}
             origin_status = None
-            if ctx.origin is not None and ctx.origin_name:
-                oj = judge_case(small, ctx.origin)
-                origin_status = oj.status
-                expect[ctx.origin_name] = oj.verdict
+            if small.origin_judged is not None and ctx.origin_name:
+                origin_status = small.origin_judged.status
+                expect[ctx.origin_name] = small.origin_judged.verdict
             prov = dict(entry.provenance, impl=task.config.impl, invariant=inv, minimized="yes",
-                        message=next((m for m in small_j.messages if m.startswith(inv)), inv))
+                        message=next((m for m in small.judged.messages if m.startswith(inv)), inv))
             path = artifacts.parent / f"{slug(inv)}.json"
-            atomic_write_text(path, Entry(small, expect, prov).to_json())
+            atomic_write_text(path, Entry(small.case, expect, prov).to_json())
             emit(("minimized", task.task_id, {"invariant": inv, "path": str(path), "origin_status": origin_status,
                                               "origin_required": inv not in ctx.origin_invariants}))
         crash.rename(crash.with_name("seen-" + crash.name))
@@ -198,7 +196,7 @@ def _merge_corpus(env: dict[str, str], corpus_dir: Path, fresh: Path, work_dir: 
     with open(work_dir / "merge.log", "wb") as log:
         # its own process group: libFuzzer runs the merge in a child of its own, stopped with it
         proc = subprocess.Popen(_target("-merge=1", str(merged), str(corpus_dir), str(fresh)), env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=str(ROOT), preexec_fn=_die_with_parent,
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
                                 start_new_session=True)
         _CHILDREN.append(proc)
         try:

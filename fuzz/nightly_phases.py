@@ -14,17 +14,17 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fuzz.nightly_findings import corpus_keys
 from fuzz.nightly_plan import (
     ATHERIS_MIN_SECONDS,
+    Checkout,
     campaign_tasks,
 )
 from fuzz.nightly_run import Night, check_interrupt
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
@@ -37,7 +37,7 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
     start = time.time()
     rep: dict[str, Any] = {"files": 0, "verdicts": 0, "changed": [], "not_judged": []}
     if corpus is None:
-        rep["line"] = "no corpus (not a checkout; --corpus DIR names one)"
+        rep["line"] = "no corpus (--checkout has no corpus/regressions; --corpus DIR names one)"
     else:
         from emu.impls.registry import ImplementationError, resolve
 
@@ -102,12 +102,8 @@ def phase_shared_db(night: Night, deadline: float) -> None:
     night.tick()
 
 
-def has_property_suite() -> bool:
-    return (ROOT / "tests" / "properties").is_dir() and (ROOT / "tests" / "conftest.py").is_file()
-
-
-def phase_properties(night: Night, seconds: float) -> None:
-    """pytest on tests/properties under the nightly profile, cut at its share of --time."""
+def phase_properties(night: Night, checkout: Checkout, seconds: float) -> None:
+    """pytest on the checkout's tests/properties under the nightly profile, cut at its share of --time."""
     from fuzz.nightly_db import ENV_DB
     from fuzz.nightly_pytest import ENV_DEADLINE, ENV_RESULTS
 
@@ -127,7 +123,7 @@ def phase_properties(night: Night, seconds: float) -> None:
     log = night.out / "properties.log"
     cut = False
     with open(log, "wb") as f:
-        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=f, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=str(checkout.root), env=env, stdout=f, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
             while proc.poll() is None:
@@ -161,8 +157,9 @@ def phase_properties(night: Night, seconds: float) -> None:
     night.say(f"properties: {rep['line']}")
 
 
-def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bool, search: bool) -> None:
-    from fuzz.nightly_workers import Supervisor
+def phase_campaign(night: Night, checkout: Checkout, deadline: float, stop_at: float, *, atheris: bool,
+                   search: bool) -> None:
+    from fuzz.nightly_workers import Supervisor, worker_main
 
     night.phase_name = "search"
     seconds = deadline - time.time()
@@ -174,7 +171,8 @@ def phase_campaign(night: Night, deadline: float, stop_at: float, *, atheris: bo
     state_root = night.state.path.parent
     start = time.time()
     sup = Supervisor(jobs=night.jobs, work_root=night.out / "work", corpus_root=state_root / "atheris",
-                     deadline_wall=deadline, stop_wall=stop_at, on_event=night.on_event, check=check_interrupt)
+                     deadline_wall=deadline, stop_wall=stop_at, on_event=night.on_event, check=check_interrupt,
+                     target=partial(worker_main, checkout=checkout))
     try:
         outcome = sup.run(tasks)
         night.not_run = [f"{night.tasks[t].config.label} ({night.tasks[t].engine})" for t in outcome.not_run]

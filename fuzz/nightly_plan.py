@@ -18,6 +18,31 @@ ATHERIS_MIN_SECONDS = 30.0  # shorter atheris tasks would spend their time instr
 PROPERTIES_SHARE = 0.2  # of --time, for the property suite when the checkout has one
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """The sledfuzz checkout a night takes its inputs from (``--checkout``, default: the current
+    directory): the regression corpus it replays, the property tests it runs, the atheris seeds and
+    dictionary. Run outside a checkout, a night skips what it does not find and says so."""
+
+    root: Path
+
+    @property
+    def regressions(self) -> Path:
+        return self.root / "corpus" / "regressions"
+
+    @property
+    def atheris_dict(self) -> Path:
+        return self.root / "corpus" / "fuzz_trampoline.dict"
+
+    @property
+    def atheris_seeds(self) -> Path:
+        return self.root / "corpus" / "seeds" / "fuzz_trampoline"
+
+    @property
+    def has_property_suite(self) -> bool:
+        return (self.root / "tests" / "properties").is_dir() and (self.root / "tests" / "conftest.py").is_file()
+
+
 class PlanError(ValueError):
     """A plan that cannot run (bad shard, empty shard); the message is one line."""
 

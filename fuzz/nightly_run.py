@@ -29,7 +29,7 @@ from fuzz.nightly_plan import (
     slug,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+SOURCE_TREE = Path(__file__).resolve().parent.parent  # a git checkout when run from one: its commit is reported
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROGRESS_EVERY = 10.0  # seconds between progress lines (and progress.json rewrites at most every second)
 
@@ -364,9 +364,9 @@ def versions(kernel_trees: dict[str, str]) -> dict[str, Any]:
     import hypothesis
 
     commit = ""
-    if (ROOT / ".git").exists():
+    if (SOURCE_TREE / ".git").exists():
         try:
-            commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+            commit = subprocess.run(["git", "-C", str(SOURCE_TREE), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                                     text=True, timeout=10, check=False).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             commit = ""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz.nightly_atheris import stop_children
-from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Task, slug
+from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Checkout, Task, slug
 from model.case import Case
 
 RECORD_BYTES = 1 << 20  # a pickled case is a few kB; a larger one is not recorded
@@ -69,19 +69,6 @@ class LastCaseRecorder:
         return case if isinstance(case, Case) else None
 
 
-def _record_judged_cases(recorder: LastCaseRecorder) -> None:
-    """Route ``fuzz.campaign.judge_case`` (what the search and the minimiser call) through the recorder."""
-    from fuzz import campaign
-
-    judge = campaign.judge_case
-
-    def recording(case: Case, impl: Any, strict_flags: bool = False, *, fresh: bool = False) -> Any:
-        recorder.note(case)
-        return judge(case, impl, strict_flags, fresh=fresh)
-
-    campaign.judge_case = recording
-
-
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     """Stop now, without unwinding: an exception raised here could land anywhere (a gc callback of
     hypothesis prints it as a traceback). libFuzzer children go first; findings are already on disk."""
@@ -90,8 +77,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, deadline_wall: float,
-                events: Any) -> None:
-    """Entry point of a worker process (spawned): run one task, report through ``events``."""
+                events: Any, *, checkout: Checkout | None = None) -> None:
+    """Entry point of a worker process (spawned): run one task, report through ``events``.
+    ``checkout``: where an atheris task's seeds and dictionary are (None: none)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if task.config.linux_src:
@@ -107,16 +95,18 @@ def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, de
         from fuzz.nightly_atheris import run_atheris_task
 
         counts, error = run_atheris_task(task, work_dir=Path(work_dir), corpus_dir=Path(corpus_dir),
-                                         deadline_wall=deadline_wall, emit=emit)
+                                         deadline_wall=deadline_wall, emit=emit, checkout=checkout)
     else:
         from fuzz.campaign import search_cell
+        from fuzz.judging import observing
 
-        _record_judged_cases(LastCaseRecorder(Path(record_path)))
         deadline = time.monotonic() + max(0.0, deadline_wall - time.time())
+        # every case the search and the minimiser judge is noted first: the parent saves it if we die.
         # stop_when_found: a bug configuration's task ends once every bug it declares is found (its time
         # goes to the tasks after it); a clean configuration declares none and searches to the end
-        result = search_cell(task.config.impl, seconds=task.seconds, seed=task.seed, out_dir=work_dir,
-                             stop_when_found=True, emit=emit, deadline=deadline, engine="mixed")
+        with observing(LastCaseRecorder(Path(record_path)).note):
+            result = search_cell(task.config.impl, seconds=task.seconds, seed=task.seed, out_dir=work_dir,
+                                 stop_when_found=True, emit=emit, deadline=deadline, engine="mixed")
         from dataclasses import asdict
 
         counts, error = asdict(result.counts), result.error

@@ -23,10 +23,11 @@ from emu.impls.guard import ImplementationCrash, guarded
 from emu.impls.registry import resolve
 from emu.scenario import DEFAULT_BUDGET, LayoutError, run_case, scenario_for
 from model.case import Case
-from model.core import effective_flags, flag_names
+from model.contract import effective_flags, flag_names
+from model.expectation import Invalid, Refusal, Unspecified
 from model.invariants import Violation, check_all, impl_crash
 from model.observation import Observation
-from model.semantics import Invalid, Refusal, Unspecified, expect
+from model.semantics import expect
 
 Status = Literal["pass", "fail", "refused", "unspecified", "invalid"]
 

@@ -15,9 +15,12 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fuzz.campaign import CellResult, Counts, Event, Expect, Finding
+
+if TYPE_CHECKING:
+    from fuzz.exhaust import ExhaustResult
 
 WIDTH = 100
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
@@ -264,7 +267,7 @@ def verdict(cells: list[CellResult], interrupted: bool) -> str:
     quiet = sum(1 for c in clean_ran if not c.findings)
     unexpected = sum(len(c.unexpected) for c in cells)
     not_run = sum(1 for c in cells if c.not_run)
-    faults = sum(int(getattr(c, "harness_faults", 0) or 0) for c in cells)
+    faults = sum(c.harness_faults for c in cells)
     problems = unexpected or any(not c.ok for c in cells if not c.interrupted)
     word = "INTERRUPTED" if interrupted else ("FAIL" if problems or not cells else "PASS")
     parts = [f"{unexpected} unexpected",
@@ -405,7 +408,7 @@ def fuzz_report(cell: CellResult | None, elapsed: float, interrupted: bool = Fal
     return "\n".join(lines)
 
 
-def exhaust_report(res: Any, signal_name: str | None = None) -> str:
+def exhaust_report(res: ExhaustResult, signal_name: str | None = None) -> str:
     done = f"{_n(res.shapes_done)} of {_n(res.shapes)} shapes" if res.shapes_done < res.shapes \
         else f"{_n(res.shapes)} shapes"
     lines = [f"{res.impl}: {done} judged; {len(res.violating)} shapes violate"]
@@ -414,7 +417,7 @@ def exhaust_report(res: Any, signal_name: str | None = None) -> str:
         lines.append(f"  {'known' if known else 'NEW  '} {','.join(sorted(invs))}: {shape} -> {path}")
     if len(res.violating) > 200:
         lines.append(f"  ... and {len(res.violating) - 200} more (see {res.out_dir})")
-    for err in getattr(res, "errors", []):
+    for err in res.errors:
         lines += fit(f"error: {err}")
     if res.interrupted:
         lines.append(_interrupted_note(signal_name) + f" {_n(res.shapes - res.shapes_done)} shapes not run.")

@@ -18,7 +18,7 @@ from typing import Literal, Protocol, TypeVar
 from fuzz.edges import HIGH_GARBAGE, SIGN_EDGES, VALUE_SIZES, sign_edges, with_garbage
 from model.caps import Capabilities, TargetKind
 from model.case import DATA_SIZE, MASK64, Arg, Body, Case, Function, Layout, Link, LinkKind, Store
-from model.core import (
+from model.contract import (
     F_CALL_ORIG,
     F_INDIRECT,
     F_IP_ARG,

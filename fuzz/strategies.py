@@ -282,7 +282,7 @@ def case_dicts(**kwargs: Any) -> st.SearchStrategy[dict[str, Any]]:
 # =============================================================================================
 
 from model.caps import SledLayout  # noqa: E402
-from model.core import (  # noqa: E402
+from model.contract import (  # noqa: E402
     F_CALL_ORIG,
     F_IP_ARG,
     F_ORIG_STACK,
@@ -290,9 +290,10 @@ from model.core import (  # noqa: E402
     F_SHARE_IPMODIFY,
     F_SKIP_FRAME,
     F_TAIL_CALL_CTX,
+    HOSTS_SPAN,
     derive_flags,
 )
-from model.semantics import HOSTS_SPAN, REACH_HI, REACH_LO  # noqa: E402
+from model.semantics import REACH_HI, REACH_LO  # noqa: E402
 
 #: Low 12 bits of a call offset on either side of the auipc/jalr rounding edge (bit 11).
 ROUND_EDGES: tuple[int, ...] = (0x000, 0x008, 0x7F8, 0x800, 0x808, 0xFF8)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from model.contract import MAX_BPF_FUNC_ARGS, PAGE_SIZE, RISCV_REFUSED_FLAGS
+
 TargetKind = Literal["kernel_function", "bpf_prog", "struct_ops"]
 TARGET_KINDS: tuple[TargetKind, ...] = ("kernel_function", "bpf_prog", "struct_ops")
 
@@ -62,6 +64,12 @@ class SledLayout:
         return f"{self.n},{self.m}/{width}"
 
 
+#: struct_ops has no sled: the trampoline is called through a function pointer. Every
+#: implementation declares (or, declaring none, is judged with) this nominal layout, so that a case
+#: can name it; its body offset is meaningless.
+STRUCT_OPS_SLED = SledLayout("struct_ops", 1, 0, 4, "direct")
+
+
 @dataclass(frozen=True)
 class KnownBug:
     """A bug an era carries on purpose (SEMANTICS 4): the fixing commit and what it breaks."""
@@ -84,15 +92,13 @@ class Capabilities:
     name: str
     targets: frozenset[TargetKind]
     sleds: tuple[SledLayout, ...]
-    max_args: int = 12
+    max_args: int = MAX_BPF_FUNC_ARGS
     max_arg_slots: int = 24
     kernel_direct_calls: bool = True
-    rvc: bool = True
-    refused_flags: int = 0x20 | 0x40
+    refused_flags: int = RISCV_REFUSED_FLAGS
     ret_convention: RetConvention = "btf"
     known_bugs: tuple[KnownBug, ...] = field(default=())
-    page_size: int = 4096
-    max_links: int = 38
+    page_size: int = PAGE_SIZE
     fsession: bool = False
     tail_call_ctx: bool = False
 

@@ -1,4 +1,4 @@
-"""What one run of a case on an implementation produced (filled by ``emu/scenario.py``).
+"""What one run of a case on an implementation produced (filled by ``emu.scenario``).
 
 Everything the invariants judge is here, as frozen data: the host-call events with the stack and
 frame state at each call, the body's entries, the registers at the return to the parent, the

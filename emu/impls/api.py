@@ -12,28 +12,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from model.caps import Capabilities, SledLayout
+from model.contract import LinkKind
 
-# BPF_TRAMP_F_* (SEMANTICS 3.1): one definition, the core's; re-exported for JITs and plugin authors.
-from model.core import F_CALL_ORIG as F_CALL_ORIG
-from model.core import F_INDIRECT as F_INDIRECT
-from model.core import F_IP_ARG as F_IP_ARG
-from model.core import F_ORIG_STACK as F_ORIG_STACK
-from model.core import F_RESTORE_REGS as F_RESTORE_REGS
-from model.core import F_RET_FENTRY_RET as F_RET_FENTRY_RET
-from model.core import F_SHARE_IPMODIFY as F_SHARE_IPMODIFY
-from model.core import F_SKIP_FRAME as F_SKIP_FRAME
-from model.core import F_TAIL_CALL_CTX as F_TAIL_CALL_CTX
-
-# errno values the kernel returns (positive; a refusal carries -errno semantics)
-EFAULT = 14
-EINVAL = 22
-ERANGE = 34
-ENOTSUPP = 524
-E2BIG = 7
-EFBIG = 27  # arch_prepare_bpf_trampoline before 26ef208c209a: sized image larger than the page
-EPERM = 1  # ftrace: patch_insn_write failed
-
-LinkKind = Literal["fentry", "fmod_ret", "fexit", "fsession"]
 PokeKind = Literal["nop", "call", "jump"]
 
 
@@ -178,3 +158,67 @@ class Implementation:
 
 
 ImplFactory = Callable[[], Implementation]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the scenario's experiments drive beyond Patcher and Jit (optional: an implementation
+# without them is run and judged, only the experiments that need them are skipped)
+
+
+class ConcurrencyModel(Protocol):
+    """How a patch reaches the text, for I-TORN (``emu.impls.patchers.Concurrency``)."""
+
+    @property
+    def stop_machine(self) -> bool: ...
+
+    @property
+    def preemptible(self) -> bool: ...
+
+    @property
+    def summary(self) -> str: ...
+
+
+class FtraceMechanism(Protocol):
+    """ftrace's side of kernel-function sleds: the scheme, how ``ftrace_modify_call`` verifies
+    the old call, and how a patch lands (the poke and torn-state experiments, I-POKE and I-TORN).
+    ``emu.impls.patchers.FtracePatcher`` is the era implementation."""
+
+    @property
+    def era(self) -> str: ...
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def concurrency(self) -> ConcurrencyModel: ...
+
+    def patch_size(self) -> int: ...
+
+    def body_offset(self) -> int: ...
+
+    def init_sled(self, sled: SledLayout, func: int, ftrace_caller: int, *, nop_ops: int = 0) -> bytes: ...
+
+    def patch(self, sled: SledLayout, func: int, target: int, ftrace_caller: int, *, ops: int = 0) -> bytes: ...
+
+    def modify_call(self, sled: SledLayout, func: int, site: bytes, old_target: int, new_target: int,
+                    ftrace_caller: int) -> PokeResult: ...
+
+    def wrong_old_site(self, sled: SledLayout, func: int, site: bytes, target: int,
+                       ftrace_caller: int) -> tuple[bytes, int]: ...
+
+
+@runtime_checkable
+class FtracePatched(Protocol):
+    """A ``Patcher`` whose kernel-function sleds go through an ftrace mechanism
+    (``emu.impls.patchers.SledPatchers``)."""
+
+    @property
+    def ftrace(self) -> FtraceMechanism: ...
+
+
+@runtime_checkable
+class TrampSkipper(Protocol):
+    """A 7.x ``Jit`` that detaches a program by patching its nop into a jump over its call
+    (``arch_bpf_trampoline_skip``; the teardown when an ``Image`` carries ``skips``)."""
+
+    def tramp_skip(self, nop: int, site: bytes, target: int) -> PokeResult: ...

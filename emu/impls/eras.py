@@ -1,18 +1,22 @@
 """The eras: one small declarative description per kernel version (archinfo style).
 
 An era says what its sleds look like and how its trampoline JIT behaves, as data; ``jit.py`` reads
-the description and never branches on an era's name. Each behaviour that a fix changed names the
-fix in ``fixes``; ``REVERTS`` says, per fix, which fields the revert flips back and which known bug
-(invariants) that brings, so that ``ERA-pre-COMMIT`` is derived rather than written by hand.
+the description and never branches on an era's name. Only ``v6.3`` is written out in full; every
+later era is the one before it ``with_fixes(...)``: each fix names its commit beside the fields it
+changed. ``REVERTS`` says, per fix, which fields the revert flips back, so that ``ERA-pre-COMMIT``
+is derived rather than written by hand, and an era's known bugs are derived too: the bugs of
+``model.known_bugs`` whose revert the era's fields show and whose fix it does not carry, give or
+take the exceptions the era lists with their reason (``Era.known_bugs``).
 Facts: SEMANTICS 1-4; the ``v6.12`` era is checked byte for byte against Debian's 6.12.117 tree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from model.caps import EntryScheme, KnownBug, RetConvention, SledLayout
+from model.caps import STRUCT_OPS_SLED, EntryScheme, KnownBug, RetConvention, SledLayout
+from model.known_bugs import KNOWN_BUGS
 
 #: RV_MAX_COUNT_IMM: the immediate with the longest ``li`` (9f1e16fb1fc9's sizing value).
 RV_MAX_COUNT_IMM = 0x7FFF7FF7FF7FF7FF
@@ -37,7 +41,7 @@ Teardown = Literal["ip_after_call", "prog_skips"]
 class Era:
     """One kernel version's ftrace sleds and trampoline JIT, with its fixes and known bugs.
 
-    Fields (each names the commit that set its current value in the docstring of ``ERAS``):
+    Fields (the fix that set each value is named beside it where the era is defined, below):
 
     * ``ftrace``: kernel-function sled scheme (``detour16`` / ``t0`` / ``atomic``);
       ``ftrace_preemptible``: a task may be preempted inside a two-word sled (before 8547649981e6);
@@ -71,6 +75,11 @@ class Era:
       (7.3, with ``bpf_jit_supports_subprog_tailcalls``). ``struct_ops_frame = struct_ops_link``:
       the frame (and the BTF return extension) follow ``is_struct_ops_tramp()``, i.e. one fentry
       node of a struct_ops link, not the INDIRECT flag (7.3).
+    * ``fixes``: the commits the era carries. ``also_carries``: known bugs (``model.known_bugs``
+      keys) declared although no revertible field shows them; ``not_declared``: (key, why) for bugs
+      the fields show but the era does not declare. Both are subject to ``fixes`` like the rest.
+    * ``ftrace_only``: the era exists only as the ftrace side of a pairing (no JIT of its own), so
+      it carries only the bugs of its sled fields.
     """
 
     name: str
@@ -93,11 +102,45 @@ class Era:
     ro_copy: bool
     prog_a0: Literal["raw", "sext32"]
     fixes: frozenset[str]
-    known_bugs: tuple[KnownBug, ...] = field(default=())
     derives_from: str | None = None  # for a bug configuration: the clean configuration
     teardown: Teardown = "ip_after_call"
     fsession: bool = False
     tail_call_ctx: bool = False
+    also_carries: tuple[str, ...] = ()
+    not_declared: tuple[tuple[str, str], ...] = ()
+    ftrace_only: bool = False
+
+    @property
+    def known_bugs(self) -> tuple[KnownBug, ...]:
+        """The bugs this era declares, in ``KNOWN_BUGS`` order: each bug whose fix the era does not
+        carry and whose revert (``REVERTS``) its fields show, plus ``also_carries``, minus
+        ``not_declared``; an ftrace-only era keeps only bugs of its sled fields."""
+        skipped = {key for key, _ in self.not_declared}
+        out: list[KnownBug] = []
+        for key, bug in KNOWN_BUGS.items():
+            if bug.commit in self.fixes or key in skipped:
+                continue
+            revert_fields = REVERTS.get(key)
+            if self.ftrace_only and (revert_fields is None or not set(revert_fields) <= SLED_FIELDS):
+                continue
+            shown = revert_fields is not None and all(getattr(self, k) == v for k, v in revert_fields.items())
+            if shown or key in self.also_carries:
+                out.append(bug)
+        return tuple(out)
+
+    def with_fixes(self, name: str, summary: str, *fixes: Fix,
+                   not_declared: tuple[tuple[str, str], ...] = ()) -> Era:
+        """This era with ``fixes`` applied: their field changes, their commits added to ``fixes``.
+        ``not_declared`` is the new era's own (an exception never carries over silently)."""
+        changes: dict[str, object] = {"fixes": self.fixes | {f.commit for f in fixes}, "not_declared": not_declared}
+        for f in fixes:
+            changes.update(f.changes)
+        return replace(self, name=name, summary=summary, **changes)  # type: ignore[arg-type]
+
+    def changed(self, name: str, summary: str, **changes: object) -> Era:
+        """This era with changes no single modelled commit accounts for (a tree read as a whole, an
+        ftrace-only era); the summary says where they come from."""
+        return replace(self, name=name, summary=summary, **{"not_declared": (), **changes})  # type: ignore[arg-type]
 
     @property
     def ret_convention(self) -> RetConvention:
@@ -114,7 +157,7 @@ class Era:
         """Declared layouts: kernel-function sleds, the BPF prologue, and struct_ops' nominal one.
 
         struct_ops has no sled (the trampoline is called through a function pointer); it is
-        declared as ``1,0/w`` with scheme ``direct`` so that a case can name it.
+        declared as ``model.caps.STRUCT_OPS_SLED`` so that a case can name it.
         """
         kscheme: EntryScheme = "ra_detour" if self.ftrace == "detour16" else "t0"
         out = [SledLayout("kernel_function", n, m, w, kscheme, call_ops=self.call_ops) for n, m, w in self.kernel_sleds]
@@ -122,57 +165,22 @@ class Era:
             out.append(SledLayout("bpf_prog", 4, 0, 4, "ra_detour"))
         else:
             out.append(SledLayout("bpf_prog", 2, 0, 4, "t0"))
-        out.append(SledLayout("struct_ops", 1, 0, 4, "direct"))
+        out.append(STRUCT_OPS_SLED)
         return tuple(out)
 
 
-def _bug(commit: str, summary: str, *invariants: str) -> KnownBug:
-    return KnownBug(commit, frozenset(invariants), summary)
+@dataclass(frozen=True)
+class Fix:
+    """One commit and the era fields it changed (none: it changed nothing the eras model)."""
+
+    commit: str
+    changes: tuple[tuple[str, object], ...]
 
 
-# Known bugs, by the commit that fixes them (SEMANTICS 4). The invariant sets are what the bug
-# can make fail on a case the configuration accepts; a trampoline that returns into garbage
-# takes every later observation with it, hence the wider sets for those.
-BUGS: dict[str, KnownBug] = {
-    "7112cd26e606": _bug("7112cd26e606", "progs' return saved from a5 only: a0/a5 returned to the parent are wrong; "
-                         "the fmod_ret test sees the 64-bit R0, so R0 = 0x1_0000_0000 skips the original",
-                         "I-RETURN-VALUE", "I-RETVAL-SEEN", "I-BODY-RUNS", "I-ORDER", "I-PROG-PROTOCOL"),
-    "2f1b0d3d7331": _bug("2f1b0d3d7331", "a program's a0 is its raw R0, not sext.w(R0): the parent gets a "
-                         "non-ABI int, and the fmod_ret test on a0 skips the original for R0 = 0x1_0000_0000",
-                         "I-RETURN-VALUE", "I-BODY-RUNS", "I-ORDER", "I-PROG-PROTOCOL", "I-RETVAL-SEEN"),
-    "1732ebc4a261": _bug("1732ebc4a261",
-                         "struct_ops frame chosen by func_addr: a non-NULL func_addr gets the entry-style "
-                         "epilogue, which returns through the caller's t0",
-                         "I-RETURN-TARGET", "I-NO-FAULT", "I-TERMINATES", "I-UNWIND", "I-RETURN-VALUE"),
-    "10541b374aa0": _bug("10541b374aa0", "mv s1, a0 after the skip branch: a skipped prog's exit gets a stale start",
-                         "I-PROG-PROTOCOL"),
-    "9f1e16fb1fc9": _bug("9f1e16fb1fc9", "size pass with another im: li a0, im longer when emitted than sized",
-                         "I-SIZE"),
-    "8f3e00af8e52": _bug("8f3e00af8e52", "orig_call += 8 keyed on ORIG_STACK (never set on riscv): the orig call "
-                         "re-enters the sled, infinite recursion",
-                         "I-NO-RECURSION", "I-TERMINATES", "I-BODY-RUNS", "I-ORDER", "I-PROG-PROTOCOL",
-                         "I-STACK-BOUNDS", "I-NO-FAULT", "I-SP", "I-RETURN-VALUE", "I-RETVAL-SEEN", "I-UNWIND",
-                         # the orig call enters the function at func+0, not past the sled
-                         "I-SLED-CONSISTENT"),
-    "fd2e08128944": _bug("fd2e08128944", "struct_ops return value sign-extended from 32 bits regardless of its BTF type",
-                         "I-RETURN-VALUE"),
-    "8547649981e6": _bug("8547649981e6", "two-word sled patched with preemption: a task resumes into old auipc + new jalr",
-                         "I-TORN"),
-    "25ad10658dc1": _bug("25ad10658dc1",
-                         "pre-6.6 trampoline on the 8-byte t0 sled: body entered at func+16, fentry-only returns "
-                         "to the parent (body skipped), SKIP_FRAME returns through an unwritten [sp-8]",
-                         "I-BODY-RUNS", "I-RETURN-TARGET", "I-RETURN-VALUE", "I-PARENT-RA", "I-NO-FAULT",
-                         "I-TERMINATES", "I-SP", "I-CALLEE-SAVED", "I-ARGS-PASSED", "I-RETVAL-SEEN", "I-ORDER",
-                         "I-PROG-PROTOCOL", "I-STACK-BOUNDS", "I-UNWIND", "I-SLED-CONSISTENT", "I-TEARDOWN",
-                         # knock-on: the original entered past its prologue trashes the trampoline's
-                         # frame, so what later programs read from ctx is garbage too
-                         "I-ARGS-SEEN", "I-NARGS", "I-IP-ARG", "I-NO-RECURSION"),
-    # 25ad10658dc1 v2 also added frame A ("we will miss one layer when unwinding"): the one-frame
-    # v6.3 trampoline lets an unwinder skip the traced function. Declared apart from the sled
-    # mismatch above so that v6.3 on its own BPF-program targets may break only I-UNWIND.
-    "25ad10658dc1/unwind": KnownBug("25ad10658dc1", frozenset({"I-UNWIND"}),
-                                    "one trampoline frame: the unwinder misses the traced function's layer"),
-}
+def fix(commit: str, **changes: object) -> Fix:
+    """``fix("7112cd26e606", retval="a0_a5")``: the commit beside what it changed."""
+    return Fix(commit, tuple(changes.items()))
+
 
 #: What reverting a fix flips back. Applying the overrides to an era that carries the fix gives
 #: the era as it was just before the fix, everything else unchanged.
@@ -187,19 +195,12 @@ REVERTS: dict[str, dict[str, object]] = {
     "8547649981e6": {"ftrace_preemptible": True},
 }
 
+#: The fields that make up an era's sled side (what a pairing takes from its ftrace era).
+SLED_FIELDS = frozenset({"ftrace", "ftrace_preemptible", "kernel_sleds", "bpf_sled", "poke_kinds"})
+
 _T0_SLEDS: tuple[tuple[int, int, Literal[2, 4]], ...] = ((4, 0, 2), (2, 0, 4))
 _OPS_SLEDS: tuple[tuple[int, int, Literal[2, 4]], ...] = ((8, 4, 2), (4, 2, 4))
 _DETOUR_SLEDS: tuple[tuple[int, int, Literal[2, 4]], ...] = ((8, 0, 2), (4, 0, 4))
-
-_V63_FIXES = frozenset({"596f2e6f9cf4", "49b5e77ae3e2", "6724a76cff85", "409c8fb20c66", "8547649981e6"})
-_V66_FIXES = _V63_FIXES | {"25ad10658dc1", "2f1b0d3d7331", "7112cd26e606"}
-_V68_FIXES = _V66_FIXES | {"196c79f19a92", "1732ebc4a261", "2cd3e3772e41", "26ef208c209a"}
-_V611_FIXES = _V68_FIXES | {"10541b374aa0", "6801b0aef79d", "a5912c37faf7", "9f1e16fb1fc9", "2382a405c581",
-                            "51781ce8f448"}
-_V612_FIXES = _V611_FIXES | {"fd2e08128944"}  # Debian 6.12.117: stable backport, read in the tree
-_V616_FIXES = _V611_FIXES | {"b2137c3b6d7a", "5aa4ef955884", "c217157bcd1d", "b21cdb9523e5", "d0262e907e29"}
-_NEXT47_FIXES = _V616_FIXES | {"fd2e08128944", "47c9214dcbea"}
-_V619_FIXES = _NEXT47_FIXES | {"8f3e00af8e52", "ae4a3160d19c"}
 
 
 V6_3 = Era(
@@ -210,121 +211,103 @@ V6_3 = Era(
     bpf_sled="detour16", poke_kinds="single", direct_calls=False,
     frames="one", skip=16, orig_call="skip_frame", retval="a5_only", max_arg_slots=8,
     mv_s1_before_branch=False, size_pass="same_im", struct_ops_frame="no_frame_rule", struct_ops_ret="slot",
-    ro_copy=False, prog_a0="raw", fixes=_V63_FIXES,
-    known_bugs=(BUGS["7112cd26e606"], BUGS["2f1b0d3d7331"], BUGS["10541b374aa0"], BUGS["25ad10658dc1/unwind"],
-                BUGS["fd2e08128944"]),
+    ro_copy=False, prog_a0="raw",
+    fixes=frozenset({"596f2e6f9cf4", "49b5e77ae3e2", "6724a76cff85", "409c8fb20c66", "8547649981e6"}),
+    # one frame: no revertible field shows it (25ad10658dc1 changed too much to revert alone)
+    also_carries=("25ad10658dc1/unwind",),
 )
 
-V6_6 = Era(
-    name="v6.6",
-    summary="25ad10658dc1 two frames + t0/ra scheme + 8-byte skip + 2-nop BPF sled, 2f1b0d3d7331 sext.w a0, "
-            "7112cd26e606 a0 and a5 saved; still no ftrace direct calls",
-    ftrace="t0", ftrace_preemptible=False, kernel_sleds=_T0_SLEDS,
-    bpf_sled="t0", poke_kinds="single", direct_calls=False,
-    frames="two", skip=8, orig_call="skip_frame", retval="a0_a5", max_arg_slots=8,
-    mv_s1_before_branch=False, size_pass="same_im", struct_ops_frame="func_addr", struct_ops_ret="slot",
-    ro_copy=False, prog_a0="sext32", fixes=_V66_FIXES,
-    # fd2e08128944 is in v6.6's code too, but unobservable here: under the modern core's non-NULL
-    # func_addr, 1732ebc4a261 sends every struct_ops call out through t0 before its return value
-    # matters. A declared bug is a promise that the search finds it, so it is not declared.
-    known_bugs=(BUGS["10541b374aa0"], BUGS["1732ebc4a261"]),
+V6_6 = V6_3.with_fixes(
+    "v6.6",
+    "25ad10658dc1 two frames + t0/ra scheme + 8-byte skip + 2-nop BPF sled, 2f1b0d3d7331 sext.w a0, "
+    "7112cd26e606 a0 and a5 saved; still no ftrace direct calls",
+    fix("25ad10658dc1", bpf_sled="t0", frames="two", skip=8, struct_ops_frame="func_addr"),
+    fix("2f1b0d3d7331", prog_a0="sext32"),
+    fix("7112cd26e606", retval="a0_a5"),
+    not_declared=(("fd2e08128944",
+                   "in v6.6's code too, but unobservable: under the modern core's non-NULL func_addr, 1732ebc4a261 "
+                   "sends every struct_ops call out through t0 before its return value matters, and a declared bug "
+                   "is a promise that the search finds it"),),
 )
 
-V6_8 = Era(
-    name="v6.8",
-    summary="196c79f19a92 ftrace direct calls (kernel functions attachable), 1732ebc4a261 struct_ops frame by "
-            "INDIRECT; 26ef208c209a sizes with an on-stack im",
-    ftrace="t0", ftrace_preemptible=False, kernel_sleds=_T0_SLEDS,
-    bpf_sled="t0", poke_kinds="single", direct_calls=True,
-    frames="two", skip=8, orig_call="skip_frame", retval="a0_a5", max_arg_slots=8,
-    mv_s1_before_branch=False, size_pass="local_im", struct_ops_frame="indirect", struct_ops_ret="slot",
-    ro_copy=False, prog_a0="sext32", fixes=_V68_FIXES,
-    known_bugs=(BUGS["10541b374aa0"], BUGS["9f1e16fb1fc9"], BUGS["fd2e08128944"]),
+V6_8 = V6_6.with_fixes(
+    "v6.8",
+    "196c79f19a92 ftrace direct calls (kernel functions attachable), 1732ebc4a261 struct_ops frame by "
+    "INDIRECT; 26ef208c209a sizes with an on-stack im",
+    fix("196c79f19a92", direct_calls=True),
+    fix("1732ebc4a261", struct_ops_frame="indirect"),
+    fix("2cd3e3772e41"),  # the core's INDIRECT and CFI-stub func_addr: the one core models it (contract)
+    fix("26ef208c209a", size_pass="local_im"),
 )
 
-V6_11 = Era(
-    name="v6.11",
-    summary="6801b0aef79d 12 args with stack args, a5912c37faf7, 9f1e16fb1fc9 RV_MAX_COUNT_IMM sizing + -E2BIG, "
-            "10541b374aa0 s1 before the skip branch, 2382a405c581 RW->RO copy",
-    ftrace="t0", ftrace_preemptible=False, kernel_sleds=_T0_SLEDS,
-    bpf_sled="t0", poke_kinds="single", direct_calls=True,
-    frames="two", skip=8, orig_call="skip_frame", retval="a0_a5", max_arg_slots=24,
-    mv_s1_before_branch=True, size_pass="max_count", struct_ops_frame="indirect", struct_ops_ret="slot",
-    ro_copy=True, prog_a0="sext32", fixes=_V611_FIXES,
-    known_bugs=(BUGS["fd2e08128944"],),
+V6_11 = V6_8.with_fixes(
+    "v6.11",
+    "6801b0aef79d 12 args with stack args, a5912c37faf7, 9f1e16fb1fc9 RV_MAX_COUNT_IMM sizing + -E2BIG, "
+    "10541b374aa0 s1 before the skip branch, 2382a405c581 RW->RO copy",
+    fix("10541b374aa0", mv_s1_before_branch=True),
+    fix("6801b0aef79d", max_arg_slots=24),
+    fix("a5912c37faf7"),  # stack-arg area only with CALL_ORIG: sizes only
+    fix("9f1e16fb1fc9", size_pass="max_count"),
+    fix("2382a405c581", ro_copy=True),
+    fix("51781ce8f448"),  # patch_text() takes bytes: no behaviour the eras model
 )
 
-V6_12 = Era(
-    name="v6.12",
-    summary="Debian 6.12.117 as read in the tree: v6.11 plus the fd2e08128944 backport (struct_ops return "
-            "extended per BTF); clean",
-    ftrace="t0", ftrace_preemptible=False, kernel_sleds=_T0_SLEDS,
-    bpf_sled="t0", poke_kinds="single", direct_calls=True,
-    frames="two", skip=8, orig_call="skip_frame", retval="a0_a5", max_arg_slots=24,
-    mv_s1_before_branch=True, size_pass="max_count", struct_ops_frame="indirect", struct_ops_ret="btf",
-    ro_copy=True, prog_a0="sext32", fixes=_V612_FIXES,
+V6_12 = V6_11.with_fixes(
+    "v6.12",
+    "Debian 6.12.117 as read in the tree: v6.11 plus the fd2e08128944 backport (struct_ops return "
+    "extended per BTF); clean",
+    fix("fd2e08128944", struct_ops_ret="btf"),  # stable backport, read in the tree
 )
 
-V6_16 = Era(
-    name="v6.16",
-    summary="atomic ftrace patching (b2137c3b6d7a/5aa4ef955884: auipc once, jalr toggled, no stop_machine) with "
-            "the CALL_OPS literal (c217157bcd1d, b21cdb9523e5); JIT as v6.11",
-    ftrace="atomic", ftrace_preemptible=True, kernel_sleds=_OPS_SLEDS,
-    bpf_sled="t0", poke_kinds="single", direct_calls=True,
-    frames="two", skip=8, orig_call="skip_frame", retval="a0_a5", max_arg_slots=24,
-    mv_s1_before_branch=True, size_pass="max_count", struct_ops_frame="indirect", struct_ops_ret="slot",
-    ro_copy=True, prog_a0="sext32", fixes=_V616_FIXES,
-    known_bugs=(BUGS["fd2e08128944"],),
+V6_16 = V6_11.with_fixes(
+    "v6.16",
+    "atomic ftrace patching (b2137c3b6d7a/5aa4ef955884: auipc once, jalr toggled, no stop_machine) with "
+    "the CALL_OPS literal (c217157bcd1d, b21cdb9523e5); JIT as v6.11",
+    fix("b2137c3b6d7a", ftrace="atomic"),
+    fix("5aa4ef955884"),  # no stop_machine: part of the atomic scheme (ftrace="atomic")
+    fix("d0262e907e29", ftrace_preemptible=True),
+    fix("c217157bcd1d", kernel_sleds=_OPS_SLEDS),
+    fix("b21cdb9523e5"),  # direct calls through the ops literal: the scenario's ftrace_caller stub
 )
 
-NEXT_47C = Era(
-    name="next-47c9214dcbea",
-    summary="bpf-next at 47c9214dcbea: orig_call += 8 keyed on ORIG_STACK, which riscv refuses, so the orig call "
-            "re-enters the sled (recursion); fd2e08128944 in",
-    ftrace="atomic", ftrace_preemptible=True, kernel_sleds=_OPS_SLEDS,
-    bpf_sled="t0", poke_kinds="single", direct_calls=True,
-    frames="two", skip=8, orig_call="orig_stack", retval="a0_a5", max_arg_slots=24,
-    mv_s1_before_branch=True, size_pass="max_count", struct_ops_frame="indirect", struct_ops_ret="btf",
-    ro_copy=True, prog_a0="sext32", fixes=_NEXT47_FIXES,
-    known_bugs=(BUGS["8f3e00af8e52"],),
+NEXT_47C = V6_16.with_fixes(
+    "next-47c9214dcbea",
+    "bpf-next at 47c9214dcbea: orig_call += 8 keyed on ORIG_STACK, which riscv refuses, so the orig call "
+    "re-enters the sled (recursion); fd2e08128944 in",
+    fix("fd2e08128944", struct_ops_ret="btf"),
+    fix("47c9214dcbea", orig_call="orig_stack"),  # the change that brought 8f3e00af8e52's bug
 )
 
-V6_19 = Era(
-    name="v6.19",
-    summary="8f3e00af8e52 orig_call = func+8 whenever CALL_ORIG, ae4a3160d19c old/new poke kinds; every known "
-            "bug fixed; clean",
-    ftrace="atomic", ftrace_preemptible=True, kernel_sleds=_OPS_SLEDS,
-    bpf_sled="t0", poke_kinds="old_new", direct_calls=True,
-    frames="two", skip=8, orig_call="call_orig", retval="a0_a5", max_arg_slots=24,
-    mv_s1_before_branch=True, size_pass="max_count", struct_ops_frame="indirect", struct_ops_ret="btf",
-    ro_copy=True, prog_a0="sext32", fixes=_V619_FIXES,
+V6_19 = NEXT_47C.with_fixes(
+    "v6.19",
+    "8f3e00af8e52 orig_call = func+8 whenever CALL_ORIG, ae4a3160d19c old/new poke kinds; every known "
+    "bug fixed; clean",
+    fix("8f3e00af8e52", orig_call="call_orig"),
+    fix("ae4a3160d19c", poke_kinds="old_new"),
 )
 
-V7_2 = replace(
-    V6_19,
-    name="v7.2",
-    summary="Debian 7.2.13 as read in the tree: v6.19 with the node API, fsession (func_meta word, session "
-            "cookies, IS_RETURN), a nop before every program call recorded as a bpf_tramp_skip, and no "
-            "ip_after_call site; clean",
+V7_2 = V6_19.changed(
+    "v7.2",
+    "Debian 7.2.13 as read in the tree: v6.19 with the node API, fsession (func_meta word, session "
+    "cookies, IS_RETURN), a nop before every program call recorded as a bpf_tramp_skip, and no "
+    "ip_after_call site; clean",
     teardown="prog_skips", fsession=True,
 )
 
-V7_3 = replace(
-    V7_2,
-    name="v7.3",
-    summary="Debian 7.3.4 as read in the tree: v7.2 plus BPF_TRAMP_F_TAIL_CALL_CTX (a6 saved, reloaded around "
-            "the original, restored on exit) and the frame chosen by is_struct_ops_tramp(); clean",
+V7_3 = V7_2.changed(
+    "v7.3",
+    "Debian 7.3.4 as read in the tree: v7.2 plus BPF_TRAMP_F_TAIL_CALL_CTX (a6 saved, reloaded around "
+    "the original, restored on exit) and the frame chosen by is_struct_ops_tramp(); clean",
     tail_call_ctx=True, struct_ops_frame="struct_ops_link",
 )
 
 #: The pre-v6.3 ftrace detour (afc76b8b8011 .. v6.2, with 409c8fb20c66's non-C layout): a
 #: patcher-only era, usable as ``ftrace=v6.2`` in a pairing (riscv had no trampoline JIT then).
-V6_2_FTRACE = replace(
-    V6_3,
-    name="v6.2",
-    summary="pre-v6.3 16-byte ra detour sled (ftrace side only; no trampoline JIT existed)",
+V6_2_FTRACE = V6_3.changed(
+    "v6.2",
+    "pre-v6.3 16-byte ra detour sled (ftrace side only; no trampoline JIT existed)",
     ftrace="detour16", ftrace_preemptible=True, kernel_sleds=_DETOUR_SLEDS,
-    fixes=frozenset({"409c8fb20c66"}), known_bugs=(BUGS["8547649981e6"],),
+    fixes=frozenset({"409c8fb20c66"}), ftrace_only=True,
 )
 
 ERAS: dict[str, Era] = {e.name: e for e in (V6_3, V6_6, V6_8, V6_11, V6_12, V6_16, NEXT_47C, V6_19, V7_2, V7_3)}
@@ -338,7 +321,8 @@ class RevertError(ValueError):
 
 
 def revert(era: Era, commit: str) -> Era:
-    """``era`` with the single fix ``commit`` reverted: its overrides applied, its bug declared."""
+    """``era`` with the single fix ``commit`` reverted: its overrides applied (its bug then follows
+    from the fields, ``Era.known_bugs``)."""
     matches = [c for c in REVERTS if c.startswith(commit) or commit.startswith(c)] if len(commit) >= 7 else []
     if not matches:
         raise RevertError(f"no revert model for commit {commit!r} (known: {', '.join(sorted(REVERTS))})")
@@ -353,8 +337,7 @@ def revert(era: Era, commit: str) -> Era:
     return replace(
         new,
         name=f"{era.name}-pre-{full}",
-        summary=f"{era.name} with {full} reverted: {BUGS[full].summary}",
+        summary=f"{era.name} with {full} reverted: {KNOWN_BUGS[full].summary}",
         fixes=era.fixes - {full},
-        known_bugs=(*era.known_bugs, BUGS[full]),
         derives_from=era.name,
     )

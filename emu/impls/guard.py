@@ -85,7 +85,7 @@ class _Guarded:
         try:
             value = getattr(self._target, name)
         except AttributeError:
-            raise  # the scenario probes optional attributes (``getattr(p, "ftrace", p)``)
+            raise  # the scenario probes optional attributes (``isinstance(p, FtracePatched)``, emu.impls.api)
         except Exception as exc:  # a property of the implementation raised
             raise ImplementationCrash(path, exc) from exc
         if isinstance(value, _DATA):

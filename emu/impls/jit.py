@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emu.impls.api import (
+from emu.impls.api import Image, LinkReq, PokeKind, PokeResult, Refused, TrampRequest
+from emu.impls.eras import RV_MAX_COUNT_IMM, STACK_IM, Era
+from emu.impls.patchers import BpfPoker
+from emu.rv64 import encode as E
+from emu.rv64.emitter import Emitter
+from emu.rv64.offsets import ReachError
+from emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
+from model.contract import (
+    COOKIE_INDEX_SHIFT,
     E2BIG,
     EFAULT,
     EFBIG,
@@ -28,29 +36,14 @@ from emu.impls.api import (
     F_SHARE_IPMODIFY,
     F_SKIP_FRAME,
     F_TAIL_CALL_CTX,
-    Image,
-    LinkReq,
-    PokeKind,
-    PokeResult,
-    Refused,
-    TrampRequest,
+    IS_RETURN_SHIFT,
+    MAX_BPF_FUNC_ARGS,
 )
-from emu.impls.eras import RV_MAX_COUNT_IMM, STACK_IM, Era
-from emu.impls.patchers import BpfPoker
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.offsets import ReachError
-from emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
 
 MAX_REG_ARGS = 8
-MAX_BPF_FUNC_ARGS = 12
 RUN_CTX_SIZE = 16  # struct bpf_tramp_run_ctx: empty run_ctx, u64 bpf_cookie, saved_run_ctx pointer
 COOKIE_OFF = 0  # offsetof(struct bpf_tramp_run_ctx, bpf_cookie): the empty struct takes no room
 STACK_ALIGN = 16
-#: BPF_TRAMP_COOKIE_INDEX_SHIFT / BPF_TRAMP_IS_RETURN_SHIFT (include/linux/bpf.h, 7.x): the
-#: ``func_meta`` word at ctx[-1] holds the slot count, the session cookie's index and IS_RETURN.
-COOKIE_INDEX_SHIFT = 8
-IS_RETURN_SHIFT = 63
 
 
 class _Fail(Exception):

@@ -25,10 +25,11 @@ from emu.impls.api import Implementation
 from emu.impls.building import ImplementationError as ImplementationError
 from emu.impls.building import capabilities as capabilities
 from emu.impls.building import patchers_for as patchers_for
-from emu.impls.eras import BUGS, ERAS, FTRACE_ONLY, Era, RevertError, revert
+from emu.impls.eras import ERAS, FTRACE_ONLY, Era, RevertError, revert
 from emu.impls.jit import EraJit
 from emu.impls.patchers import BpfPoker
 from model.caps import KnownBug
+from model.known_bugs import KNOWN_BUGS
 
 ENTRY_POINT_GROUP = "sledfuzz.impls"
 
@@ -90,7 +91,7 @@ def _pairing(name: str, a: str, b: str) -> Implementation:
         raise ImplementationError(f"{name}: unknown tramp era {b!r} (known: {', '.join(ERAS)})")
     extra: tuple[KnownBug, ...] = ()
     if (sled_era.ftrace != "detour16") != (jit_era.frames == "two"):
-        extra = (BUGS["25ad10658dc1"],)  # sled and JIT disagree on skip and link register
+        extra = (KNOWN_BUGS["25ad10658dc1"],)  # sled and JIT disagree on skip and link register
     desc = PAIRINGS.get(name, f"sleds of {a}, trampoline JIT of {b}")
     return Implementation(
         name=name,
@@ -206,7 +207,7 @@ def available(include_plugins: bool = True) -> list[tuple[str, str]]:
     out += list(PAIRINGS.items())
     for n in BUG_CONFIGS:
         base, _, commit = n.partition("-pre-")
-        out.append((n, f"{base} with {commit} reverted: {BUGS[commit].summary}"))
+        out.append((n, f"{base} with {commit} reverted: {KNOWN_BUGS[commit].summary}"))
     if include_plugins:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             out.append((ep.name, f"plugin {ep.value}"))

@@ -21,13 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
-from emu.impls.patchers import LD_RA, NOP4, SD_RA, FtracePatcher
+from emu.impls.api import FtraceMechanism, FtracePatched
+from emu.impls.patchers import LD_RA, NOP4, SD_RA, FtracePatcher, SledPatchers
 from emu.rv64.offsets import sign_extend
 from emu.rv64.regs import NAMES
 from model.caps import SledLayout
 from model.observation import TornState
 
 _M64 = (1 << 64) - 1
+
+#: The era patchers are what the scenario's experiments drive (mypy checks them against the
+#: protocols declared in emu.impls.api here).
+_ERA_FTRACE: type[FtraceMechanism] = FtracePatcher
+_ERA_PATCHERS: type[FtracePatched] = SledPatchers
 
 
 def _word(region: bytes, off: int) -> int:
@@ -69,7 +75,7 @@ def _land(
     return body, "fell through into the body"
 
 
-def _states(patcher: FtracePatcher, old: bytes, new: bytes, sled: SledLayout) -> list[bytes]:
+def _states(patcher: FtraceMechanism, old: bytes, new: bytes, sled: SledLayout) -> list[bytes]:
     """Memory states M0..Mn in the order this patcher writes the words that differ."""
     pre = sled.pre_bytes
     entry = [pre + 4 * i for i in range(patcher.patch_size() // 4)]
@@ -99,7 +105,7 @@ class TornTrace:
 
 
 def torn_traces(
-    patcher: FtracePatcher,
+    patcher: FtraceMechanism,
     sled: SledLayout,
     func: int,
     old_target: int | None,
@@ -167,7 +173,7 @@ def torn_traces(
 
 
 def torn_states(
-    patcher: FtracePatcher,
+    patcher: FtraceMechanism,
     sled: SledLayout,
     func: int,
     old_target: int | None,

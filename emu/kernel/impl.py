@@ -25,7 +25,7 @@ from pathlib import Path
 
 from emu.impls.api import Implementation, PokeKind, PokeResult
 from emu.impls.building import ImplementationError, capabilities
-from emu.impls.eras import BUGS, ERAS, REVERTS, Era
+from emu.impls.eras import ERAS, REVERTS, Era
 from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
 from emu.kernel.adapter import KernelJit
 from emu.kernel.build import (
@@ -50,6 +50,7 @@ from emu.kernel.ftrace import (
 )
 from emu.kernel.probe import KernelFeatures
 from model.caps import KnownBug
+from model.known_bugs import KNOWN_BUGS
 
 ENV_VAR = "SLEDFUZZ_LINUX_SRC"
 ENV_TREES = "SLEDFUZZ_LINUX_SRCS"
@@ -130,7 +131,6 @@ def era_from_probe(features: KernelFeatures, facts: FtraceFacts, *, name: str = 
         teardown="ip_after_call" if features.teardown_poke else "prog_skips",
         fsession=features.fsession,
         tail_call_ctx=features.subprog_tailcalls,
-        known_bugs=(),
     )
 
 
@@ -151,7 +151,7 @@ def known_bug_labels(features: KernelFeatures, facts: FtraceFacts) -> tuple[Know
     )
     if seen.orig_call == "skip_frame" and era.ftrace == "atomic":
         seen = replace(seen, orig_call="orig_stack")  # the t0-era condition on an atomic tree
-    return tuple(BUGS[c] for c, over in REVERTS.items() if all(getattr(seen, k) == v for k, v in over.items()))
+    return tuple(KNOWN_BUGS[c] for c, over in REVERTS.items() if all(getattr(seen, k) == v for k, v in over.items()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ def test_a_redis_that_is_down_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (["--seed", "-1"], "--seed"),
     (["--impl", "v6.19", "--shard", "2/2"], "no configuration"),
     (["--impl", "v9.99"], "v9.99"),
+    (["--checkout", "/nonexistent/checkout"], "--checkout"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     r = nightly(tmp_path, *args, "--out", str(tmp_path / "out"), timeout=60)
@@ -92,6 +93,29 @@ def _reports(out: Path) -> dict[str, Any]:
     ET.parse(out / "junit.xml")
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     return summary
+
+
+@pytest.mark.slow
+def test_the_checkout_is_an_option_not_where_the_package_lives(tmp_path: Path) -> None:
+    """Run from another directory, a night finds no regression corpus and no property tests (it
+    does not look beside the installed package); ``--checkout`` names the checkout to use."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    quick = ("--time", "15", "--jobs", "1", "--impl", "v6.19", "--skip", "search", "--skip", "atheris", "--no-progress")
+
+    def night_in(cwd: Path, name: str, *extra: str) -> dict[str, Any]:
+        r = subprocess.run([sys.executable, "-m", "fuzz.cli", "nightly", *quick, *extra, "--out", str(tmp_path / name)],
+                           cwd=str(cwd), env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300,
+                           check=False)
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+        summary: dict[str, Any] = json.loads((tmp_path / name / "summary.json").read_text())
+        return summary
+
+    outside = night_in(elsewhere, "outside")
+    assert outside["phases"]["replay"]["files"] == 0
+    assert "no tests/properties" in outside["phases"]["properties"]["line"]
+    named = night_in(elsewhere, "named", "--checkout", str(ROOT), "--skip", "properties")
+    assert named["phases"]["replay"]["files"] > 0
 
 
 @pytest.mark.slow

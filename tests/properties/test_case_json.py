@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from fuzz.strategies import cases
 from model.case import Case, CaseError
-from model.core import derive_flags
+from model.contract import derive_flags
 
 BASE: dict[str, Any] = {
     "schema": 1,

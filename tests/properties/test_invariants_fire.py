@@ -18,21 +18,7 @@ from typing import Any
 
 import pytest
 
-from emu.impls.api import (
-    EFAULT,
-    EINVAL,
-    ERANGE,
-    F_CALL_ORIG,
-    F_ORIG_STACK,
-    F_SHARE_IPMODIFY,
-    F_SKIP_FRAME,
-    Image,
-    Implementation,
-    PokeKind,
-    PokeResult,
-    Refused,
-    TrampRequest,
-)
+from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
 from emu.impls.eras import ERAS
 from emu.impls.jit import EraJit
 from emu.impls.patchers import BpfPoker, FtracePatcher, bpf_poke_words, words
@@ -43,6 +29,7 @@ from emu.rv64.regs import FP, RA, T0, T1, ZERO
 from fuzz.corpus import load_entry
 from fuzz.oracle import judge
 from model.case import Arg, Body, Case, Function, Link
+from model.contract import EFAULT, EINVAL, ERANGE, F_CALL_ORIG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_SKIP_FRAME
 from model.invariants import IMPL_CRASH, NAMES
 
 REGRESSIONS = Path(__file__).resolve().parents[2] / "corpus" / "regressions"

@@ -27,7 +27,7 @@ from emu.scenario import scenario_for
 from fuzz.strategies import search_cases
 from model.caps import SledLayout
 from model.case import Case
-from model.core import CoreRefusal, core_stage
+from model.contract import CoreRefusal, core_stage
 from tests.support.tools import skip_if_missing
 
 REQUESTS = 2000

@@ -19,7 +19,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from emu.impls.api import F_TAIL_CALL_CTX, Image, Implementation, Refused
+from emu.impls.api import Image, Implementation, Refused
 from emu.impls.registry import resolve
 from emu.kernel.debian import DebianTreeError, resolve_tree
 from emu.kernel.impl import factory, tree_report
@@ -27,7 +27,7 @@ from emu.scenario import scenario_for
 from fuzz.strategies import search_cases
 from model.caps import SledLayout
 from model.case import Case
-from model.core import CoreRefusal, core_stage, derive_flags
+from model.contract import F_TAIL_CALL_CTX, CoreRefusal, core_stage, derive_flags
 from tests.properties.test_kernel_v612_identity import _describe, _key, side_by_side
 from tests.support.tools import missing
 

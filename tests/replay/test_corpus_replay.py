@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from emu.impls.eras import BUGS
 from emu.impls.registry import resolve
 from fuzz.campaign import judge_case
 from fuzz.corpus import load_entry
+from model.known_bugs import KNOWN_BUGS
 
 REGRESSIONS = Path(__file__).resolve().parents[2] / "corpus" / "regressions"
 FILES = sorted(REGRESSIONS.glob("*.json"))
@@ -53,4 +53,4 @@ def test_provenance(path: Path) -> None:
 
 def test_one_minimal_case_per_historical_bug() -> None:
     bugs = {load_entry(f).provenance.get("bug") for f in FILES}
-    assert set(BUGS) <= bugs, f"historical bugs without a regression case: {sorted(set(BUGS) - bugs)}"
+    assert set(KNOWN_BUGS) <= bugs, f"historical bugs without a regression case: {sorted(set(KNOWN_BUGS) - bugs)}"

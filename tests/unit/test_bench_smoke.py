@@ -61,3 +61,21 @@ def test_every_mutant_applies_to_the_current_sources() -> None:
     stale = [m.name for m in mutants if (SRC / m.file).read_text(encoding="utf-8").count(m.old) != 1]
     assert not stale, f"stale mutants (update bench/mutants/*.toml): {stale}"
     assert all(m.old != m.new for m in mutants)
+
+
+def test_verdict_stability_records_checks_and_catches_a_changed_verdict(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "verdicts.json"
+    lines = bench("verdict_stability.py", "record", str(path), "--cases", "8", "--per-impl", "2")
+    assert any(re.match(r"judged \d+ \(case, impl\) pairs", line) for line in lines), lines
+    assert bench("verdict_stability.py", "check", str(path))[-1] == "verdict_differences: 0"
+    with gzip.open(path, "rt") as f:
+        data = json.load(f)
+    first = data["sets"][0]["results"][0]
+    first["status"] = "fail" if first["status"] != "fail" else "pass"
+    with gzip.open(path, "wt") as f:
+        json.dump(data, f)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "verdict_stability.py"), "check", str(path)],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1 and proc.stdout.strip().endswith("verdict_differences: 1"), proc.stdout

@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 
 from emu import scenario as S
+from emu.engine import get_engine
 from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
 from emu.impls.registry import resolve
 from emu.rv64 import encode as E
@@ -80,7 +81,7 @@ def test_a_missing_retval_clear_is_found_with_the_fill_pattern() -> None:
 def test_a_missing_retval_clear_is_invisible_on_zeroed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same search on the memory the scenario used to give (zeros) finds nothing: why the
     pattern is needed (and evidence that the test above fails without it)."""
-    monkeypatch.setattr(S, "fill_pattern", lambda seed: bytes(64))
+    monkeypatch.setattr(S.memory_map, "fill_pattern", lambda seed: bytes(64))
     assert _search(_broken()) == set()
 
 
@@ -92,7 +93,7 @@ def test_stack_below_sp_and_data_hold_the_case_pattern() -> None:
     assert S.fill_pattern(1235) != pattern
     case = Case(target="kernel_function", sled="8,4/c", links=(Link("fentry"),), seed=1234,
                 function=Function(args=(Arg(8),), values=(1,), body=Body(k=1)))
-    eng = S.get_engine()
+    eng = get_engine()
     assert judge(case, "v6.19", engine=eng).status == "pass"
     lay = Layout()
     entry_sp = lay.stack + S.ENTRY_SP_OFFSET

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from bench.fresh_vs_shared import compare, interleaved_cases
-from emu import scenario as S
 from emu.engine import EngineError, get_engine
+from emu.scenario import runner as S
 from fuzz.campaign import search_cell, shipped_configurations
 from fuzz.oracle import judge
 from model.case import Arg, Body, Case, Function, Layout, Link

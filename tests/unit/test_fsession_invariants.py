@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from emu.impls.api import F_CALL_ORIG, F_RESTORE_REGS, F_SKIP_FRAME, F_TAIL_CALL_CTX, Implementation, LinkReq
+from emu.impls.api import Implementation, LinkReq
 from emu.impls.jit import EraJit, _Frame
 from emu.impls.registry import resolve
 from emu.rv64 import encode as E
@@ -15,8 +15,18 @@ from emu.rv64.emitter import Emitter
 from emu.rv64.regs import FP, T1
 from fuzz.oracle import judge
 from model.case import Arg, Body, Case, Function, Link
-from model.core import MAX_TRAMP_LINKS, CoreRefusal, core_stage, derive_flags
-from model.semantics import Expected, Invalid, expect
+from model.contract import (
+    F_CALL_ORIG,
+    F_RESTORE_REGS,
+    F_SKIP_FRAME,
+    F_TAIL_CALL_CTX,
+    MAX_TRAMP_LINKS,
+    CoreRefusal,
+    core_stage,
+    derive_flags,
+)
+from model.expectation import Expected, Invalid
+from model.semantics import expect
 
 FN = Function(args=(Arg(8), Arg(16, True), Arg(4, signed=True)), values=(11, 22, 33, 44), body=Body(k=7))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import emu.scenario
+import emu.scenario.memory_map
 import fuzz.oracle
 from emu.engine import get_engine
 from emu.impls.api import Implementation, PokeKind, PokeResult
@@ -126,7 +126,7 @@ def test_harness_and_model_errors_are_not_findings(monkeypatch: pytest.MonkeyPat
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("harness bug")
 
-    monkeypatch.setattr(emu.scenario, "compile_body", broken)
+    monkeypatch.setattr(emu.scenario.memory_map, "compile_body", broken)
     with pytest.raises(RuntimeError, match="harness bug"):
         judge(kcase("fentry"), V619)
     monkeypatch.undo()

@@ -6,7 +6,10 @@ import itertools
 
 import pytest
 
-from emu.impls.api import (
+from emu.impls.api import ArgModel, FuncModel, Image, LinkReq, Refused, TrampRequest
+from emu.impls.registry import resolve
+from emu.rv64.disasm import Insn, disassemble
+from model.contract import (
     E2BIG,
     ENOTSUPP,
     ERANGE,
@@ -16,16 +19,8 @@ from emu.impls.api import (
     F_RESTORE_REGS,
     F_RET_FENTRY_RET,
     F_SKIP_FRAME,
-    ArgModel,
-    FuncModel,
-    Image,
     LinkKind,
-    LinkReq,
-    Refused,
-    TrampRequest,
 )
-from emu.impls.registry import resolve
-from emu.rv64.disasm import Insn, disassemble
 
 FUNC = 0xFFFFFFFF80200000
 IMAGE = 0xFFFFFFFF80400000

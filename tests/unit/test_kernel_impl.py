@@ -16,11 +16,12 @@ import pytest
 
 import emu.kernel.ftrace as kftrace
 import emu.kernel.impl as kimpl
-from emu.impls.eras import BUGS, ERAS
+from emu.impls.eras import ERAS
 from emu.impls.registry import ImplementationError, capabilities, resolve
 from emu.kernel.build import NEEDED, build, cache_root, default_linux_src
 from emu.kernel.probe import KernelFeatures
 from model.caps import SledLayout
+from model.known_bugs import KNOWN_BUGS
 from tests.support.tools import skip_if_missing
 
 #: Debian 6.12.117 as docs/kernel.md's probe table lists it.
@@ -84,7 +85,7 @@ def test_unread_markers_label_nothing() -> None:
 
 def test_a_preemptible_two_word_patch_is_labelled_as_its_bug() -> None:
     facts = replace(T0_FACTS, preemptible=True)
-    assert kimpl.known_bug_labels(F_6_12_117, facts) == (BUGS["8547649981e6"],)
+    assert kimpl.known_bug_labels(F_6_12_117, facts) == (KNOWN_BUGS["8547649981e6"],)
     assert kimpl.era_from_probe(F_6_12_117, facts).ftrace_preemptible  # the mechanism I-TORN judges
 
 

@@ -9,21 +9,22 @@ import pytest
 
 from model.caps import Capabilities
 from model.case import MASK64, Arg, Body, Case, Function, Link, Store
-from model.core import F_CALL_ORIG, F_IP_ARG, F_ORIG_STACK, F_RESTORE_REGS, F_SKIP_FRAME, F_TAIL_CALL_CTX
-from model.semantics import (
+from model.contract import (
     E2BIG,
     EINVAL,
     ENOTSUPP,
     ERANGE,
+    F_CALL_ORIG,
+    F_IP_ARG,
+    F_ORIG_STACK,
+    F_RESTORE_REGS,
+    F_SKIP_FRAME,
+    F_TAIL_CALL_CTX,
     PARENT_RET_OFFSET,
     PLANTED,
-    Expected,
-    Invalid,
-    Refusal,
-    Unspecified,
-    expect,
-    parent_return,
 )
+from model.expectation import Expected, Invalid, Refusal, Unspecified
+from model.semantics import expect, parent_return
 from tests.unit.test_model_support import CAPS, FUNC, LAYOUT, expected_of, selftest_case
 
 IM = LAYOUT.im

@@ -16,9 +16,11 @@ from hypothesis import given, settings
 from fuzz.strategies import cases
 from model.caps import Capabilities, SledLayout
 from model.case import MASK64, STACK_SIZE, Arg, Body, Case, Function, Layout, Link, Store
+from model.contract import EFAULT, PLANTED
+from model.expectation import Expected, Refusal
 from model.invariants import check_all
 from model.observation import FINAL_REGS, BodyEntry, Event, Observation, PokeCheck, TornState, Write
-from model.semantics import EFAULT, PLANTED, Expected, Refusal, expect
+from model.semantics import expect
 
 SLEDS = (
     SledLayout("kernel_function", 4, 0, 2, "t0"),

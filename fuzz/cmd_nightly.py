@@ -1,5 +1,9 @@
 """``sledfuzz nightly``: the unattended job a team reads in the morning (docs/nightly.md).
 
+Every path it reads or writes is an option: ``--out``, ``--state-dir``, ``--hypothesis-db``,
+``--corpus`` and ``--checkout`` (the checkout whose regression corpus, property tests and atheris
+seeds it uses; default: the current directory, as when CI runs it from the checkout).
+
 Within ``--time``: replay the corpus and the findings other machines stored in the shared example
 database, run the property suite under the hypothesis ``nightly`` profile (from a checkout that
 has it), then search every configuration on ``--jobs`` worker processes with the mixed
@@ -21,12 +25,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from emu.impls.api import Implementation
 from fuzz.nightly_db import DatabaseSpec, DatabaseUnavailable, SharedFindings, cache_dir, default_directory, open_database
 from fuzz.nightly_findings import NightState
-from fuzz.nightly_phases import has_property_suite, phase_campaign, phase_properties, phase_replay, phase_shared_db
+from fuzz.nightly_phases import phase_campaign, phase_properties, phase_replay, phase_shared_db
 from fuzz.nightly_plan import (
+    Checkout,
     Configuration,
     PlanError,
     Shard,
@@ -47,7 +53,9 @@ from fuzz.nightly_run import (
     stop_requested,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from fuzz.cli_options import Subparsers
+
 PHASES = ("replay", "properties", "search", "atheris")
 
 
@@ -94,7 +102,7 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subparsers) -> None:
     """Register ``sledfuzz nightly`` on the CLI's subparsers."""
     p = sub.add_parser(
         "nightly", help="the unattended nightly job: replay, properties, search, atheris; four reports",
@@ -120,6 +128,9 @@ def add_parser(sub: Any) -> None:
                         "(default $XDG_CACHE_HOME/sledfuzz/hypothesis)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="earlier nights' seen findings and the atheris corpora (default $XDG_CACHE_HOME/sledfuzz/nightly)")
+    p.add_argument("--checkout", default=".", metavar="DIR",
+                   help="the sledfuzz checkout whose tests/properties, corpus/regressions and atheris seeds the night "
+                        "uses; what it lacks is skipped (default: %(default)s, the current directory)")
     p.add_argument("--corpus", metavar="DIR", help="regression corpus to replay first (default: the checkout's "
                                                    "corpus/regressions, if any)")
     p.add_argument("--skip", action="append", choices=PHASES, default=[],
@@ -130,7 +141,7 @@ def add_parser(sub: Any) -> None:
 # -- configurations -----------------------------------------------------------------------------------
 
 
-def _impl_for(config: Configuration) -> Any:
+def _impl_for(config: Configuration) -> Implementation:
     """The implementation object in this (the parent) process; kernel trees each their own."""
     from emu.impls.registry import ImplementationError, resolve
 
@@ -203,7 +214,10 @@ def _run(args: argparse.Namespace) -> int:
     if not configs:
         raise NightError(f"shard {args.shard} has no configuration (fewer configurations than shards)")
     state_dir = Path(args.state_dir) if args.state_dir else cache_dir() / "nightly"
-    corpus = Path(args.corpus) if args.corpus else (ROOT / "corpus" / "regressions")
+    checkout = Checkout(Path(args.checkout))
+    if not checkout.root.is_dir():
+        raise NightError(f"--checkout {checkout.root}: not a directory")
+    corpus = Path(args.corpus) if args.corpus else checkout.regressions
     if args.corpus and not corpus.is_dir():
         raise NightError(f"--corpus {corpus}: not a directory")
     seed = args.seed if args.seed is not None else int(time.strftime("%Y%m%d"))
@@ -235,18 +249,18 @@ def _run(args: argparse.Namespace) -> int:
         phase_shared_db(night, deadline - reserve)
         if "properties" in args.skip:
             night.phases["properties"] = {"line": "skipped (--skip properties)"}
-        elif not has_property_suite():
-            night.phases["properties"] = {"line": "skipped: not run from a checkout with tests/properties"}
-            night.say("properties: skipped (not a checkout with tests/properties)")
+        elif not checkout.has_property_suite:
+            night.phases["properties"] = {"line": f"skipped: no tests/properties in --checkout {checkout.root}"}
+            night.say(f"properties: skipped (no tests/properties in --checkout {checkout.root})")
         else:
-            phase_properties(night, min(properties_seconds(args.time), max(0.0, deadline - reserve - time.time())))
+            phase_properties(night, checkout, min(properties_seconds(args.time), max(0.0, deadline - reserve - time.time())))
         atheris = "atheris" not in args.skip and importlib.util.find_spec("atheris") is not None
         if "atheris" not in args.skip and not atheris:
             night.phases["atheris"] = {"line": "skipped: atheris is not installed (pip install 'sledfuzz[fuzz]')"}
         elif "atheris" in args.skip:
             night.phases["atheris"] = {"line": "skipped (--skip atheris)"}
         if "search" not in args.skip or atheris:
-            phase_campaign(night, deadline - reserve, deadline - reserve / 2, atheris=atheris,
+            phase_campaign(night, checkout, deadline - reserve, deadline - reserve / 2, atheris=atheris,
                            search="search" not in args.skip)
     except NightInterrupted:
         interrupted = True

@@ -1,0 +1,202 @@
+"""The model/emu contract: the kernel facts and the scenario's promises that both sides rely on.
+
+One home for every value the model reasons with and the emulator must produce the same way: the
+``BPF_TRAMP_F_*`` flags, the errno values, the kernel's limits, what the parent stub plants and
+where it returns, and the core stage — the request ``kernel/bpf/trampoline.c`` hands the arch JIT.
+``model/`` and ``emu/`` both import from here; neither restates a value (DESIGN §2).
+
+Memory roles the model reasons about (the scenario lays them out so):
+
+* the parent stub's call returns to ``layout.parent + PARENT_RET_OFFSET`` (the run's sentinel);
+  before the call it plants exactly ``PLANTED`` in s0-s11, gp, tp (I-CALLEE-SAVED);
+* every host-call target the JIT may call (``__bpf_prog_enter/exit``, ``__bpf_tramp_enter/exit``,
+  program code, helpers) lies in ``[layout.hosts, layout.hosts + HOSTS_SPAN)``;
+* the trampoline image occupies at most one page (``PAGE_SIZE``) at ``layout.image``; the stack and
+  the data region are the case's (``model.case.STACK_SIZE``, ``DATA_SIZE``);
+* for a BPF-program target the parent stub calls with ``a6 = TCC_PLANTED`` (the caller's tail-call
+  count) and the target's body starts with ``addi a6, zero, TCC_INIT`` (its prologue's TCC init);
+* a session program that calls ``bpf_session_cookie`` reads its cookie (ctx[-index], index from
+  bits ``COOKIE_INDEX_SHIFT``.. of ctx[-1]) and, in its fentry run (IS_RETURN clear), writes
+  ``session_token(link)`` there; the value it read is the event's ``session_cookie``.
+
+The core stage (``core_stage``) is part of this contract, not of what is tested: sledfuzz tests
+the arch code (arch/riscv), and both the model and the scenario take the core's request from here
+(docs/architecture.md ("The core stage is contract") states the decision and its consequence: a core refusal is never
+a finding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # the core stage reads a case; model.case itself builds on model.caps -> here
+    from model.case import Case, Link
+
+# ---------------------------------------------------------------------------------------------
+# BPF_TRAMP_F_* (include/linux/bpf.h, SEMANTICS 3.1)
+
+F_RESTORE_REGS = 0x1
+F_CALL_ORIG = 0x2
+F_SKIP_FRAME = 0x4
+F_IP_ARG = 0x8
+F_RET_FENTRY_RET = 0x10
+F_ORIG_STACK = 0x20
+F_SHARE_IPMODIFY = 0x40
+F_TAIL_CALL_CTX = 0x80
+F_INDIRECT = 0x100
+
+FLAG_NAMES: tuple[tuple[int, str], ...] = (
+    (F_RESTORE_REGS, "RESTORE_REGS"),
+    (F_CALL_ORIG, "CALL_ORIG"),
+    (F_SKIP_FRAME, "SKIP_FRAME"),
+    (F_IP_ARG, "IP_ARG"),
+    (F_RET_FENTRY_RET, "RET_FENTRY_RET"),
+    (F_ORIG_STACK, "ORIG_STACK"),
+    (F_SHARE_IPMODIFY, "SHARE_IPMODIFY"),
+    (F_TAIL_CALL_CTX, "TAIL_CALL_CTX"),
+    (F_INDIRECT, "INDIRECT"),
+)
+
+#: The flags the RV64 JIT answers with -ENOTSUPP in every era (``arch_prepare_bpf_trampoline``).
+RISCV_REFUSED_FLAGS = F_ORIG_STACK | F_SHARE_IPMODIFY
+
+
+def flag_names(flags: int) -> str:
+    """``CALL_ORIG|SKIP_FRAME`` style rendering for reports."""
+    names = [name for bit, name in FLAG_NAMES if flags & bit]
+    rest = flags & ~sum(bit for bit, _ in FLAG_NAMES)
+    if rest:
+        names.append(f"{rest:#x}")
+    return "|".join(names) or "0"
+
+
+# ---------------------------------------------------------------------------------------------
+# errno values (positive; the kernel returns them negated)
+
+EPERM = 1  # ftrace: patch_insn_write failed
+E2BIG = 7
+EFAULT = 14
+EINVAL = 22
+EFBIG = 27  # arch_prepare_bpf_trampoline before 26ef208c209a: sized image larger than the page
+ERANGE = 34
+ENOTSUPP = 524
+
+# ---------------------------------------------------------------------------------------------
+# limits
+
+#: BPF_MAX_TRAMP_LINKS: the core refuses more (weighted) links with -E2BIG before any JIT runs.
+MAX_TRAMP_LINKS = 38
+#: MAX_BPF_FUNC_ARGS: the JIT refuses a traced function with more arguments (-ENOTSUPP).
+MAX_BPF_FUNC_ARGS = 12
+#: MAX_BPF_FUNC_REG_ARGS: a BPF program (or subprog) takes R1-R5 = a0-a4 only. A bpf_prog target
+#: with more slots is not a kernel state: the body at func+8 starts with ``addi a6, zero, 33``.
+BPF_PROG_MAX_SLOTS = 5
+#: A trampoline image is one page; a larger sized image is -E2BIG.
+PAGE_SIZE = 4096
+
+# ---------------------------------------------------------------------------------------------
+# what the scenario plants and where the parent returns
+
+#: The parent stub's call returns to ``layout.parent + PARENT_RET_OFFSET`` (room for planting).
+PARENT_RET_OFFSET = 0x800
+#: Host-call targets live in ``[layout.hosts, layout.hosts + HOSTS_SPAN)``.
+HOSTS_SPAN = 0x1000
+
+#: Values the parent stub plants in the callee-saved registers before its call; at the return to
+#: the parent they must be unchanged (I-CALLEE-SAVED). Distinct, non-address 64-bit patterns.
+PLANTED: dict[str, int] = {
+    name: 0x5EC0_0000_0000_0000 + (i + 1) * 0x0101_0101_0101
+    for i, name in enumerate(("s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "gp", "tp"))
+}
+
+#: The tail-call count the parent stub hands a BPF-program target in a6 (any value the body's own
+#: init does not produce), and the body's init value (MAX_TAIL_CALL_CNT).
+TCC_PLANTED = 0x7CC0_0000_0000_0011
+TCC_INIT = 33
+
+#: include/linux/bpf.h (7.x): ctx[-1] is ``func_meta``: the argument slot count in bits 0-7 (what
+#: ``bpf_get_func_arg_cnt`` reads, ``& 0xFF``), a session program's cookie index in bits 8-15,
+#: IS_RETURN in bit 63 during the fexit phase.
+COOKIE_INDEX_SHIFT = 8
+IS_RETURN_SHIFT = 63
+
+
+def session_token(link: int) -> int:
+    """What the session program of ``link`` writes into its cookie in its fentry run."""
+    return 0x5E55_1000_0000_0000 + link
+
+
+# ---------------------------------------------------------------------------------------------
+# the core stage: the request kernel/bpf/trampoline.c hands the arch JIT (DESIGN §4)
+
+LinkKind = Literal["fentry", "fmod_ret", "fexit", "fsession"]
+KIND_ORDER: tuple[LinkKind, ...] = ("fentry", "fmod_ret", "fexit")
+
+
+def link_weight(link: Link) -> int:
+    """What one link counts toward BPF_MAX_TRAMP_LINKS: a session program is a node on the fentry
+    list and one on the fexit list, and ``bpf_trampoline_add_prog`` counts it twice (7.x)."""
+    return 2 if link.kind == "fsession" else 1
+
+
+def derive_flags(case: Case) -> int:
+    """The flags trampoline.c derives from the links (SEMANTICS 3.1)."""
+    if case.target == "struct_ops":
+        flags = F_INDIRECT
+        if case.function.ret_size > 0:
+            flags |= F_RET_FENTRY_RET
+        return flags
+    kinds = {link.kind for link in case.links}
+    # a session program has a node on the fexit list: the core calls the original for it
+    flags = F_CALL_ORIG | F_SKIP_FRAME if kinds & {"fexit", "fmod_ret", "fsession"} else F_RESTORE_REGS
+    if any(link.wants_ip for link in case.links):
+        flags |= F_IP_ARG
+    return flags
+
+
+def effective_flags(case: Case) -> int:
+    """The flags the JIT receives: derived, or the raw ones in raw-flags mode."""
+    return derive_flags(case) if case.flags is None else case.flags
+
+
+@dataclass(frozen=True)
+class CoreResult:
+    """What the core hands the JIT: grouped links (fentry, fmod_ret, fexit) and the flags.
+
+    ``order`` maps each grouped position back to the index in ``case.links``. With session
+    programs the fentry, fsession and fexit links keep their link order (fmod_ret last), so that
+    both phases (fentry + fsession, fexit + fsession) are in link order, as on the kernel's lists.
+    """
+
+    flags: int
+    grouped: tuple[Link, ...]
+    order: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CoreRefusal:
+    """The core refused before any JIT was asked (e.g. -E2BIG for too many links)."""
+
+    errno: int
+    reason: str
+
+
+def core_stage(case: Case) -> CoreResult | CoreRefusal:
+    """Apply the core's checks and grouping. A JIT is only consulted on a CoreResult."""
+    weight = sum(link_weight(link) for link in case.links)
+    if weight > MAX_TRAMP_LINKS:
+        what = f"{len(case.links)} links" if weight == len(case.links) else f"{len(case.links)} links weighing {weight}"
+        return CoreRefusal(E2BIG, f"{what} > BPF_MAX_TRAMP_LINKS ({MAX_TRAMP_LINKS})")
+    order: list[int] = []
+    if any(link.kind == "fsession" for link in case.links):
+        order.extend(i for i, link in enumerate(case.links) if link.kind != "fmod_ret")
+        order.extend(i for i, link in enumerate(case.links) if link.kind == "fmod_ret")
+    else:
+        for kind in KIND_ORDER:
+            order.extend(i for i, link in enumerate(case.links) if link.kind == kind)
+    return CoreResult(
+        flags=effective_flags(case),
+        grouped=tuple(case.links[i] for i in order),
+        order=tuple(order),
+    )
