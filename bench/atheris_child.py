@@ -55,23 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     work = tempfile.mkdtemp(prefix="sledfuzz-bench-atheris-")
 
     def finish() -> None:
-        now_wall, now_cpu = time.monotonic(), time.process_time()
-        first_wall = probe.first_wall or now_wall
-        result = {
-            "engine": "atheris",
-            "impl": args.impl,
-            "cases": probe.calls,
-            "wall": now_wall - first_wall,
-            "cpu": now_cpu - (probe.first_cpu or now_cpu),
-            "startup": (time.time() - (now_wall - first_wall)) - args.spawned_at if args.spawned_at else None,
-            "generation_seconds": gen[0],
-            "judge_seconds": probe.judge_seconds,
-            "stages": probe.split(),
-            "probe_seconds": probe.overhead,
-            "structures": len(probe.structures),
-            "counts": counts,
-            "found": found,
-        }
+        result = probe.figures(engine="atheris", impl=args.impl, cases=probe.calls, spawned_at=args.spawned_at,
+                               generation_seconds=gen[0], counts=counts, found=found)
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f)
         shutil.rmtree(work, ignore_errors=True)

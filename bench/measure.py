@@ -72,6 +72,28 @@ class JudgeProbe:
             out[k] = out.get(k, 0.0) + v - self.scenario_before.get(k, 0.0)
         return out
 
+    def figures(self, *, engine: str, impl: str, cases: int, spawned_at: float | None,
+                generation_seconds: float | None, counts: dict[str, int],
+                found: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """One search's figures as the benches record them (in-process searches and the atheris child)."""
+        now_wall, now_cpu = time.monotonic(), time.process_time()
+        first_wall = self.first_wall or now_wall
+        return {
+            "engine": engine,
+            "impl": impl,
+            "cases": cases,
+            "wall": now_wall - first_wall,
+            "cpu": now_cpu - (self.first_cpu or now_cpu),
+            "startup": (time.time() - (now_wall - first_wall)) - spawned_at if spawned_at else None,
+            "generation_seconds": generation_seconds,
+            "judge_seconds": self.judge_seconds,
+            "stages": self.split(),
+            "probe_seconds": self.overhead,
+            "structures": len(self.structures),
+            "counts": counts,
+            "found": found,
+        }
+
 
 @contextmanager
 def probe_judge(probe: JudgeProbe) -> Iterator[JudgeProbe]:
@@ -161,24 +183,9 @@ def run_search(impl_name: str, engine: str, seconds: float, seed: int, *,
         res = search_cell(impl_name, seconds=seconds, seed=seed, out_dir=None, minimize=False,
                           stop_when_found=bool(awaited), stop_on=frozenset(awaited) if awaited else None,
                           engine=engine)  # type: ignore[arg-type]
-    now_wall, now_cpu = time.monotonic(), time.process_time()
-    first_wall = probe.first_wall or now_wall
-    return {
-        "engine": engine,
-        "impl": impl_name,
-        "cases": own[0],
-        "wall": now_wall - first_wall,
-        "cpu": now_cpu - (probe.first_cpu or now_cpu),
-        "startup": (time.time() - (now_wall - first_wall)) - spawned_at if spawned_at else None,
-        "generation_seconds": None,
-        "judge_seconds": probe.judge_seconds,
-        "stages": probe.split(),
-        "probe_seconds": probe.overhead,
-        "structures": len(probe.structures),
-        "counts": counts,
-        "found": found,
-        "error": res.error,
-    }
+    return {**probe.figures(engine=engine, impl=impl_name, cases=own[0], spawned_at=spawned_at,
+                            generation_seconds=None, counts=counts, found=found),
+            "error": res.error}
 
 
 def error_tail(stderr: str, n: int = 4) -> str:

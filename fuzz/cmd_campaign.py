@@ -17,7 +17,7 @@ from fuzz import cli_options as opt
 from fuzz.cli_common import EXIT_CLEAN, EXIT_FINDINGS, check_out_dir, end_code, resolve_impl
 
 if TYPE_CHECKING:
-    from fuzz.report import Display
+    from fuzz.progress import Display
     from fuzz.results import CellResult
 
 
@@ -56,7 +56,7 @@ def _configs(names: list[str] | None) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fuzz import report
+    from fuzz import progress
     from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
 
     check_out_dir(args.out)
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ordered = sorted(configs, key=lambda n: expects[n] != "fail")
     specs = [CellSpec(n, share, args.seed + i, args.strict_flags, args.out, True, True, end)
              for i, n in enumerate(ordered)]
-    display = report.Display(ordered, expects, enabled=not args.no_progress, total_seconds=args.time)
+    display = progress.Display(ordered, expects, enabled=not args.no_progress, total_seconds=args.time)
     with display:
         results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)
         # time left (bug configurations stopped early): more search on the clean ones
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from fuzz import report
+    from fuzz import progress
     from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
 
     check_out_dir(args.out)
@@ -93,7 +93,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     jobs = args.jobs or default_jobs()
     expects = {n: expectation(resolve(n)) for n in configs}
     specs = [CellSpec(n, args.time_per_cell, args.seed + i, args.strict_flags, args.out) for i, n in enumerate(configs)]
-    display = report.Display(configs, expects, enabled=not args.no_progress, label="matrix")
+    display = progress.Display(configs, expects, enabled=not args.no_progress, label="matrix")
     start = time.time()
     with display:
         results, interrupted = run_cells(specs, jobs=jobs, on_event=display.on_event)

@@ -26,7 +26,7 @@ def add_parser(sub: opt.Subparsers) -> None:
 
 
 def cmd_exhaust(args: argparse.Namespace) -> int:
-    from fuzz import interrupt, report
+    from fuzz import interrupt, progress, report
     from fuzz.campaign import default_jobs
     from fuzz.exhaust import enumerate_shapes, run_exhaust
 
@@ -38,7 +38,7 @@ def cmd_exhaust(args: argparse.Namespace) -> int:
     if args.count_only:
         return EXIT_CLEAN
     check_out_dir(args.out)
-    status = report.StatusLine(not args.no_progress)
+    status = progress.StatusLine(not args.no_progress)
 
     def show(res: ExhaustResult) -> None:
         status.update(lambda: f"exhaust: {res.shapes_done:,}/{res.shapes:,} shapes in {res.seconds:.0f} s, "

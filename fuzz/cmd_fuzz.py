@@ -133,7 +133,7 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
 
 
 def _fuzz_one(args: argparse.Namespace, name: str) -> int:
-    from fuzz import interrupt, report
+    from fuzz import interrupt, progress, report
     from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
 
     args.impl = name
@@ -146,7 +146,7 @@ def _fuzz_one(args: argparse.Namespace, name: str) -> int:
 
         if args.corpus is not None and not Path(args.corpus).is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a directory")
-        status = report.StatusLine(not args.no_progress)
+        status = progress.StatusLine(not args.no_progress)
 
         def show(cell: CellResult) -> None:
             if cell.counts.cases:  # the first line once the target runs
@@ -161,7 +161,7 @@ def _fuzz_one(args: argparse.Namespace, name: str) -> int:
     expects = {args.impl: expectation(impl)}
     specs = [CellSpec(args.impl, args.time, args.seed + i, args.strict_flags, args.out, stop_when_found=False,
                       engine=args.engine, elf=elf) for i in range(args.jobs)]
-    display = report.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time,
+    display = progress.Display([args.impl], expects, enabled=not args.no_progress, total_seconds=args.time,
                              label="fuzz")
     with display:
         results, interrupted = run_cells(specs, jobs=args.jobs, on_event=display.on_event)

@@ -23,7 +23,8 @@ from emu.impls.guard import ImplementationCrash, guarded
 from emu.impls.registry import resolve
 from emu.scenario import DEFAULT_BUDGET, LayoutError, run_case, scenario_for
 from model.case import Case
-from model.contract import effective_flags, flag_names
+from model.contract import flag_names
+from model.core_stage import effective_flags
 from model.expectation import Invalid, Refusal, Unspecified
 from model.invariants import Violation, check_all, impl_crash
 from model.observation import Observation

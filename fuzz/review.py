@@ -22,7 +22,7 @@ from emu.impls.api import Implementation, Refused
 from emu.scenario import Scenario
 from fuzz.oracle import Verdict, judge
 from model.case import Case
-from model.contract import CoreRefusal, core_stage
+from model.core_stage import CoreRefusal, core_stage
 
 #: files whose change shows in each behaviour kind (for attributing a regression to patches)
 JIT_FILES = {"arch/riscv/net/bpf_jit_comp64.c", "arch/riscv/net/bpf_jit.h", "include/linux/bpf.h"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emu.kernel.build import NEEDED, cache_root, kernel_version, read_tree
-from emu.kernel.impl import FTRACE_FILES, _read_ftrace_files
+from emu.kernel.ftrace import FTRACE_FILES, read_ftrace_files
 
 #: every tree-relative file the kernel implementation reads
 RELEVANT: tuple[str, ...] = tuple(dict.fromkeys((*NEEDED, *FTRACE_FILES)))
@@ -75,7 +75,7 @@ def prepare(linux_src: str, patches: list[str]) -> SeriesTrees:
     src = Path(linux_src)
     try:
         files, name, digest = read_tree(src)
-        files = {**files, **_read_ftrace_files(src, name)}
+        files = {**files, **read_ftrace_files(src, name)}
     except Exception as exc:  # the kernel module raises its own one-line errors
         raise ReviewTreeError(f"--linux-src {linux_src}: {' '.join(str(exc).split())}") from None
     texts: list[tuple[str, bytes]] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from model.caps import TARGET_KINDS
 from model.case_parts import (
@@ -20,11 +20,30 @@ from model.case_parts import (
     MAX_LINKS_REPRESENTABLE,
     Body,
     CaseError,
+    Function,
     Layout,
+    Link,
 )
 
-if TYPE_CHECKING:  # model.case builds on this module
-    from model.case import Case
+
+class Case(Protocol):
+    """What validation reads of a ``model.case.Case`` (which is built on this module, so it is
+    named structurally here rather than imported)."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def function(self) -> Function: ...
+    @property
+    def sled(self) -> str: ...
+    @property
+    def links(self) -> tuple[Link, ...]: ...
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def flags(self) -> int | None: ...
+    @property
+    def seed(self) -> int: ...
 
 
 

@@ -20,10 +20,9 @@ from model.contract import (
     F_SHARE_IPMODIFY,
     F_SKIP_FRAME,
     F_TAIL_CALL_CTX,
-    derive_flags,
-    effective_flags,
     flag_names,
 )
+from model.core_stage import derive_flags, effective_flags
 
 FlagClass = Literal["generated", "refused", "unspecified"]
 

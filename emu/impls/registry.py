@@ -22,17 +22,16 @@ from dataclasses import replace
 from importlib.metadata import entry_points
 
 from emu.impls.api import Implementation
+from emu.impls.building import ImplementationError as ImplementationError
+from emu.impls.building import capabilities as capabilities
+from emu.impls.building import patchers_for as patchers_for
 from emu.impls.eras import ERAS, FTRACE_ONLY, Era, RevertError, revert
 from emu.impls.jit import EraJit
-from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
-from model.caps import Capabilities, KnownBug
+from emu.impls.patchers import BpfPoker
+from model.caps import KnownBug
 from model.known_bugs import KNOWN_BUGS
 
 ENTRY_POINT_GROUP = "sledfuzz.impls"
-
-
-class ImplementationError(LookupError):
-    """A name that does not resolve to an implementation; the message is one line."""
 
 
 _cache: dict[str, Implementation] = {}
@@ -62,35 +61,6 @@ BUG_CONFIGS: tuple[str, ...] = (
 
 # ---------------------------------------------------------------------------------------------
 # building
-
-
-def patchers_for(era: Era) -> SledPatchers:
-    """The sled side of an era: its ftrace patcher and its BPF prologue poke."""
-    atomic = era.ftrace == "atomic"
-    conc = Concurrency(stop_machine=not atomic, preemptible=era.ftrace_preemptible)
-    ftrace = FtracePatcher(era.ftrace, conc, era.name)
-    bpf = BpfProloguePatcher(era.bpf_sled, BpfPoker(era.bpf_sled, era.poke_kinds))
-    return SledPatchers(ftrace, bpf)
-
-
-def capabilities(name: str, sled_era: Era, jit_era: Era, *, direct_calls: bool | None = None,
-                 extra_bugs: tuple[KnownBug, ...] = ()) -> Capabilities:
-    """Capabilities of sleds from ``sled_era`` with the JIT of ``jit_era`` (the same era usually)."""
-    bugs: list[KnownBug] = []
-    for bug in (*jit_era.known_bugs, *extra_bugs, *(b for b in sled_era.known_bugs if b.commit == "8547649981e6")):
-        if bug not in bugs:
-            bugs.append(bug)
-    return Capabilities(
-        name=name,
-        targets=frozenset({"kernel_function", "bpf_prog", "struct_ops"}),
-        sleds=sled_era.sleds(),
-        max_arg_slots=jit_era.max_arg_slots,
-        kernel_direct_calls=jit_era.direct_calls if direct_calls is None else direct_calls,
-        ret_convention=jit_era.ret_convention,
-        known_bugs=tuple(bugs),
-        fsession=jit_era.fsession,
-        tail_call_ctx=jit_era.tail_call_ctx,
-    )
 
 
 class _PairedJit(EraJit):

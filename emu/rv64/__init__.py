@@ -1,6 +1,7 @@
 """RV64GC encoder, offset split, JIT-style emitter and capstone disassembly (own code).
 
-Modules: ``regs`` (register numbers/names), ``encode`` (one function per mnemonic), ``offsets``
+Modules: ``regs`` (register numbers/names), ``encode`` (one function per mnemonic; the compressed
+ones in ``encode_rvc``, the operand checks in ``operands``), ``offsets``
 (reach checks, auipc/jalr split), ``emitter`` (kernel-JIT-like buffer and RVC choices), ``disasm``.
 """
 

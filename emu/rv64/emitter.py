@@ -9,6 +9,9 @@ Zba and Zbb are treated as absent.
 Argument order is the kernel's, so that a JIT port can follow the kernel call sites argument for
 argument: ``emit_ld(rd, off, rs1)``, ``emit_sd(rs1, off, rs2)`` (unlike ``encode.ld`` /
 ``encode.sd``, which follow the assembly text).
+
+Over 400 lines because it is one class mirroring one kernel header: a helper per ``emit_*`` of
+bpf_jit.h, each short, kept side by side so a reader can compare them with the kernel's in order.
 """
 
 from __future__ import annotations

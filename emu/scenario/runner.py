@@ -43,7 +43,8 @@ from emu.scenario.memory_map import (
 from emu.scenario.owned_cache import OwnedCache
 from model.caps import STRUCT_OPS_SLED, Capabilities, SledLayout
 from model.case import MASK64, Case
-from model.contract import E2BIG, ENOTSUPP, PARENT_RET_OFFSET, CoreRefusal, core_stage
+from model.contract import E2BIG, ENOTSUPP, PARENT_RET_OFFSET
+from model.core_stage import CoreRefusal, core_stage
 from model.observation import FINAL_REGS, Observation, PokeCheck, Trap, Write
 
 DEFAULT_BUDGET = 20_000

@@ -27,6 +27,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_run_finds_the_bug_configuration_and_reports_nothing_on_the_clean_one(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # a lone bug configuration stops once its bug is found: the budget only bounds a hang
@@ -47,6 +48,7 @@ def test_run_finds_the_bug_configuration_and_reports_nothing_on_the_clean_one(
     assert rows["v6.19"]["expect"] == "pass" and not rows["v6.19"]["found"] and rows["v6.19"]["counts"]["cases"]
 
 
+@pytest.mark.slow
 def test_matrix_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # bug configurations stop once found: the per-cell budget only bounds a hang
     code, out, _ = run(capsys, "matrix", "--format", "json", "--time-per-cell", "300", "--jobs", "2", "--out",
@@ -61,6 +63,7 @@ def test_matrix_json_has_the_documented_fields(capsys: pytest.CaptureFixture[str
     assert rows[0]["invariant"] == "I-PROG-PROTOCOL"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", [(), ("--engine", "hypothesis")], ids=["default", "hypothesis"])
 def test_fuzz_reports_findings_with_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                            engine: tuple[str, ...]) -> None:
@@ -70,12 +73,14 @@ def test_fuzz_reports_findings_with_exit_1(capsys: pytest.CaptureFixture[str], t
     assert "FOUND" in out and "(known bug)" in out and "on ftrace=v6.6,tramp=v6.19: pass" in out
 
 
+@pytest.mark.slow
 def test_fuzz_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--impl", "v6.19", "--time", "3", "--out", str(tmp_path), "--no-progress")
     assert code == EXIT_CLEAN
     assert "no violations found" in out and "judged" in out
 
 
+@pytest.mark.slow
 def test_fuzz_atheris_reports_the_seed_bug(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--engine", "atheris", "--impl", SEED_BUG, "--time", "30", "--out", str(tmp_path))
     assert code == EXIT_FINDINGS, out
@@ -93,6 +98,7 @@ def test_fuzz_atheris_reports_the_seed_bug(capsys: pytest.CaptureFixture[str], t
             assert p.with_suffix("").name in names  # the case JSON sits next to libFuzzer's crash file
 
 
+@pytest.mark.slow
 def test_fuzz_atheris_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--engine", "atheris", "--impl", "v6.19", "--time", "4", "--out", str(tmp_path))
     assert code == EXIT_CLEAN, out
@@ -145,6 +151,7 @@ def test_minimize_keeps_the_violation_and_shrinks(capsys: pytest.CaptureFixture[
     assert code == 2 and "does not fail on v6.19" in err
 
 
+@pytest.mark.slow
 def test_exhaust_counts_and_finds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "exhaust", "--impl", "v6.19", "--count-only")
     assert code == EXIT_CLEAN
@@ -162,6 +169,7 @@ def test_exhaust_counts_and_finds(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert code == EXIT_CLEAN and "0 shapes violate" in out
 
 
+@pytest.mark.slow
 def test_sigterm_ends_run_with_the_summary_so_far(tmp_path: Path) -> None:
     """Synchronised on the finding file (not on time): SIGTERM after the first minimal case."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))

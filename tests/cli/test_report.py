@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz import report
+from fuzz import progress, report
 from fuzz.campaign import CellResult, Counts, Finding
 from fuzz.cli import main
 
@@ -179,7 +179,7 @@ def test_the_first_kernel_build_is_announced(tmp_path: Path, monkeypatch: pytest
 
 def test_progress_sums_the_cells_of_one_configuration() -> None:
     """``fuzz --jobs 2`` runs two cells of one configuration: progress counts both."""
-    display = report.Display(["v6.19"], {"v6.19": "pass"}, enabled=False)
+    display = progress.Display(["v6.19"], {"v6.19": "pass"}, enabled=False)
     base = {"judged": 0, "failed": 0, "refused": 0, "unspecified": 0, "invalid": 0}
     display.on_event(("progress", "v6.19", dict(base, cases=30, seed=0)))
     display.on_event(("progress", "v6.19", dict(base, cases=12, seed=1)))

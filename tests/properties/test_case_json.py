@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from fuzz.strategies import cases
 from model.case import Case, CaseError
-from model.contract import derive_flags
+from model.core_stage import derive_flags
 
 BASE: dict[str, Any] = {
     "schema": 1,
@@ -26,6 +26,7 @@ BASE: dict[str, Any] = {
 }
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(cases())
 def test_round_trip(case: Case) -> None:
@@ -36,6 +37,7 @@ def test_round_trip(case: Case) -> None:
     assert Case.from_dict(json.loads(json.dumps(case.to_dict()))) == case
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(cases(target="struct_ops"))
 def test_struct_ops_cases_are_well_formed(case: Case) -> None:

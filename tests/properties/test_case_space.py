@@ -24,7 +24,8 @@ from emu.impls.registry import resolve
 from fuzz.shape import RandomDraw, case_from_draw
 from fuzz.strategies import search_cases
 from model.case import MASK64, Case
-from model.contract import F_IP_ARG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_TAIL_CALL_CTX, effective_flags
+from model.contract import F_IP_ARG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_TAIL_CALL_CTX
+from model.core_stage import effective_flags
 from model.expectation import Invalid
 from model.semantics import expect
 

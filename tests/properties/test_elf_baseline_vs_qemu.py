@@ -22,8 +22,9 @@ from emu.elf.image import load_elf
 from emu.elf.signature import signatures
 from emu.engine.unicorn_engine import UnicornEngine
 from tests.support.cross import QEMU, Build, assemble, compile_object, link_static, tools_present
+from tests.support.tools import skip_if_missing
 
-pytestmark = pytest.mark.skipif(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
+pytestmark = skip_if_missing(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
 
 NVEC = 12
 BUF_WORDS = 8

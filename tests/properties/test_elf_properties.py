@@ -16,8 +16,9 @@ from fuzz.elf_cases import draw_elf_case, elf_targets
 from fuzz.oracle import judge
 from fuzz.shape import RandomDraw
 from tests.support.cross import Build, compile_object, tools_present
+from tests.support.tools import skip_if_missing
 
-pytestmark = pytest.mark.skipif(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
+pytestmark = skip_if_missing(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
 
 #: the kernel's sled layouts as (-fpatchable-function-entry, -march) -> layout key
 BUILD_FOR_LAYOUT = {

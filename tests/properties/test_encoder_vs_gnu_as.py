@@ -24,9 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emu.rv64 import encode
+from emu.rv64 import encode, encode_rvc
 from emu.rv64.emitter import Emitter
 from emu.rv64.regs import NAMES
+from tests.support.tools import skip_if_missing
 
 AS = "riscv64-linux-gnu-as"
 LD = "riscv64-linux-gnu-ld"
@@ -34,7 +35,7 @@ OBJCOPY = "riscv64-linux-gnu-objcopy"
 LINK_ADDR = 0x4000_0000  # far from 0 so that negative pc-relative targets stay positive
 
 HAVE_BINUTILS = all(shutil.which(tool) for tool in (AS, LD, OBJCOPY))
-SKIP_NO_BINUTILS = pytest.mark.skipif(
+SKIP_NO_BINUTILS = skip_if_missing(
     not HAVE_BINUTILS, reason=f"{AS}/{LD}/{OBJCOPY} not installed (binutils-riscv64-linux-gnu)"
 )
 
@@ -187,7 +188,7 @@ def public_encoders() -> dict[str, Callable[..., int]]:
     return {
         name: fn
         for name, fn in inspect.getmembers(encode, inspect.isfunction)
-        if not name.startswith("_") and fn.__module__ == encode.__name__
+        if not name.startswith("_") and fn.__module__ in (encode.__name__, encode_rvc.__name__)
     }
 
 
@@ -323,6 +324,7 @@ def batches(draw: st.DrawFn) -> list[Insn]:
 @SKIP_NO_BINUTILS
 # Each example is one `as` call (~0.15 s): the nightly profile's budget is meant for the trampoline
 # properties, so this one is capped (the deterministic batch above covers every form every run).
+@pytest.mark.slow
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None,
           max_examples=min(settings().max_examples, 300))
 @given(batches())

@@ -93,6 +93,7 @@ def test_edge_examples_cover_both_limits_and_are_judged_or_refused() -> None:
             assert isinstance(verdict, Refusal) and verdict.errno == 34  # -ERANGE
 
 
+@pytest.mark.slow
 def test_shrinking_reaches_small_cases() -> None:
     caps = resolve("v6.19").caps
     small = find(fuzz_cases(caps=caps), lambda c: len(c.links) >= 2 and c.target == "kernel_function", settings=SHRINK,

@@ -24,6 +24,7 @@ from emu.kernel.impl import factory, tree_report
 from fuzz.oracle import judge
 from fuzz.strategies import search_cases
 from model.case import Case
+from tests.support.tools import missing
 
 CASES = 1000
 TREES = ("6.12", "7.2", "7.3")
@@ -36,7 +37,7 @@ def test_every_invariant_holds_on_the_trees_jit(version: str) -> None:
     try:
         src = str(resolve_tree(f"debian:{version}", download=False))
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
     ker = factory(src, name=f"kernel-{version}")
     report = tree_report(src)
     assert report.build.version.startswith(version + "."), report.build.version

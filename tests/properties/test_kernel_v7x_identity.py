@@ -27,8 +27,10 @@ from emu.scenario import scenario_for
 from fuzz.strategies import search_cases
 from model.caps import SledLayout
 from model.case import Case
-from model.contract import F_TAIL_CALL_CTX, CoreRefusal, core_stage, derive_flags
+from model.contract import F_TAIL_CALL_CTX
+from model.core_stage import CoreRefusal, core_stage, derive_flags
 from tests.properties.test_kernel_v612_identity import _describe, _key, side_by_side
+from tests.support.tools import missing
 
 REQUESTS = 2000
 TREES = ("7.2", "7.3")
@@ -108,7 +110,7 @@ def test_v7x_era_emits_the_kernels_bytes_for_strategy_requests(version: str) -> 
     try:
         src = str(resolve_tree(f"debian:{version}", download=False))
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
     ker = factory(src, name=f"kernel-{version}")
     assert tree_report(src).build.version.startswith(version + ".")
     era = resolve(f"v{version}")
@@ -142,6 +144,6 @@ def test_v7x_caps_equal_the_kernels(version: str) -> None:
     try:
         src = str(resolve_tree(f"debian:{version}", download=False))
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
     ker = factory(src, name="kernel")
     assert ker.caps == replace(resolve(f"v{version}").caps, name="kernel")

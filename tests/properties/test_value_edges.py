@@ -82,6 +82,7 @@ def struct_ops_hypothesis(n: int, seed: int) -> list[Case]:
     return hypothesis_cases(n // 3, seed, only)  # search_cases draws ~a third struct_ops
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("generator", [struct_ops_hypothesis, shape_cases])
 def test_struct_ops_returns_carry_high_bits_and_sign_edges(generator: Any) -> None:
     cases = [c for c in generator(1800, 1) if c.target == "struct_ops"]
@@ -133,6 +134,7 @@ BOUND = 1200
 MEDIAN = 450
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit", [DropsSignExtension, TruncatesUnsignedByte])
 def test_a_struct_ops_extension_bug_is_found_quickly(jit: type[EraJit]) -> None:
     impl = broken(jit)

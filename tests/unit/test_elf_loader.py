@@ -14,8 +14,9 @@ from emu.elf.functions import find_function, traced_functions
 from emu.elf.image import ElfError, load_elf
 from emu.elf.signature import parse_signature, signatures
 from tests.support.cross import COMPILERS, LAYOUTS, Build, compile_object, tools_present
+from tests.support.tools import skip_if_missing
 
-pytestmark = pytest.mark.skipif(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
+pytestmark = skip_if_missing(bool(tools_present()), reason=f"missing tools: {tools_present()} (scripts/setup.sh)")
 
 BASE = 0xFFFFFFFF80200000
 

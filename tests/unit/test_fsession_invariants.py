@@ -15,16 +15,8 @@ from emu.rv64.emitter import Emitter
 from emu.rv64.regs import FP, T1
 from fuzz.oracle import judge
 from model.case import Arg, Body, Case, Function, Link
-from model.contract import (
-    F_CALL_ORIG,
-    F_RESTORE_REGS,
-    F_SKIP_FRAME,
-    F_TAIL_CALL_CTX,
-    MAX_TRAMP_LINKS,
-    CoreRefusal,
-    core_stage,
-    derive_flags,
-)
+from model.contract import F_CALL_ORIG, F_RESTORE_REGS, F_SKIP_FRAME, F_TAIL_CALL_CTX, MAX_TRAMP_LINKS
+from model.core_stage import CoreRefusal, core_stage, derive_flags
 from model.expectation import Expected, Invalid
 from model.semantics import expect
 

@@ -21,6 +21,7 @@ from emu.impls.api import ArgModel, FuncModel, Image, Jit, LinkReq, Refused, Tra
 from emu.kernel.adapter import KernelJit
 from emu.kernel.build import JIT_C, NEEDED, KernelBuildError, build, default_linux_src, read_tree
 from model.contract import E2BIG, EFAULT, ENOTSUPP, ERANGE, F_CALL_ORIG, F_IP_ARG, F_ORIG_STACK, F_RESTORE_REGS, F_SKIP_FRAME
+from tests.support.tools import skip_if_missing
 
 
 def _linux_src() -> Path | None:
@@ -30,7 +31,7 @@ def _linux_src() -> Path | None:
 
 pytestmark = [
     pytest.mark.kernel,
-    pytest.mark.skipif(
+    skip_if_missing(
         _linux_src() is None,
         reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH",
     ),

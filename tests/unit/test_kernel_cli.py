@@ -9,6 +9,7 @@ import pytest
 
 from emu.kernel.debian import DebianTreeError, resolve_tree
 from fuzz.cli import main
+from tests.support.tools import missing
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,7 @@ def _fetched(version: str) -> str:
     try:
         return str(resolve_tree(f"debian:{version}", download=False))
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
 
 
 def test_an_unknown_debian_version_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from emu.kernel import debian
 from emu.kernel.build import kernel_version, read_tree
+from tests.support.tools import missing
 
 
 def test_the_mirror_is_the_deb822_archive_entry_not_security(tmp_path: Path) -> None:
@@ -61,7 +62,7 @@ def test_each_fetched_tree_declares_its_version(version: str) -> None:
     try:
         src = debian.resolve_tree(f"debian:{version}", download=False)
     except debian.DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
     files, name, _ = read_tree(src)
     assert name == f"linux-source-{version}"
     assert kernel_version(files["Makefile"].decode()).startswith(version + ".")

@@ -24,10 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from emu.impls.api import Implementation
 from emu.kernel.build import JIT_C, read_tree
 from emu.kernel.debian import DebianTreeError, resolve_tree
-from emu.kernel.impl import FTRACE_FILES, _read_ftrace_files, factory, tree_report
+from emu.kernel.ftrace import FTRACE_FILES, read_ftrace_files
+from emu.kernel.impl import factory, tree_report
 from fuzz.oracle import judge
 from fuzz.strategies import search_cases
 from model.case import Case, case_from_dict
+from tests.support.tools import missing
 
 #: (name, the line as the tree has it, the line with the fault)
 FAULTS: tuple[tuple[str, str, str], ...] = (
@@ -105,7 +107,7 @@ def _restore_kernel_tree(restore_kernel_tree: None) -> None:
 def tree_copy(src: Path, dest: Path, old: str, new: str) -> None:
     """The files the kernel implementation reads, from ``src``, with ``old`` -> ``new`` in the JIT (once)."""
     files, name, _ = read_tree(src)
-    files = {**files, **_read_ftrace_files(src, name)}
+    files = {**files, **read_ftrace_files(src, name)}
     jit = files[JIT_C].decode()
     assert jit.count(old) == 1, f"the tree has {jit.count(old)} lines {old!r}, not one"
     files[JIT_C] = jit.replace(old, new, 1).encode()
@@ -119,7 +121,7 @@ def _tree(version: str) -> Path:
     try:
         return resolve_tree(f"debian:{version}", download=False)
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
 
 
 _drawn: dict[str, list[Case]] = {}

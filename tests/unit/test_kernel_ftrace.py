@@ -22,8 +22,10 @@ import pytest
 from emu.impls.registry import resolve
 from emu.impls.torn import _states
 from emu.kernel.debian import DebianTreeError, resolve_tree
-from emu.kernel.impl import FtraceFacts, KernelAtomicPatcher, factory
+from emu.kernel.ftrace import FtraceFacts, KernelAtomicPatcher
+from emu.kernel.impl import factory
 from model.contract import EINVAL
+from tests.support.tools import missing
 
 T0 = 5
 FUNC = 0xFFFFFFFF80200000
@@ -88,7 +90,7 @@ def _tree_patcher() -> KernelAtomicPatcher:
     try:
         src = str(resolve_tree("debian:7.3", download=False))
     except DebianTreeError as exc:
-        pytest.skip(f"{exc} (scripts/setup.sh fetches it)")
+        missing(f"{exc} (scripts/setup.sh fetches it)")
     ft = factory(src, name="kernel-7.3").patcher.ftrace  # type: ignore[attr-defined]
     assert isinstance(ft, KernelAtomicPatcher)
     return ft

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import emu.kernel.ftrace as kftrace
 import emu.kernel.impl as kimpl
 from emu.impls.eras import ERAS
 from emu.impls.registry import ImplementationError, capabilities, resolve
@@ -21,6 +22,7 @@ from emu.kernel.build import NEEDED, build, cache_root, default_linux_src
 from emu.kernel.probe import KernelFeatures
 from model.caps import SledLayout
 from model.known_bugs import KNOWN_BUGS
+from tests.support.tools import skip_if_missing
 
 #: Debian 6.12.117 as docs/kernel.md's probe table lists it.
 F_6_12_117 = KernelFeatures(
@@ -33,7 +35,7 @@ F_6_11 = replace(F_6_12_117, struct_ops_sign_extend=False)
 #: v6.8: before 6801b0aef79d, a5912c37faf7, 10541b374aa0, 9f1e16fb1fc9.
 F_6_8 = replace(F_6_11, stack_args=False, stack_args_only_call_orig=False, mv_s1_before_branch=False,
                 size_max_count_imm=False, patch_text_bytes=False)
-T0_FACTS = kimpl.FtraceFacts(mcount_insn_size=8, direct_calls=True, stop_machine=True, preemptible=False)
+T0_FACTS = kftrace.FtraceFacts(mcount_insn_size=8, direct_calls=True, stop_machine=True, preemptible=False)
 
 T0, T1 = 5, 6
 
@@ -150,7 +152,7 @@ def _linux_src() -> Path | None:
 
 
 @pytest.mark.kernel
-@pytest.mark.skipif(_linux_src() is None,
+@skip_if_missing(_linux_src() is None,
                     reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
 class TestOnTheTree:
     def test_resolves_with_the_trees_version_and_the_v612_caps(self) -> None:
@@ -197,13 +199,13 @@ class TestOnTheTree:
         for rel in NEEDED:
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             (tree / rel).write_bytes((cache_root() / kb.content_hash / "tree" / rel).read_bytes())
-        for rel, data in kimpl._read_ftrace_files(src, kb.tree_name).items():
+        for rel, data in kftrace.read_ftrace_files(src, kb.tree_name).items():
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             (tree / rel).write_bytes(data)
         ker = kimpl.factory(str(tree))
         assert ker.description == f"real JIT of linux {kb.version} ({tree})"
         assert ker.caps == resolve("kernel").caps
-        header = tree / kimpl.FTRACE_H
+        header = tree / kftrace.FTRACE_H
         header.write_text(header.read_text().replace("#define make_call_t0", "#define sf_renamed_make_call_t0"))
         with pytest.raises(ImplementationError) as info:
             kimpl.factory(str(tree))
@@ -232,7 +234,7 @@ def test_impls_lists_kernel_as_unavailable_without_a_tree(tmp_path: Path, capsys
 
 
 @pytest.mark.kernel
-@pytest.mark.skipif(_linux_src() is None,
+@skip_if_missing(_linux_src() is None,
                     reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
 def test_impls_lists_kernel_with_the_trees_version(capsys: pytest.CaptureFixture[str]) -> None:
     from fuzz.cli import main

@@ -9,6 +9,7 @@ import pytest
 
 from emu.kernel.build import JIT_C, KernelBuildError, default_linux_src, kernel_version, read_tree, rewrite_jit
 from emu.kernel.probe import probe_source
+from tests.support.tools import skip_if_missing
 
 
 def _linux_src() -> Path | None:
@@ -16,7 +17,7 @@ def _linux_src() -> Path | None:
     return Path(env) if env else default_linux_src()
 
 
-needs_tree = pytest.mark.skipif(
+needs_tree = skip_if_missing(
     _linux_src() is None,
     reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH",
 )

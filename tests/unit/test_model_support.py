@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 
 from fuzz.strategies import cases
@@ -165,6 +166,7 @@ def test_correct_observation_passes_every_invariant_on_a_selftest() -> None:
     assert check_all(case, CAPS, exp, observation_from_expected(case, exp)) == ()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(cases(caps=CAPS))
 def test_correct_observation_passes_every_invariant(case: Case) -> None:

@@ -14,9 +14,10 @@ from elftools.elf.elffile import ELFFile
 from emu.impls.eras import ERAS, FTRACE_ONLY
 from emu.impls.registry import patchers_for
 from model.caps import SledLayout
+from tests.support.tools import skip_if_missing
 
 GCC = shutil.which("riscv64-linux-gnu-gcc")
-pytestmark = pytest.mark.skipif(GCC is None, reason="riscv64-linux-gnu-gcc not installed (gcc-riscv64-linux-gnu)")
+pytestmark = skip_if_missing(GCC is None, reason="riscv64-linux-gnu-gcc not installed (gcc-riscv64-linux-gnu)")
 
 SOURCE = "int bpf_fentry_test1(int a) { return a + 1; }\n"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from emu.rv64.emitter import Emitter
+from tests.support.tools import skip_if_missing
 
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 NET = "linux-source-6.12/arch/riscv/net"
@@ -26,8 +27,8 @@ NET = "linux-source-6.12/arch/riscv/net"
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.slow,
-    pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing (apt-get install linux-source-6.12)"),
-    pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc missing"),
+    skip_if_missing(not TARBALL.exists(), reason=f"{TARBALL} missing (apt-get install linux-source-6.12)"),
+    skip_if_missing(shutil.which("gcc") is None, reason="host gcc missing"),
 ]
 
 DRIVER = r"""#include <stdio.h>

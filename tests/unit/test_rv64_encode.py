@@ -1,4 +1,4 @@
-"""Known words and operand refusals of emu/rv64/encode.py (the full proof is the GNU as test)."""
+"""Known words and operand refusals of emu/rv64/encode.py and encode_rvc.py (the full proof is the GNU as test)."""
 
 from __future__ import annotations
 
