@@ -10,8 +10,7 @@ pip3 install .
 # What PyInstaller cannot see from the imports: unicorn's and capstone's native libraries, the
 # C sources the engine and the kernel adapter compile at run time, the plugin entry points.
 bundle=(--collect-all unicorn --collect-all capstone
-        --collect-submodules emu --collect-submodules model --collect-submodules fuzz
-        --collect-data emu --copy-metadata sledfuzz)
+        --collect-submodules sledfuzz --collect-data sledfuzz.emu --copy-metadata sledfuzz)
 
 found=0
 while IFS= read -r -d '' fuzzer; do

@@ -28,12 +28,12 @@ from typing import Any
 import atheris
 
 # before any other project module: the target's imports are the instrumented ones
-import fuzz.fuzz_trampoline as target
+import sledfuzz.fuzz.fuzz_trampoline as target
 
 
 def main(argv: list[str] | None = None) -> None:
     from bench.measure import JudgeProbe, probe_judge
-    from fuzz.campaign import judge_case, resolve
+    from sledfuzz.fuzz.campaign import judge_case, resolve
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--impl", default="v6.19")

@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hypothesis
 
-from emu.engine import get_engine
-from fuzz.campaign import resolve, shipped_configurations
-from fuzz.corpus import atomic_write_text
-from fuzz.crosscheck import ISA_CAUSES, CrossChecker, EngineFinding, finding_path, isa_lockstep, isa_program
-from fuzz.shape import RandomDraw, case_from_draw
-from fuzz.strategies import search_cases
-from model.case import Case
+from sledfuzz.emu.engine import get_engine
+from sledfuzz.fuzz.campaign import resolve, shipped_configurations
+from sledfuzz.fuzz.corpus import atomic_write_text
+from sledfuzz.fuzz.crosscheck import ISA_CAUSES, CrossChecker, EngineFinding, finding_path, isa_lockstep, isa_program
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.fuzz.strategies import search_cases
+from sledfuzz.model.case import Case
 
 #: Divergence signatures docs/engines.md explains (field sets; see "Cross-check divergences").
 EXPLAINED: frozenset[str] = frozenset()

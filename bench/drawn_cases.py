@@ -10,9 +10,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hyp_seed
 
-from emu.impls.registry import resolve
-from fuzz.strategies import cases, search_cases
-from model.case import Case
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.strategies import cases, search_cases
+from sledfuzz.model.case import Case
 
 
 def draw_cases(impl_name: str, n: int, seed: int, *, base: bool = False) -> list[Case]:

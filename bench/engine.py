@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emu.engine import Engine, get_engine
-from emu.rv64.encode import addi, jal, jalr, ld, sd
+from sledfuzz.emu.engine import Engine, get_engine
+from sledfuzz.emu.rv64.encode import addi, jal, jalr, ld, sd
 
 TEXT = 0xFFFFFFFF80000000
 HOST = 0xFFFFFFFF80010000

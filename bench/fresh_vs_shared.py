@@ -29,11 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emu.impls.registry import resolve
-from fuzz.campaign import shipped_configurations
-from fuzz.oracle import Verdict, judge
-from fuzz.shape import RandomDraw, case_from_draw
-from model.case import MASK64, Case, CaseError, Layout
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.campaign import shipped_configurations
+from sledfuzz.fuzz.oracle import Verdict, judge
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.model.case import MASK64, Case, CaseError, Layout
 
 ALIAS_SHARE = 1 / 3
 
@@ -104,8 +104,8 @@ def compare(pairs: Iterator[tuple[str, Case]], *, progress_every: float = 0.0,
             if len(lines) < 20:
                 lines.append(f"case {n} on {name} ({case.target}): shared {shared.summary} | fresh {fresh.summary}")
             if save is not None:
-                from fuzz.campaign import judge_case
-                from fuzz.fresh import write_harness_fault
+                from sledfuzz.fuzz.campaign import judge_case
+                from sledfuzz.fuzz.fresh import write_harness_fault
 
                 write_harness_fault(save, case, name, judge_case(case, impl), judge_case(case, impl, fresh=True),
                                     {"found_by": "bench/fresh_vs_shared.py"})

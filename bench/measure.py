@@ -1,7 +1,7 @@
 """Shared measuring tools of the benchmarks: a probe around the judge, a structure key, the engines.
 
 The benchmarks measure what a user runs (``fuzz.campaign.search_cell``, the atheris target), so
-they do not copy the search loops: they wrap ``fuzz.oracle.judge``, the one function every engine
+they do not copy the search loops: they wrap ``sledfuzz.fuzz.oracle.judge``, the one function every engine
 calls per case (``fuzz.campaign.judge_case`` imports it at call time), and read the time split the
 judge and the scenario already keep. Everything outside the judge is generation and search
 bookkeeping (hypothesis or the shape builder, the campaign's loop).
@@ -20,8 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import fuzz.oracle
-from model.case import Case
+import sledfuzz.fuzz.oracle
+from sledfuzz.model.case import Case
 
 #: The judge's stages, in the order a case goes through them (``expect`` and ``invariants`` from
 #: ``judge(timing=...)``, the rest from ``Scenario.timing``).
@@ -53,7 +53,7 @@ class JudgeProbe:
     ``first_*`` are the wall and CPU times of the first call's start (the first generated case).
     """
 
-    on_verdict: Callable[[Case, fuzz.oracle.Verdict, float], None] | None = None
+    on_verdict: Callable[[Case, sledfuzz.fuzz.oracle.Verdict, float], None] | None = None
     calls: int = 0
     judge_seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
@@ -97,14 +97,14 @@ class JudgeProbe:
 
 @contextmanager
 def probe_judge(probe: JudgeProbe) -> Iterator[JudgeProbe]:
-    """Install ``probe`` around ``fuzz.oracle.judge`` for the duration of the ``with`` block."""
-    from emu.scenario import scenario_for
+    """Install ``probe`` around ``sledfuzz.fuzz.oracle.judge`` for the duration of the ``with`` block."""
+    from sledfuzz.emu.scenario import scenario_for
 
-    real = fuzz.oracle.judge
+    real = sledfuzz.fuzz.oracle.judge
     probe.scenario_timing = scenario_for(None).timing
     probe.scenario_before = dict(probe.scenario_timing)
 
-    def judge(case: Case, impl_or_name: Any, **kw: Any) -> fuzz.oracle.Verdict:
+    def judge(case: Case, impl_or_name: Any, **kw: Any) -> sledfuzz.fuzz.oracle.Verdict:
         t0 = time.perf_counter()
         if probe.first_wall is None:  # process_time is a system call (~5 us here): only once
             probe.first_wall, probe.first_cpu = time.monotonic(), time.process_time()
@@ -126,23 +126,23 @@ def probe_judge(probe: JudgeProbe) -> Iterator[JudgeProbe]:
         probe.overhead += time.perf_counter() - t1
         return verdict
 
-    fuzz.oracle.judge = judge
+    sledfuzz.fuzz.oracle.judge = judge
     try:
         yield probe
     finally:
-        fuzz.oracle.judge = real
+        sledfuzz.fuzz.oracle.judge = real
 
 
 def search_engines() -> tuple[str, ...]:
     """The in-process engines of ``fuzz.campaign.search_cell`` (``hypothesis``, ``random``, ``mixed``)."""
-    from fuzz.campaign import Engine
+    from sledfuzz.fuzz.campaign import Engine
 
     return tuple(typing.get_args(Engine))
 
 
 def fuzz_default_engine() -> str:
     """The engine ``sledfuzz fuzz`` uses when none is named (read from its own parser)."""
-    from fuzz.cli import build_parser
+    from sledfuzz.fuzz.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -155,7 +155,7 @@ def run_search(impl_name: str, engine: str, seconds: float, seed: int, *,
     """Run ``search_cell`` as ``sledfuzz fuzz``/``run`` do (no output files, no minimising) and
     measure it. With ``awaited`` (bug -> invariants) the search stops once every awaited bug was
     seen (the campaign's own stop rule, ``stop_on``) and the result says when each was first seen."""
-    from fuzz.campaign import resolve, search_cell
+    from sledfuzz.fuzz.campaign import resolve, search_cell
 
     target = resolve(impl_name).name
     found: dict[str, dict[str, Any]] = {}
@@ -164,7 +164,7 @@ def run_search(impl_name: str, engine: str, seconds: float, seed: int, *,
     probe = JudgeProbe()
     own = [0]
 
-    def on_verdict(case: Case, verdict: fuzz.oracle.Verdict, t: float) -> None:
+    def on_verdict(case: Case, verdict: sledfuzz.fuzz.oracle.Verdict, t: float) -> None:
         if verdict.impl != target:
             return  # the campaign judging a finding on the configuration it derives from
         if case is last[0]:

@@ -36,7 +36,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANT_DIR = Path(__file__).resolve().parent / "mutants"
-COPIED = ("model", "emu", "fuzz", "bench", "corpus")
+COPIED = ("model", "emu", "fuzz", "sledfuzz", "bench", "corpus")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def copy_project(dest: Path) -> None:
     for name in COPIED:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
+            shutil.copytree(src, dest / name, ignore=ignore, symlinks=True)
 
 
 def run_one(mutant: Mutant | None, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,10 +131,10 @@ def child(args: argparse.Namespace) -> None:
     import traceback
 
     sys.path.insert(0, str(ROOT))
-    import fuzz.oracle
-    from fuzz.campaign import search_cell
+    import sledfuzz.fuzz.oracle
+    from sledfuzz.fuzz.campaign import search_cell
 
-    real = fuzz.oracle.judge
+    real = sledfuzz.fuzz.oracle.judge
     start = [0.0]
     n = [0]
 
@@ -162,7 +162,7 @@ def child(args: argparse.Namespace) -> None:
                    "summary": verdict.summary, "case": case.to_json(indent=None)})
         return verdict
 
-    fuzz.oracle.judge = judge  # type: ignore[assignment]
+    sledfuzz.fuzz.oracle.judge = judge  # type: ignore[assignment]
     res = search_cell(args.impl, seconds=args.budget_seconds, seed=args.seed, out_dir=None, minimize=False,
                       stop_when_found=False, engine=args.engine)
     if res.error:

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import STAGES
-from model.case import Case
+from sledfuzz.model.case import Case
 
 
 def load_cases(path: Path, n: int) -> list[Case]:
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--html", type=Path, default=None, help="with --profile: write the profile here")
     args = ap.parse_args(argv)
 
-    from emu.impls.registry import resolve
-    from emu.scenario import scenario_for
-    from fuzz.oracle import judge
+    from sledfuzz.emu.impls.registry import resolve
+    from sledfuzz.emu.scenario import scenario_for
+    from sledfuzz.fuzz.oracle import judge
 
     impl = resolve(args.impl)
     t = time.perf_counter()

@@ -69,7 +69,7 @@ def _command(engine: str, impl: str, seconds: float, work: str) -> tuple[list[st
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
     if engine == "atheris":
         env.update(SLEDFUZZ_IMPL=impl, SLEDFUZZ_OUT=work)
-        return ([sys.executable, "-m", "fuzz.fuzz_trampoline", f"-max_total_time={int(seconds)}", "-seed=1",
+        return ([sys.executable, "-m", "sledfuzz.fuzz.fuzz_trampoline", f"-max_total_time={int(seconds)}", "-seed=1",
                  f"-artifact_prefix={work}/", "-rss_limit_mb=8192", "-print_final_stats=0",
                  "-close_fd_mask=3", work], env)
     return ([sys.executable, str(Path(__file__).resolve()), "--child", engine, "--impl", impl,
@@ -107,7 +107,7 @@ def measure(engine: str, impl: str, seconds: float) -> tuple[float, float, float
 
 
 def _child(engine: str, impl: str, seconds: float, out: str) -> int:
-    from fuzz.campaign import search_cell
+    from sledfuzz.fuzz.campaign import search_cell
 
     search_cell(impl, seconds=seconds, seed=1, out_dir=out, stop_when_found=False, minimize=False,
                 engine=engine)  # type: ignore[arg-type]

@@ -92,9 +92,9 @@ def judge_only(impl_name: str, n: int, seed: int, *, base: bool = False, repeat:
     """The judge alone on a fixed set of cases drawn up front (drawing not counted): the campaign
     strategies (``--base``: the base ones). ``repeat`` 2 judges the set again with the JIT cached
     (what shrinking and replay see); the last line is the first, cold pass."""
-    from emu.impls.registry import resolve
-    from emu.scenario import scenario_for
-    from fuzz.oracle import judge
+    from sledfuzz.emu.impls.registry import resolve
+    from sledfuzz.emu.scenario import scenario_for
+    from sledfuzz.fuzz.oracle import judge
 
     impl = resolve(impl_name)
     t = time.perf_counter()
@@ -133,10 +133,10 @@ def generation_only(impl_name: str, seconds: float, seed: int) -> int:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hyp_seed
 
-    from emu.impls.registry import resolve
-    from fuzz.shape import RandomDraw, case_from_draw
-    from fuzz.strategies import search_cases
-    from model.case import Case
+    from sledfuzz.emu.impls.registry import resolve
+    from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+    from sledfuzz.fuzz.strategies import search_cases
+    from sledfuzz.model.case import Case
 
     caps = resolve(impl_name).caps
     rates: dict[str, float] = {}

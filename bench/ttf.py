@@ -45,7 +45,7 @@ from bench.measure import child_command, error_tail, fuzz_default_engine, search
 
 def bug_configurations() -> dict[str, dict[str, list[str]]]:
     """Configuration -> its target bugs (bug key -> declared invariants), in shipped order."""
-    from fuzz.campaign import cell_context, expectation, resolve, shipped_configurations
+    from sledfuzz.fuzz.campaign import cell_context, expectation, resolve, shipped_configurations
 
     out: dict[str, dict[str, list[str]]] = {}
     for name in shipped_configurations():
@@ -103,9 +103,9 @@ def run(config: str, bugs: dict[str, list[str]], engine: str, seed: int, budget:
 
 def minimal_size(config: str, case_json: str, invariants: list[str], seconds: float) -> tuple[int, ...] | None:
     """The campaign's minimisation of a finding; the size of the result (None if it fails)."""
-    from fuzz.campaign import cell_context, judge_case, minimize_finding
-    from fuzz.minimize import size
-    from model.case import case_from_dict
+    from sledfuzz.fuzz.campaign import cell_context, judge_case, minimize_finding
+    from sledfuzz.fuzz.minimize import size
+    from sledfuzz.model.case import case_from_dict
 
     ctx = cell_context(config)
     case = case_from_dict(json.loads(case_json))
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                 first = next((r["found"][bug] for r in mine if bug in r["found"]), None)
                 raw = small = None
                 if first is not None:
-                    from fuzz.minimize import size
-                    from model.case import case_from_dict
+                    from sledfuzz.fuzz.minimize import size
+                    from sledfuzz.model.case import case_from_dict
 
                     raw = size(case_from_dict(json.loads(first["case"])))
                     key = (config, first["case"], tuple(first["invariants"]))

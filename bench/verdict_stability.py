@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emu.impls.registry import resolve
-from fuzz.oracle import Verdict, judge
-from model.case import Case
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.oracle import Verdict, judge
+from sledfuzz.model.case import Case
 
 IMPLS = (
     "v6.19",

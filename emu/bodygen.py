@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.offsets import in_auipc_jalr_range
-from emu.rv64.regs import A0, A5, RA, S0, S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, S11, SP, T0, T1, T2, ZERO
-from model.case import Body
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.offsets import in_auipc_jalr_range
+from sledfuzz.emu.rv64.regs import A0, A5, RA, S0, S1, S2, S3, S4, S5, S6, S7, S8, S9, S10, S11, SP, T0, T1, T2, ZERO
+from sledfuzz.model.case import Body
 
 __all__ = ["JUNK", "body_frame_size", "compile_body"]
 

@@ -23,14 +23,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from emu.impls.api import Implementation
-from fuzz import interrupt
-from fuzz.campaign import CellResult, Counts, Finding, cell_context, dir_name, minimal_case, slug
-from fuzz.corpus import Entry, load_entry, with_tool_version, write_finding
-from fuzz.elf_cases import ElfSource
+import sledfuzz
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz import interrupt
+from sledfuzz.fuzz.campaign import CellResult, Counts, Finding, cell_context, dir_name, minimal_case, slug
+from sledfuzz.fuzz.corpus import Entry, load_entry, with_tool_version, write_finding
+from sledfuzz.fuzz.elf_cases import ElfSource
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (fuzz/ is a folder of it): the corpus and dictionary
 DICT = ROOT / "corpus" / "fuzz_trampoline.dict"
+#: Where the ``sledfuzz`` package is imported from (the checkout, or site-packages): the libFuzzer child's path.
+IMPORT_ROOT = Path(sledfuzz.__file__).resolve().parent.parent
 
 
 STOP_GRACE_SECONDS = 10.0
@@ -71,7 +74,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
     art.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SLEDFUZZ_IMPL=impl_name, SLEDFUZZ_OUT=str(art), SLEDFUZZ_RUN_OUT=str(out_dir),
                SLEDFUZZ_STRICT_FLAGS="1" if strict_flags else "0",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(IMPORT_ROOT), os.environ.get("PYTHONPATH", "")])))
     if elf is not None:
         env["SLEDFUZZ_ELF"] = elf.to_json()
     start = time.time()
@@ -89,7 +92,7 @@ def run_atheris(impl_name: str, *, seconds: float, jobs: int = 1, seed: int = 0,
                     for f in Path(corpus).iterdir():
                         if f.is_file():
                             shutil.copy(f, work)
-                cmd = [sys.executable, "-m", "fuzz.fuzz_trampoline", f"-max_total_time={max(1, int(seconds))}",
+                cmd = [sys.executable, "-m", "sledfuzz.fuzz.fuzz_trampoline", f"-max_total_time={max(1, int(seconds))}",
                        f"-seed={seed + i + 1}", f"-artifact_prefix={art}/", "-timeout=20", "-rss_limit_mb=4096",
                        "-print_final_stats=0", "-handle_int=0", "-handle_term=0",
                        # full-length inputs from the start: the value-dependent bugs need 8-byte

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from fuzz import interrupt, workers
-from fuzz.configurations import (
+from sledfuzz.fuzz import interrupt, workers
+from sledfuzz.fuzz.configurations import (
     CellContext,
     bug_keys,
     cell_context,
@@ -28,11 +28,11 @@ from fuzz.configurations import (
     shipped_configurations,
     slug,
 )
-from fuzz.elf_cases import ElfSource
-from fuzz.judging import Judged, judge_case
-from fuzz.minimal_case import MINIMIZE_SECONDS, MinimalCase, minimal_case, minimize_finding
-from fuzz.results import CellResult, Counts, Expect, Finding
-from fuzz.search import DEFAULT_OUT, Emit, Engine, Event, search_cell
+from sledfuzz.fuzz.elf_cases import ElfSource
+from sledfuzz.fuzz.judging import Judged, judge_case
+from sledfuzz.fuzz.minimal_case import MINIMIZE_SECONDS, MinimalCase, minimal_case, minimize_finding
+from sledfuzz.fuzz.results import CellResult, Counts, Expect, Finding
+from sledfuzz.fuzz.search import DEFAULT_OUT, Emit, Engine, Event, search_cell
 
 __all__ = [
     "DEFAULT_OUT", "MINIMIZE_SECONDS", "CellContext", "CellResult", "CellSpec", "Counts", "Emit", "Engine", "Event",

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fuzz import __version__, cmd_campaign, cmd_case, cmd_exhaust, cmd_fuzz, cmd_nightly, review_cli
-from fuzz import cli_options as opt
-from fuzz.cli_common import (
+from sledfuzz.fuzz import __version__, cmd_campaign, cmd_case, cmd_exhaust, cmd_fuzz, cmd_nightly, review_cli
+from sledfuzz.fuzz import cli_options as opt
+from sledfuzz.fuzz.cli_common import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_HARNESS_FAULT,
@@ -29,7 +29,7 @@ from fuzz.cli_common import (
     UsageError,
     err,
 )
-from fuzz.review_cli import TreeUnavailable
+from sledfuzz.fuzz.review_cli import TreeUnavailable
 
 __all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_HARNESS_FAULT", "EXIT_SKIP", "EXIT_TOOL_ERROR", "EXIT_USAGE",
            "UsageError", "build_parser", "main"]
@@ -70,11 +70,11 @@ def _use_hypothesis_cache() -> None:
 
 
 def cmd_impls(args: argparse.Namespace) -> int:
-    from emu.impls.registry import available
+    from sledfuzz.emu.impls.registry import available
 
     for name, line in available():
         print(f"{name:32s} {line}")
-    from emu.kernel.impl import describe_kernel_impl
+    from sledfuzz.emu.kernel.impl import describe_kernel_impl
 
     print(f"{'kernel':32s} {describe_kernel_impl(args.linux_src)}")
     return EXIT_CLEAN
@@ -108,7 +108,7 @@ class _BuildNotice(logging.StreamHandler):  # type: ignore[type-arg]
 
 def _announce_kernel_builds(enabled: bool) -> None:
     """Say on stderr when the kernel JIT is built for the first time (``--no-progress``: not)."""
-    log = logging.getLogger("emu.kernel.build")
+    log = logging.getLogger("sledfuzz.emu.kernel.build")
     log.handlers = [h for h in log.handlers if not isinstance(h, _BuildNotice)]
     if enabled:
         handler = _BuildNotice(sys.stderr)
@@ -125,7 +125,7 @@ IMMEDIATE = frozenset({"impls"})
 
 def main(argv: Sequence[str] | None = None) -> int:
     _use_hypothesis_cache()
-    from fuzz import interrupt
+    from sledfuzz.fuzz import interrupt
 
     # first: SIGINT and SIGTERM end every subcommand the same way (fuzz/interrupt.py)
     with interrupt.handling(), interrupt.deferred():

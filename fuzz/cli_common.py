@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line imports what a subcommand needs when it runs (a fast --help)
-    from emu.impls.api import Implementation
-    from fuzz.corpus import Entry
-    from fuzz.exhaust import ExhaustResult
-    from fuzz.results import CellResult
-    from model.case import Case
+    from sledfuzz.emu.impls.api import Implementation
+    from sledfuzz.fuzz.corpus import Entry
+    from sledfuzz.fuzz.exhaust import ExhaustResult
+    from sledfuzz.fuzz.results import CellResult
+    from sledfuzz.model.case import Case
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -39,7 +39,7 @@ def err(msg: str) -> None:
 
 
 def resolve_impl(name: str) -> Implementation:
-    from emu.impls.registry import ImplementationError, resolve
+    from sledfuzz.emu.impls.registry import ImplementationError, resolve
 
     try:
         return resolve(name)
@@ -50,8 +50,8 @@ def resolve_impl(name: str) -> Implementation:
 def read_input(path: str) -> object:
     """Parsed JSON of an input file, or a one-line UsageError naming the file (never a hang on a
     FIFO, a MemoryError on /dev/zero or a RecursionError on deep nesting: corpus.read_json_file)."""
-    from fuzz.corpus import read_json_file
-    from model.case import CaseError
+    from sledfuzz.fuzz.corpus import read_json_file
+    from sledfuzz.model.case import CaseError
 
     try:
         return read_json_file(path)
@@ -67,8 +67,8 @@ def read_input(path: str) -> object:
 
 def load_case_file(path: str) -> tuple[Case, Entry | None]:
     """(case, entry or None) from a case file or a corpus entry; one-line errors."""
-    from fuzz.corpus import entry_from_dict, is_entry
-    from model.case import CaseError, case_from_dict
+    from sledfuzz.fuzz.corpus import entry_from_dict, is_entry
+    from sledfuzz.model.case import CaseError, case_from_dict
 
     data = read_input(path)
     try:
@@ -84,8 +84,8 @@ def object_unchanged(case: Case, path: str) -> Case:
     """A case that traces a compiled function replays only against the same object file."""
     if case.function.compiled is None:
         return case
-    from emu.elf.image import ElfError
-    from emu.elf.placement import check_hash
+    from sledfuzz.emu.elf.image import ElfError
+    from sledfuzz.emu.elf.placement import check_hash
 
     try:
         check_hash(case.function.compiled)
@@ -139,8 +139,8 @@ def check_output_file(path: str) -> None:
 def end_code(interrupted: bool, code: int, results: Sequence[CellResult | ExhaustResult] = ()) -> int:
     """130 after an interrupt (with a note on stderr), else 2 on a cell's tool error, else 3 on
     harness faults, else ``code``."""
-    from fuzz.interrupt import EXIT_INTERRUPTED
-    from fuzz.results import CellResult
+    from sledfuzz.fuzz.interrupt import EXIT_INTERRUPTED
+    from sledfuzz.fuzz.results import CellResult
 
     if interrupted:
         print("sledfuzz: interrupted; the summary above covers what was done so far", file=sys.stderr)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from fuzz.cli_common import EXIT_USAGE
+from sledfuzz.fuzz.cli_common import EXIT_USAGE
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fuzz import cli_options as opt
-from fuzz.cli_common import EXIT_CLEAN, EXIT_FINDINGS, check_out_dir, end_code, resolve_impl
+from sledfuzz.fuzz import cli_options as opt
+from sledfuzz.fuzz.cli_common import EXIT_CLEAN, EXIT_FINDINGS, check_out_dir, end_code, resolve_impl
 
 if TYPE_CHECKING:
-    from fuzz.progress import Display
-    from fuzz.results import CellResult
+    from sledfuzz.fuzz.progress import Display
+    from sledfuzz.fuzz.results import CellResult
 
 
 def add_run_parser(sub: opt.Subparsers) -> None:
@@ -46,7 +46,7 @@ def add_matrix_parser(sub: opt.Subparsers) -> None:
 
 
 def _configs(names: list[str] | None) -> list[str]:
-    from fuzz.campaign import shipped_configurations
+    from sledfuzz.fuzz.campaign import shipped_configurations
 
     if names:
         for n in names:
@@ -56,8 +56,8 @@ def _configs(names: list[str] | None) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fuzz import progress
-    from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
+    from sledfuzz.fuzz import progress
+    from sledfuzz.fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
 
     check_out_dir(args.out)
     configs = _configs(args.impl)
@@ -85,8 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from fuzz import progress
-    from fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
+    from sledfuzz.fuzz import progress
+    from sledfuzz.fuzz.campaign import CellSpec, default_jobs, expectation, resolve, run_cells
 
     check_out_dir(args.out)
     configs = _configs(args.impl)
@@ -103,9 +103,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 def _finish(args: argparse.Namespace, display: Display, results: list[CellResult], interrupted: bool,
             configs: list[str], elapsed: float, fmt: str = "md") -> int:
     """Write matrix.json and matrix.md, print the report; every configuration is accounted for."""
-    from fuzz import interrupt, report
-    from fuzz.campaign import merge_results
-    from fuzz.corpus import atomic_write_text
+    from sledfuzz.fuzz import interrupt, report
+    from sledfuzz.fuzz.campaign import merge_results
+    from sledfuzz.fuzz.corpus import atomic_write_text
 
     interrupted = interrupted or interrupt.requested()
     merged = {r.impl: r for r in merge_results(results)}

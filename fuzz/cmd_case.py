@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fuzz import cli_options as opt
-from fuzz import interrupt
-from fuzz.cli_common import (
+from sledfuzz.fuzz import cli_options as opt
+from sledfuzz.fuzz import interrupt
+from sledfuzz.fuzz.cli_common import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     UsageError,
@@ -28,9 +28,9 @@ from fuzz.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from emu.impls.api import Implementation
-    from fuzz.corpus import Entry, ExpectedVerdict, VerdictFn
-    from model.case import Case
+    from sledfuzz.emu.impls.api import Implementation
+    from sledfuzz.fuzz.corpus import Entry, ExpectedVerdict, VerdictFn
+    from sledfuzz.model.case import Case
 
 
 def add_parsers(sub: opt.Subparsers) -> None:
@@ -67,7 +67,7 @@ def add_parsers(sub: opt.Subparsers) -> None:
 def _verdicts_for(path: str, impls: dict[str, Implementation]) -> VerdictFn:
     """How ``path``'s entry is re-judged: each implementation it names resolved once for the whole
     replay; an unknown one is a one-line error naming the file."""
-    from fuzz.campaign import judge_case
+    from sledfuzz.fuzz.campaign import judge_case
 
     def verdict_of(case: Case, name: str) -> tuple[ExpectedVerdict, str]:
         if name not in impls:
@@ -83,8 +83,8 @@ def _verdicts_for(path: str, impls: dict[str, Implementation]) -> VerdictFn:
 
 def _entries(paths: list[str]) -> tuple[list[tuple[str, Entry]], list[str]]:
     """The corpus entries under ``paths``, and the names of other JSON files found in directories."""
-    from fuzz.corpus import entry_files, entry_from_dict, is_entry
-    from model.case import CaseError
+    from sledfuzz.fuzz.corpus import entry_files, entry_from_dict, is_entry
+    from sledfuzz.model.case import CaseError
 
     for p in paths:
         if not Path(p).exists():
@@ -106,7 +106,7 @@ def _entries(paths: list[str]) -> tuple[list[tuple[str, Entry]], list[str]]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from fuzz.corpus import replay_entry
+    from sledfuzz.fuzz.corpus import replay_entry
 
     entries, skipped = _entries(args.paths)
     if not entries:
@@ -140,7 +140,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     case, entry = load_case_file(args.case)
     name = default_impl(entry, args.impl, args.case)
     impl = resolve_impl(name)
-    from fuzz.explain import explain
+    from sledfuzz.fuzz.explain import explain
 
     text, failed = explain(case, impl, name=name, strict_flags=args.strict_flags, max_insns=args.max_insns)
     print(text)
@@ -175,9 +175,9 @@ def _invariant_to_keep(args: argparse.Namespace, entry: Entry | None, name: str,
 
 
 def cmd_minimize(args: argparse.Namespace) -> int:
-    from fuzz.campaign import derives_from, judge_case, minimal_case
-    from fuzz.corpus import Entry, atomic_write_text, with_tool_version
-    from fuzz.minimize import size, size_change
+    from sledfuzz.fuzz.campaign import derives_from, judge_case, minimal_case
+    from sledfuzz.fuzz.corpus import Entry, atomic_write_text, with_tool_version
+    from sledfuzz.fuzz.minimize import size, size_change
 
     if args.output:
         check_output_file(args.output)

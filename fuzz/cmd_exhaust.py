@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from fuzz import cli_options as opt
-from fuzz.cli_common import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, check_out_dir, end_code, resolve_impl
+from sledfuzz.fuzz import cli_options as opt
+from sledfuzz.fuzz.cli_common import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, check_out_dir, end_code, resolve_impl
 
 if TYPE_CHECKING:
-    from fuzz.exhaust import ExhaustResult
+    from sledfuzz.fuzz.exhaust import ExhaustResult
 
 
 def add_parser(sub: opt.Subparsers) -> None:
@@ -26,9 +26,9 @@ def add_parser(sub: opt.Subparsers) -> None:
 
 
 def cmd_exhaust(args: argparse.Namespace) -> int:
-    from fuzz import interrupt, progress, report
-    from fuzz.campaign import default_jobs
-    from fuzz.exhaust import enumerate_shapes, run_exhaust
+    from sledfuzz.fuzz import interrupt, progress, report
+    from sledfuzz.fuzz.campaign import default_jobs
+    from sledfuzz.fuzz.exhaust import enumerate_shapes, run_exhaust
 
     impl = resolve_impl(args.impl)
     shapes = enumerate_shapes(impl.caps, max_links=args.max_links, max_args=args.max_args,

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fuzz import cli_options as opt
-from fuzz.cli_common import (
+from sledfuzz.fuzz import cli_options as opt
+from sledfuzz.fuzz.cli_common import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_USAGE,
@@ -27,9 +27,9 @@ from fuzz.cli_common import (
 )
 
 if TYPE_CHECKING:
-    from emu.impls.api import Implementation
-    from fuzz.elf_cases import ElfSource
-    from fuzz.results import CellResult
+    from sledfuzz.emu.impls.api import Implementation
+    from sledfuzz.fuzz.elf_cases import ElfSource
+    from sledfuzz.fuzz.results import CellResult
 
 ENGINES = ("random", "hypothesis", "atheris")
 
@@ -63,8 +63,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     """`fuzz`, with `--cross-check ENGINE`: engine findings reported apart from trampoline ones."""
     if args.cross_check is None:
         return _fuzz(args)
-    from emu.engine import EngineError
-    from fuzz import crosscheck
+    from sledfuzz.emu.engine import EngineError
+    from sledfuzz.fuzz import crosscheck
 
     since = time.time()
     try:
@@ -87,7 +87,7 @@ def _fuzz(args: argparse.Namespace) -> int:
 
 def _judge_saved_case(args: argparse.Namespace, name: str) -> int:
     """``fuzz --case FILE``: judge one saved case only (fast and deterministic: a bisect step)."""
-    from fuzz.oracle import judge
+    from sledfuzz.fuzz.oracle import judge
 
     case, _ = load_case_file(args.case)
     verdict = judge(case, resolve_impl(name), strict_flags=args.strict_flags)
@@ -102,10 +102,10 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
     """
     if args.impl != "kernel":
         raise UsageError("--linux-src is for --impl kernel")
-    from emu.impls.registry import ImplementationError
-    from emu.kernel.debian import DebianTreeError, resolve_tree
-    from emu.kernel.impl import register_trees, set_default_tree, tree_report
-    from fuzz.review_cli import TreeUnavailable
+    from sledfuzz.emu.impls.registry import ImplementationError
+    from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
+    from sledfuzz.emu.kernel.impl import register_trees, set_default_tree, tree_report
+    from sledfuzz.fuzz.review_cli import TreeUnavailable
 
     try:
         args.linux_src = [str(resolve_tree(src)) for src in args.linux_src]  # debian:7.3 -> its tarball
@@ -133,8 +133,8 @@ def _kernel_trees(args: argparse.Namespace) -> list[str]:
 
 
 def _fuzz_one(args: argparse.Namespace, name: str) -> int:
-    from fuzz import interrupt, progress, report
-    from fuzz.campaign import CellSpec, expectation, merge_results, run_cells
+    from sledfuzz.fuzz import interrupt, progress, report
+    from sledfuzz.fuzz.campaign import CellSpec, expectation, merge_results, run_cells
 
     args.impl = name
     impl = resolve_impl(args.impl)
@@ -142,7 +142,7 @@ def _fuzz_one(args: argparse.Namespace, name: str) -> int:
     elf = _elf_source(args, impl)
     start = time.time()
     if args.engine == "atheris":
-        from fuzz.atheris_run import run_atheris
+        from sledfuzz.fuzz.atheris_run import run_atheris
 
         if args.corpus is not None and not Path(args.corpus).is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a directory")
@@ -180,8 +180,8 @@ def _elf_source(args: argparse.Namespace, impl: Implementation) -> ElfSource | N
         if args.symbol or args.signature:
             raise UsageError("--symbol and --signature need --elf")
         return None
-    from emu.elf.image import ElfError
-    from fuzz.elf_cases import ElfSource
+    from sledfuzz.emu.elf.image import ElfError
+    from sledfuzz.fuzz.elf_cases import ElfSource
 
     source = ElfSource(args.elf, tuple(args.symbol), tuple(args.signature))
     try:
@@ -197,10 +197,10 @@ def _elf_source(args: argparse.Namespace, impl: Implementation) -> ElfSource | N
 
 def _supporting(path: str) -> str:
     """Which shipped implementations support the sled layouts an object's functions have."""
-    from emu.elf.functions import traced_functions
-    from emu.elf.image import ElfError, load_elf
-    from emu.impls.registry import resolve
-    from fuzz.campaign import shipped_configurations
+    from sledfuzz.emu.elf.functions import traced_functions
+    from sledfuzz.emu.elf.image import ElfError, load_elf
+    from sledfuzz.emu.impls.registry import resolve
+    from sledfuzz.fuzz.campaign import shipped_configurations
 
     try:
         layouts = {f.sled_key for f in traced_functions(load_elf(path, base=0, with_debug=False))[0]}

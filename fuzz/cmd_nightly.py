@@ -27,11 +27,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emu.impls.api import Implementation
-from fuzz.nightly_db import DatabaseSpec, DatabaseUnavailable, SharedFindings, cache_dir, default_directory, open_database
-from fuzz.nightly_findings import NightState
-from fuzz.nightly_phases import phase_campaign, phase_properties, phase_replay, phase_shared_db
-from fuzz.nightly_plan import (
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz.nightly_db import (
+    DatabaseSpec,
+    DatabaseUnavailable,
+    SharedFindings,
+    cache_dir,
+    default_directory,
+    open_database,
+)
+from sledfuzz.fuzz.nightly_findings import NightState
+from sledfuzz.fuzz.nightly_phases import phase_campaign, phase_properties, phase_replay, phase_shared_db
+from sledfuzz.fuzz.nightly_plan import (
     Checkout,
     Configuration,
     PlanError,
@@ -42,7 +49,7 @@ from fuzz.nightly_plan import (
     report_reserve,
     shard_of,
 )
-from fuzz.nightly_run import (
+from sledfuzz.fuzz.nightly_run import (
     EXIT_CANNOT_RUN,
     EXIT_INTERRUPTED,
     Night,
@@ -54,7 +61,7 @@ from fuzz.nightly_run import (
 )
 
 if TYPE_CHECKING:
-    from fuzz.cli_options import Subparsers
+    from sledfuzz.fuzz.cli_options import Subparsers
 
 PHASES = ("replay", "properties", "search", "atheris")
 
@@ -143,11 +150,11 @@ def add_parser(sub: Subparsers) -> None:
 
 def _impl_for(config: Configuration) -> Implementation:
     """The implementation object in this (the parent) process; kernel trees each their own."""
-    from emu.impls.registry import ImplementationError, resolve
+    from sledfuzz.emu.impls.registry import ImplementationError, resolve
 
     try:
         if config.impl == "kernel" and config.linux_src:
-            from emu.kernel.impl import factory
+            from sledfuzz.emu.kernel.impl import factory
 
             return factory(config.linux_src)
         return resolve(config.impl)
@@ -156,7 +163,7 @@ def _impl_for(config: Configuration) -> Implementation:
 
 
 def choose_configurations(names: list[str] | None, trees: list[str]) -> list[Configuration]:
-    from fuzz.campaign import expectation, shipped_configurations
+    from sledfuzz.fuzz.campaign import expectation, shipped_configurations
 
     for tree in trees:
         if not Path(tree).exists():
@@ -271,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(s, signal.SIG_IGN)  # the reports are written whatever arrives now
     night.phase_name = "reports"
     summary = night.summary(interrupted=interrupted, error=error)
-    from fuzz.nightly_report import verdict_line, write_reports
+    from sledfuzz.fuzz.nightly_report import verdict_line, write_reports
 
     write_reports(summary, out)
     if error:

@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from emu.impls import registry
-from emu.impls.api import Implementation
-from fuzz.results import CellResult, Expect
-from model.caps import KnownBug
+from sledfuzz.emu.impls import registry
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz.results import CellResult, Expect
+from sledfuzz.model.caps import KnownBug
 
 
 def resolve(name: str) -> Implementation:

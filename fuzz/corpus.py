@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.case import Case, CaseError, case_from_dict, parse_json
+from sledfuzz.model.case import Case, CaseError, case_from_dict, parse_json
 
 CORPUS_SCHEMA = 1
 #: A case file or corpus entry is a few KiB; anything past this is not one (``/dev/zero``, a log).
@@ -194,7 +194,7 @@ def tool_version() -> str:
     installed distribution's version: which code produced a finding."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from fuzz import __version__
+    from sledfuzz.fuzz import __version__
 
     try:
         ver = version("sledfuzz")

@@ -21,13 +21,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from emu.engine import Engine, EngineError, RunResult, get_engine
-from emu.engine.base import MASK64
-from emu.impls.api import Implementation
-from emu.scenario import LayoutError, run_case
-from fuzz.corpus import atomic_write_text
-from model.case import Case
-from model.observation import Observation
+from sledfuzz.emu.engine import Engine, EngineError, RunResult, get_engine
+from sledfuzz.emu.engine.base import MASK64
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.emu.scenario import LayoutError, run_case
+from sledfuzz.fuzz.corpus import atomic_write_text
+from sledfuzz.model.case import Case
+from sledfuzz.model.observation import Observation
 
 ENV_ENGINE = "SLEDFUZZ_CROSS_CHECK"
 ENV_OUT = "SLEDFUZZ_CROSS_CHECK_OUT"

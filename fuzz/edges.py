@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fuzz.draw import Draw, pick
-from model.case import MASK64
+from sledfuzz.fuzz.draw import Draw, pick
+from sledfuzz.model.case import MASK64
 
 #: The sizes a value is returned or passed at, in bytes.
 VALUE_SIZES: tuple[int, ...] = (1, 2, 4, 8)

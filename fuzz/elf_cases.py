@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from emu.elf.functions import TracedFunction, traced_functions
-from emu.elf.image import ElfError, LoadedElf, load_elf
-from emu.elf.placement import symbol_offset
-from emu.elf.signature import Signature, parse_signature, signatures
-from emu.impls.api import Implementation, Patcher
-from emu.scenario import LayoutError, run_case
-from fuzz.shape import Draw, Shape, build_case, pick, value64
-from fuzz.strategies import HypothesisDraw
-from model.caps import SledLayout
-from model.case import DATA_SIZE, LAYOUT_REGIONS, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
+from sledfuzz.emu.elf.functions import TracedFunction, traced_functions
+from sledfuzz.emu.elf.image import ElfError, LoadedElf, load_elf
+from sledfuzz.emu.elf.placement import symbol_offset
+from sledfuzz.emu.elf.signature import Signature, parse_signature, signatures
+from sledfuzz.emu.impls.api import Implementation, Patcher
+from sledfuzz.emu.scenario import LayoutError, run_case
+from sledfuzz.fuzz.shape import Draw, Shape, build_case, pick, value64
+from sledfuzz.fuzz.strategies import HypothesisDraw
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.case import DATA_SIZE, LAYOUT_REGIONS, MASK64, Body, BodyStore, Case, CompiledBody, Function, Layout
 
 __all__ = [
     "ElfSource",
@@ -260,7 +260,7 @@ def draw_elf_case(draw: Draw, impl: Implementation, targets: Sequence[ElfTarget]
                   strict_flags: bool = False, tries: int = 8) -> Case | None:
     """A measured case for one of ``targets`` (None when ``tries`` draws all failed to measure:
     the function faults untraced for the inputs drawn, or the draw cannot be placed)."""
-    from fuzz.shape import draw_shape
+    from sledfuzz.fuzz.shape import draw_shape
 
     for _ in range(tries):
         target = pick(draw, targets)

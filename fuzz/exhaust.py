@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz import interrupt, workers
-from fuzz.campaign import Counts, dir_name, judge_case, resolve
-from fuzz.corpus import Entry, atomic_write_text
-from fuzz.shape import (
+from sledfuzz.fuzz import interrupt, workers
+from sledfuzz.fuzz.campaign import Counts, dir_name, judge_case, resolve
+from sledfuzz.fuzz.corpus import Entry, atomic_write_text
+from sledfuzz.fuzz.shape import (
     BPF_PROG_MAX_SLOTS,
     ENTER_PATTERNS,
     STRUCT_OPS_MAX_SLOTS,
@@ -35,7 +35,7 @@ from fuzz.shape import (
     flag_variants,
     link_kinds,
 )
-from model.caps import Capabilities, TargetKind
+from sledfuzz.model.caps import Capabilities, TargetKind
 
 STRUCT_OPS_RET_SIZES = (8, 4, 2, 1, 0)
 CHUNK = 256
@@ -129,7 +129,7 @@ def _init(impl_name: str, strict: bool, seed: int, out_dir: str, caps_shapes: li
 def _chunk(bounds: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, list[str], str]], int]:
     """Judge the shapes in ``bounds``; stops early (returning what it has) when asked to stop.
     A failure a fresh engine does not reproduce is a harness fault (fuzz.fresh), not a shape file."""
-    from fuzz.fresh import confirm, write_harness_fault
+    from sledfuzz.fuzz.fresh import confirm, write_harness_fault
 
     impl = _STATE["impl"]
     counts = Counts()
@@ -209,6 +209,6 @@ def run_exhaust(impl_name: str, shapes: list[Shape], *, jobs: int, seed: int = 0
 def _write_shape(path: Path, entry: Entry) -> Path:
     """A violating shape's case, stamped with the tool version, under a name no other run's case
     holds (runs sharing ``--out``)."""
-    from fuzz.corpus import with_tool_version, write_finding
+    from sledfuzz.fuzz.corpus import with_tool_version, write_finding
 
     return write_finding(path, Entry(entry.case, entry.expect, with_tool_version(entry.provenance)))

@@ -20,18 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emu.engine import Engine, get_engine
-from emu.impls.api import Implementation
-from emu.rv64.disasm import disassemble
-from emu.rv64.regs import A0
-from emu.rv64.regs import NAMES as REG_NAMES
-from emu.scenario import HOST_ARGS, VOID_ROLES, Scenario, ftrace_of, host_role_at, role_name, thunk_role_at
-from fuzz.oracle import Verdict, judge
-from model.case import MASK64, Case
-from model.contract import flag_names
-from model.expectation import Expected, Invalid, Refusal, Unspecified
-from model.observation import Observation, Trap
-from model.semantics import expect
+from sledfuzz.emu.engine import Engine, get_engine
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.emu.rv64.disasm import disassemble
+from sledfuzz.emu.rv64.regs import A0
+from sledfuzz.emu.rv64.regs import NAMES as REG_NAMES
+from sledfuzz.emu.scenario import HOST_ARGS, VOID_ROLES, Scenario, ftrace_of, host_role_at, role_name, thunk_role_at
+from sledfuzz.fuzz.oracle import Verdict, judge
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.contract import flag_names
+from sledfuzz.model.expectation import Expected, Invalid, Refusal, Unspecified
+from sledfuzz.model.observation import Observation, Trap
+from sledfuzz.model.semantics import expect
 
 TAIL = 40  # instructions shown at the end when the trace is longer than --max-insns
 AROUND = 5  # instructions shown on each side of the point where observation and model part
@@ -93,8 +93,8 @@ def where(case: Case, pc: int, body_addr: int, image: int | None, image_len: int
 def compiled_symbol(case: Case, pc: int) -> str | None:
     """``st_calls+0x1a``: a compiled function's instructions named by the object's own symbols
     (the sled part as ``sled st_calls-0x4``), or None outside the placed object."""
-    from emu.elf.image import ElfError
-    from emu.elf.placement import place
+    from sledfuzz.emu.elf.image import ElfError
+    from sledfuzz.emu.elf.placement import place
 
     comp = case.function.compiled
     assert comp is not None
@@ -173,7 +173,7 @@ def _shown_steps(n: int, max_insns: int, part_at: int | None) -> list[int]:
 
 def _torn_lines(case: Case, impl: Implementation, obs: Observation) -> list[str]:
     """Each torn state I-TORN judges, fetch by fetch."""
-    from emu.impls.torn import torn_traces
+    from sledfuzz.emu.impls.torn import torn_traces
 
     ft = ftrace_of(impl.patcher)
     sled = impl.caps.sled_for(case.target, case.sled)

@@ -17,10 +17,10 @@ import hashlib
 import re
 from pathlib import Path
 
-from emu.impls.api import Implementation
-from fuzz.corpus import Entry, atomic_write_text
-from fuzz.judging import Judged, judge_case
-from model.case import Case
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz.corpus import Entry, atomic_write_text
+from sledfuzz.fuzz.judging import Judged, judge_case
+from sledfuzz.model.case import Case
 
 __all__ = ["EXIT_HARNESS_FAULT", "HARNESS_FAULTS_DIR", "MAX_FILES", "confirm", "same_judgement",
            "write_harness_fault"]

@@ -29,19 +29,20 @@ if __package__ in (None, ""):  # run as a plain script (OSS-Fuzz style): the rep
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 with atheris.instrument_imports():
-    import emu.impls.registry
-    import emu.scenario
-    import fuzz.oracle
-    import model.invariants
-    import model.semantics
-    from fuzz.campaign import judge_case, resolve
-    from fuzz.corpus import Entry, atomic_write_text
-    from fuzz.elf_cases import ElfSource, draw_elf_case
-    from fuzz.fresh import confirm, write_harness_fault
-    from fuzz.shape import PlainDraw, case_from_draw
-    from model.case import MASK64
+    import sledfuzz.emu.impls.registry
+    import sledfuzz.emu.scenario
+    import sledfuzz.fuzz.oracle
+    import sledfuzz.model.invariants
+    import sledfuzz.model.semantics
+    from sledfuzz.fuzz.campaign import judge_case, resolve
+    from sledfuzz.fuzz.corpus import Entry, atomic_write_text
+    from sledfuzz.fuzz.elf_cases import ElfSource, draw_elf_case
+    from sledfuzz.fuzz.fresh import confirm, write_harness_fault
+    from sledfuzz.fuzz.shape import PlainDraw, case_from_draw
+    from sledfuzz.model.case import MASK64
 
-_INSTRUMENTED = (emu.impls.registry, emu.scenario, fuzz.oracle, model.invariants, model.semantics)
+_INSTRUMENTED = (sledfuzz.emu.impls.registry, sledfuzz.emu.scenario, sledfuzz.fuzz.oracle, sledfuzz.model.invariants,
+                 sledfuzz.model.semantics)
 
 
 class ProviderDraw(PlainDraw):

@@ -12,11 +12,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from emu.impls.api import Implementation
-from fuzz import interrupt
-from fuzz.corpus import ExpectedVerdict
-from fuzz.oracle import PASSING
-from model.case import Case
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz import interrupt
+from sledfuzz.fuzz.corpus import ExpectedVerdict
+from sledfuzz.fuzz.oracle import PASSING
+from sledfuzz.model.case import Case
 
 CaseObserver = Callable[[Case], None]
 
@@ -66,8 +66,8 @@ def observing(observer: CaseObserver) -> Iterator[None]:
 def judge_case(case: Case, impl: Implementation, strict_flags: bool = False, *, fresh: bool = False) -> Judged:
     """The verdict of one case (``fresh``: on a new engine with no history, fuzz.fresh); raises
     ``fuzz.interrupt.Interrupted`` once a stop was requested."""
-    from fuzz.crosscheck import cross_check_hook
-    from fuzz.oracle import judge  # looked up per call: bench/measure.py probes the oracle
+    from sledfuzz.fuzz.crosscheck import cross_check_hook
+    from sledfuzz.fuzz.oracle import judge  # looked up per call: bench/measure.py probes the oracle
 
     interrupt.check()
     for observer in _observers:

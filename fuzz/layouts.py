@@ -10,11 +10,11 @@ with -ERANGE. Part of the case space (``fuzz.space``).
 
 from __future__ import annotations
 
-from fuzz.draw import Draw, pick
-from model.caps import SledLayout, TargetKind
-from model.case import MASK64, STACK_SIZE, Layout
-from model.contract import HOSTS_SPAN
-from model.semantics import REACH_HI, REACH_LO
+from sledfuzz.fuzz.draw import Draw, pick
+from sledfuzz.model.caps import SledLayout, TargetKind
+from sledfuzz.model.case import MASK64, STACK_SIZE, Layout
+from sledfuzz.model.contract import HOSTS_SPAN
+from sledfuzz.model.semantics import REACH_HI, REACH_LO
 
 #: Low 12 bits of a call offset on either side of the auipc/jalr rounding edge (bit 11).
 ROUND_EDGES: tuple[int, ...] = (0x000, 0x008, 0x7F8, 0x800, 0x808, 0xFF8)

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from emu.impls.api import Implementation
-from fuzz import judging
-from fuzz.minimize import minimize
-from model.case import Case
-from model.invariants import IMPL_CRASH, crash_exception
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz import judging
+from sledfuzz.fuzz.minimize import minimize
+from sledfuzz.model.case import Case
+from sledfuzz.model.invariants import IMPL_CRASH, crash_exception
 
 MINIMIZE_SECONDS = 15.0
 
@@ -44,7 +44,7 @@ def minimize_finding(case: Case, impl: Implementation, invariant: str, *, origin
 
     prepare = None
     if case.function.compiled is not None:
-        from fuzz.elf_cases import compiled_candidate
+        from sledfuzz.fuzz.elf_cases import compiled_candidate
 
         prepare = partial(compiled_candidate, original=case, impl=impl)
     return minimize(case, keep, deadline=time.monotonic() + seconds, prepare=prepare)

@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from functools import partial
 from typing import NamedTuple
 
-from model.case import Arg, Body, Case, CaseError, Function, Layout, Link
+from sledfuzz.model.case import Arg, Body, Case, CaseError, Function, Layout, Link
 
 Keep = Callable[[Case], bool]
 

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuzz.nightly_plan import Checkout, Task
+import sledfuzz
+from sledfuzz.fuzz.nightly_plan import Checkout, Task
 
-IMPORT_ROOT = Path(__file__).resolve().parent.parent  # where this package is imported from: libFuzzer's child too
+IMPORT_ROOT = Path(sledfuzz.__file__).resolve().parent.parent  # where sledfuzz is imported from: libFuzzer's child too
 MAX_RUNS = 50  # libFuzzer restarts per task (each finding ends a run)
 MERGE_RESERVE = 20.0  # seconds kept for -merge=1 (it instruments the imports again before merging)
 COUNT_KEYS = ("cases", "judged", "failed", "refused", "unspecified", "invalid")
@@ -57,7 +58,7 @@ def _env(task: Task, artifacts: Path) -> dict[str, str]:
 
 
 def _target(*flags: str) -> list[str]:
-    return [sys.executable, "-m", "fuzz.fuzz_trampoline", *flags]
+    return [sys.executable, "-m", "sledfuzz.fuzz.fuzz_trampoline", *flags]
 
 
 def corpus_size(path: Path) -> int:
@@ -68,7 +69,7 @@ def run_atheris_task(task: Task, *, work_dir: Path, corpus_dir: Path, deadline_w
                      emit: Emit, checkout: Checkout | None = None) -> tuple[dict[str, int], str]:
     """Fuzz until the task's time is up; returns (counts, error or ""). ``checkout``: the seeds of
     an empty corpus and libFuzzer's dictionary (None: neither)."""
-    from fuzz.campaign import Counts
+    from sledfuzz.fuzz.campaign import Counts
 
     artifacts = work_dir / "artifacts"
     fresh = work_dir / "new-inputs"
@@ -148,7 +149,7 @@ def _with(done: Any, current: dict[str, int]) -> dict[str, int]:
 
 
 def _merge_counts(done: Any, current: dict[str, int]) -> Any:
-    from fuzz.campaign import Counts
+    from sledfuzz.fuzz.campaign import Counts
 
     c = Counts(**_counts_dict(done))
     c.merge(Counts(**current))
@@ -157,8 +158,8 @@ def _merge_counts(done: Any, current: dict[str, int]) -> Any:
 
 def _collect(task: Task, artifacts: Path, since: float, seen: set[str], emit: Emit) -> int:
     """Minimise each new invariant of this run's case files; emit ``minimized`` events."""
-    from fuzz.campaign import cell_context, judge_case, minimal_case, slug
-    from fuzz.corpus import Entry, atomic_write_text, load_entry
+    from sledfuzz.fuzz.campaign import cell_context, judge_case, minimal_case, slug
+    from sledfuzz.fuzz.corpus import Entry, atomic_write_text, load_entry
 
     ctx = cell_context(task.config.impl)
     found = 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from fuzz.nightly_findings import FindingKey
+from sledfuzz.fuzz.nightly_findings import FindingKey
 
 FINDINGS_KEY = b"sledfuzz-nightly:findings:"
 SEEN_KEY = b"sledfuzz-nightly:seen"

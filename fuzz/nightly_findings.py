@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuzz.corpus import atomic_write_text, entry_files, load_entry
-from model.case import Case, CaseError
+from sledfuzz.fuzz.corpus import atomic_write_text, entry_files, load_entry
+from sledfuzz.model.case import Case, CaseError
 
 STATE_SCHEMA = 1
 

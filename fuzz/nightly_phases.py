@@ -18,20 +18,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fuzz.nightly_findings import corpus_keys
-from fuzz.nightly_plan import (
+from sledfuzz.fuzz.nightly_findings import corpus_keys
+from sledfuzz.fuzz.nightly_plan import (
     ATHERIS_MIN_SECONDS,
     Checkout,
     campaign_tasks,
 )
-from fuzz.nightly_run import Night, check_interrupt
+from sledfuzz.fuzz.nightly_run import Night, check_interrupt
 
 
 def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
     """Every verdict the corpus expects, judged again."""
-    from fuzz.campaign import judge_case
-    from fuzz.corpus import entry_files, load_entry
-    from model.case import CaseError
+    from sledfuzz.fuzz.campaign import judge_case
+    from sledfuzz.fuzz.corpus import entry_files, load_entry
+    from sledfuzz.model.case import CaseError
 
     night.phase_name = "replay"
     start = time.time()
@@ -39,7 +39,7 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
     if corpus is None:
         rep["line"] = "no corpus (--checkout has no corpus/regressions; --corpus DIR names one)"
     else:
-        from emu.impls.registry import ImplementationError, resolve
+        from sledfuzz.emu.impls.registry import ImplementationError, resolve
 
         for path in entry_files([str(corpus)]):
             check_interrupt()
@@ -72,9 +72,9 @@ def phase_replay(night: Night, corpus: Path | None, deadline: float) -> None:
 
 def phase_shared_db(night: Night, deadline: float) -> None:
     """What the shared database holds for each configuration, judged before any search."""
-    from fuzz.campaign import judge_case
-    from fuzz.corpus import entry_from_dict
-    from model.case import CaseError
+    from sledfuzz.fuzz.campaign import judge_case
+    from sledfuzz.fuzz.corpus import entry_from_dict
+    from sledfuzz.model.case import CaseError
 
     night.phase_name = "shared database"
     start = time.time()
@@ -104,8 +104,8 @@ def phase_shared_db(night: Night, deadline: float) -> None:
 
 def phase_properties(night: Night, checkout: Checkout, seconds: float) -> None:
     """pytest on the checkout's tests/properties under the nightly profile, cut at its share of --time."""
-    from fuzz.nightly_db import ENV_DB
-    from fuzz.nightly_pytest import ENV_DEADLINE, ENV_RESULTS
+    from sledfuzz.fuzz.nightly_db import ENV_DB
+    from sledfuzz.fuzz.nightly_pytest import ENV_DEADLINE, ENV_RESULTS
 
     night.phase_name = "properties"
     results = night.out / "properties.jsonl"
@@ -116,7 +116,7 @@ def phase_properties(night: Night, checkout: Checkout, seconds: float) -> None:
                                                            ENV_RESULTS: str(results)})
     if not night.db_spec.is_redis:
         env["SLEDFUZZ_HYPOTHESIS_DB"] = night.db_spec.url
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "fuzz.nightly_pytest", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "sledfuzz.fuzz.nightly_pytest", "-p", "no:cacheprovider",
            "tests/properties"]
     if night.jobs > 1 and importlib.util.find_spec("xdist") is not None:
         cmd += ["-n", str(night.jobs)]
@@ -159,7 +159,7 @@ def phase_properties(night: Night, checkout: Checkout, seconds: float) -> None:
 
 def phase_campaign(night: Night, checkout: Checkout, deadline: float, stop_at: float, *, atheris: bool,
                    search: bool) -> None:
-    from fuzz.nightly_workers import Supervisor, worker_main
+    from sledfuzz.fuzz.nightly_workers import Supervisor, worker_main
 
     night.phase_name = "search"
     seconds = deadline - time.time()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fuzz.nightly_db import ENV_DB, DatabaseSpec, open_database
+from sledfuzz.fuzz.nightly_db import ENV_DB, DatabaseSpec, open_database
 
 ENV_DEADLINE = "SLEDFUZZ_NIGHTLY_DEADLINE"
 ENV_RESULTS = "SLEDFUZZ_NIGHTLY_RESULTS"

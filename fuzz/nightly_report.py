@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from fuzz.corpus import atomic_write_text
+from sledfuzz.fuzz.corpus import atomic_write_text
 
 PLOT_PIXELS = (1200, 800)  # width, height of progress.png
 PLOT_DPI = 100

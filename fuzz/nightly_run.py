@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz import __version__
-from fuzz.nightly_db import DatabaseSpec, SharedFindings
-from fuzz.nightly_findings import FindingKey, NightState, signature
-from fuzz.nightly_plan import (
+from sledfuzz.fuzz import __version__
+from sledfuzz.fuzz.nightly_db import DatabaseSpec, SharedFindings
+from sledfuzz.fuzz.nightly_findings import FindingKey, NightState, signature
+from sledfuzz.fuzz.nightly_plan import (
     Configuration,
     Shard,
     Task,
@@ -111,7 +111,7 @@ class Night:
     def add_finding(self, label: str, entry: Any, invariant: str, *, source: str, message: str = "",
                     origin_ok: bool | None = None) -> dict[str, Any] | None:
         """Record a minimised failing case once per key; new keys go to the state file and the database."""
-        from fuzz.corpus import Entry, atomic_write_text
+        from sledfuzz.fuzz.corpus import Entry, atomic_write_text
 
         impl = self.impls[label]
         key = FindingKey(label, invariant, signature(entry.case))
@@ -147,7 +147,7 @@ class Night:
         return rec
 
     def _explain(self, case: Any, label: str) -> str:
-        from fuzz.explain import explain
+        from sledfuzz.fuzz.explain import explain
 
         try:
             text, _ = explain(case, self.impls[label], name=self.by_label[label].impl, max_insns=200)
@@ -194,8 +194,8 @@ class Night:
             span[1] = time.time()
 
     def _minimized(self, label: str, data: dict[str, Any]) -> None:
-        from fuzz.corpus import load_entry
-        from model.case import CaseError
+        from sledfuzz.fuzz.corpus import load_entry
+        from sledfuzz.model.case import CaseError
 
         try:
             entry = load_entry(data["path"])
@@ -204,14 +204,14 @@ class Night:
             return
         origin_ok = None
         if data.get("origin_status") is not None and data.get("origin_required", True):
-            from fuzz.oracle import PASSING
+            from sledfuzz.fuzz.oracle import PASSING
 
             origin_ok = data["origin_status"] in PASSING
         source = entry.provenance.get("found_by", "search")
         self.add_finding(label, entry, data["invariant"], source=source, origin_ok=origin_ok)
 
     def _death(self, task: Task, data: dict[str, Any]) -> None:
-        from fuzz.corpus import atomic_write_text
+        from sledfuzz.fuzz.corpus import atomic_write_text
 
         self._end_span(task.task_id)
         self.running.pop(task.task_id, None)
@@ -271,7 +271,7 @@ class Night:
     def tick(self) -> None:
         """Progress line every PROGRESS_EVERY seconds; progress.json at most every second; stops
         the phase at this point when an interrupt arrived."""
-        from fuzz.corpus import atomic_write_text
+        from sledfuzz.fuzz.corpus import atomic_write_text
 
         check_interrupt()
         now = time.time()
@@ -294,7 +294,7 @@ class Night:
     # -- the summary ----------------------------------------------------------------------------
 
     def declared_bugs(self) -> list[dict[str, Any]]:
-        from fuzz.campaign import bug_keys, cell_context
+        from sledfuzz.fuzz.campaign import bug_keys, cell_context
 
         rows = []
         for c in self.configs:
@@ -313,7 +313,7 @@ class Night:
         return rows
 
     def summary(self, *, interrupted: bool, error: str = "") -> dict[str, Any]:
-        from model.invariants import ALL
+        from sledfuzz.model.invariants import ALL
 
         findings = sorted(self.findings.values(), key=lambda f: ({"new": 0, "seen": 1, "declared": 2}[f["status"]],
                                                                  f["seconds"]))

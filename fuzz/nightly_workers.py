@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fuzz.nightly_atheris import stop_children
-from fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Checkout, Task, slug
-from model.case import Case
+from sledfuzz.fuzz.nightly_atheris import stop_children
+from sledfuzz.fuzz.nightly_plan import ATHERIS_MIN_SECONDS, Checkout, Task, slug
+from sledfuzz.model.case import Case
 
 RECORD_BYTES = 1 << 20  # a pickled case is a few kB; a larger one is not recorded
 MAX_RESTARTS = 3
@@ -83,7 +83,7 @@ def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, de
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     if task.config.linux_src:
-        from emu.kernel.impl import set_default_tree
+        from sledfuzz.emu.kernel.impl import set_default_tree
 
         set_default_tree(task.config.linux_src)
 
@@ -92,13 +92,13 @@ def worker_main(task: Task, work_dir: str, record_path: str, corpus_dir: str, de
 
     start = time.time()
     if task.engine == "atheris":
-        from fuzz.nightly_atheris import run_atheris_task
+        from sledfuzz.fuzz.nightly_atheris import run_atheris_task
 
         counts, error = run_atheris_task(task, work_dir=Path(work_dir), corpus_dir=Path(corpus_dir),
                                          deadline_wall=deadline_wall, emit=emit, checkout=checkout)
     else:
-        from fuzz.campaign import search_cell
-        from fuzz.judging import observing
+        from sledfuzz.fuzz.campaign import search_cell
+        from sledfuzz.fuzz.judging import observing
 
         deadline = time.monotonic() + max(0.0, deadline_wall - time.time())
         # every case the search and the minimiser judge is noted first: the parent saves it if we die.

@@ -17,18 +17,18 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from emu.engine import Engine
-from emu.impls.api import Implementation
-from emu.impls.guard import ImplementationCrash, guarded
-from emu.impls.registry import resolve
-from emu.scenario import DEFAULT_BUDGET, LayoutError, run_case, scenario_for
-from model.case import Case
-from model.contract import flag_names
-from model.core_stage import effective_flags
-from model.expectation import Invalid, Refusal, Unspecified
-from model.invariants import Violation, check_all, impl_crash
-from model.observation import Observation
-from model.semantics import expect
+from sledfuzz.emu.engine import Engine
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.emu.impls.guard import ImplementationCrash, guarded
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.scenario import DEFAULT_BUDGET, LayoutError, run_case, scenario_for
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import flag_names
+from sledfuzz.model.core_stage import effective_flags
+from sledfuzz.model.expectation import Invalid, Refusal, Unspecified
+from sledfuzz.model.invariants import Violation, check_all, impl_crash
+from sledfuzz.model.observation import Observation
+from sledfuzz.model.semantics import expect
 
 Status = Literal["pass", "fail", "refused", "unspecified", "invalid"]
 

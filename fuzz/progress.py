@@ -14,8 +14,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
 
-from fuzz.campaign import CellResult, Counts, Event, Expect, Finding
-from fuzz.report import grouped
+from sledfuzz.fuzz.campaign import CellResult, Counts, Event, Expect, Finding
+from sledfuzz.fuzz.report import grouped
 
 PROGRESS_EVERY = 5.0  # seconds between plain progress lines
 
@@ -133,7 +133,7 @@ class Display:
     def partial(self, impl: str) -> CellResult:
         """What the events said about ``impl``: for cells that never returned (interrupted, or
         never started: then it says "not run")."""
-        from fuzz.campaign import cell_context
+        from sledfuzz.fuzz.campaign import cell_context
 
         ctx = cell_context(impl)
         res = ctx.new_result()

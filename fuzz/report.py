@@ -11,10 +11,10 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from fuzz.campaign import CellResult, Counts
+from sledfuzz.fuzz.campaign import CellResult, Counts
 
 if TYPE_CHECKING:
-    from fuzz.exhaust import ExhaustResult
+    from sledfuzz.fuzz.exhaust import ExhaustResult
 
 WIDTH = 100
 
@@ -55,7 +55,7 @@ def _rel(path: str, base: str) -> str:
 
 def _case_column(path: str, impl: str, out_dir: str) -> str:
     """The case path as short as it can be said: relative to ``OUT/<configuration>/``."""
-    from fuzz.campaign import slug
+    from sledfuzz.fuzz.campaign import slug
 
     return _rel(path, os.path.join(out_dir, slug(impl))) if path else "(not written)"
 

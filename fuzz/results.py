@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from fuzz.oracle import PASSING
+from sledfuzz.fuzz.oracle import PASSING
 
 Expect = Literal["pass", "fail"]
 

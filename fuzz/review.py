@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from emu.impls.api import Implementation, Refused
-from emu.scenario import Scenario
-from fuzz.oracle import Verdict, judge
-from model.case import Case
-from model.core_stage import CoreRefusal, core_stage
+from sledfuzz.emu.impls.api import Implementation, Refused
+from sledfuzz.emu.scenario import Scenario
+from sledfuzz.fuzz.oracle import Verdict, judge
+from sledfuzz.model.case import Case
+from sledfuzz.model.core_stage import CoreRefusal, core_stage
 
 #: files whose change shows in each behaviour kind (for attributing a regression to patches)
 JIT_FILES = {"arch/riscv/net/bpf_jit_comp64.c", "arch/riscv/net/bpf_jit.h", "include/linux/bpf.h"}
@@ -230,7 +230,7 @@ def _first_diff(x: bytes, y: bytes) -> int:
 
 def _minimise(reg: Regression, before: Implementation, after: Implementation, seconds: float) -> Case:
     """A smaller case that still violates the invariant after the series and not before."""
-    from fuzz.minimize import minimize
+    from sledfuzz.fuzz.minimize import minimize
 
     def keep(c: Case) -> bool:
         va = judge(c, after)
@@ -241,7 +241,7 @@ def _minimise(reg: Regression, before: Implementation, after: Implementation, se
 
 def corpus_cases(paths: list[Path]) -> CaseSource:
     """Every case of the corpus files (the known bug shapes come first)."""
-    from fuzz.corpus import load_entry
+    from sledfuzz.fuzz.corpus import load_entry
 
     def run(visit: Visit) -> None:
         for p in paths:
@@ -257,7 +257,7 @@ def corpus_cases(paths: list[Path]) -> CaseSource:
 
 def shape_cases(caps: Any, seed: int) -> CaseSource:
     """The shape builder on a seeded stream (the atheris harness's case space)."""
-    from fuzz.shape import RandomDraw, case_from_draw
+    from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
 
     def run(visit: Visit) -> None:
         i = 0
@@ -276,7 +276,7 @@ def hypothesis_cases(caps: Any, seed: int) -> CaseSource:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from hypothesis import seed as hseed
 
-    from fuzz.strategies import search_cases
+    from sledfuzz.fuzz.strategies import search_cases
 
     def run(visit: Visit) -> None:
         def body(case: Case) -> None:
@@ -301,9 +301,9 @@ def atheris_cases(tree: Path, seed: int, work: Path, *, min_seconds: float = 30.
     def run(visit: Visit) -> None:
         import os
 
-        from emu.kernel.impl import ENV_VAR, set_default_tree
-        from fuzz.atheris_run import run_atheris
-        from fuzz.corpus import load_entry
+        from sledfuzz.emu.kernel.impl import ENV_VAR, set_default_tree
+        from sledfuzz.fuzz.atheris_run import run_atheris
+        from sledfuzz.fuzz.corpus import load_entry
 
         left = visit.left()
         if left < min_seconds:

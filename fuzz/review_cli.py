@@ -49,13 +49,13 @@ def add_parser(sub: Any, seconds: Any, seed: Any) -> None:
 
 
 def _trees(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from emu.impls.registry import ImplementationError
-    from emu.kernel.impl import factory
-    from fuzz.review_tree import ReviewTreeError, prepare
+    from sledfuzz.emu.impls.registry import ImplementationError
+    from sledfuzz.emu.kernel.impl import factory
+    from sledfuzz.fuzz.review_tree import ReviewTreeError, prepare
 
     src = args.linux_src
     if src.startswith("debian:"):
-        from emu.kernel.debian import DebianTreeError, resolve_tree
+        from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
 
         try:
             src = str(resolve_tree(src))
@@ -79,9 +79,9 @@ def _trees(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from fuzz.corpus import atomic_write_text
-    from fuzz.review import atheris_cases, corpus_cases, hypothesis_cases, review, shape_cases
-    from fuzz.review_report import render_json, render_md, render_text
+    from sledfuzz.fuzz.corpus import atomic_write_text
+    from sledfuzz.fuzz.review import atheris_cases, corpus_cases, hypothesis_cases, review, shape_cases
+    from sledfuzz.fuzz.review_report import render_json, render_md, render_text
 
     stopped: list[int] = []
 
@@ -135,8 +135,8 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _load_case(path: str) -> Any:
-    from fuzz.corpus import load_entry
-    from model.case import CaseError, load_case
+    from sledfuzz.fuzz.corpus import load_entry
+    from sledfuzz.model.case import CaseError, load_case
 
     try:
         return load_case(path)
@@ -145,7 +145,7 @@ def _load_case(path: str) -> Any:
 
 
 def _explain(case: Any, impl: Any) -> str:
-    from fuzz.explain import explain
+    from sledfuzz.fuzz.explain import explain
 
     try:
         text, _ = explain(case, impl, name=impl.name, max_insns=200)

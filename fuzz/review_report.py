@@ -7,8 +7,8 @@ import json
 import textwrap
 from typing import Any
 
-from fuzz.review import Regression, ReviewResult
-from model.case import Case
+from sledfuzz.fuzz.review import Regression, ReviewResult
+from sledfuzz.model.case import Case
 
 WIDTH = 79
 DETAILED = 3  # regressions shown in full in the text report; the rest one line each
@@ -16,7 +16,7 @@ DETAILED = 3  # regressions shown in full in the text report; the rest one line 
 
 def ordered(res: ReviewResult) -> list[Regression]:
     """Regressions, the smallest minimal case first (the clearest witness leads the reply)."""
-    from fuzz.minimize import size
+    from sledfuzz.fuzz.minimize import size
 
     return sorted(res.regressions.values(), key=lambda r: (size(r.minimal or r.case), r.invariant))
 

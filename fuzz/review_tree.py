@@ -17,8 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from emu.kernel.build import NEEDED, cache_root, kernel_version, read_tree
-from emu.kernel.ftrace import FTRACE_FILES, read_ftrace_files
+from sledfuzz.emu.kernel.build import NEEDED, cache_root, kernel_version, read_tree
+from sledfuzz.emu.kernel.ftrace import FTRACE_FILES, read_ftrace_files
 
 #: every tree-relative file the kernel implementation reads
 RELEVANT: tuple[str, ...] = tuple(dict.fromkeys((*NEEDED, *FTRACE_FILES)))

@@ -21,15 +21,15 @@ from typing import Any, Literal
 
 from hypothesis import strategies as st
 
-from emu.impls.api import Implementation
-from fuzz.configurations import cell_context, dir_name, slug
-from fuzz.corpus import Entry, with_tool_version, write_finding
-from fuzz.elf_cases import ElfSource
-from fuzz.judging import Judged, judge_case
-from fuzz.minimal_case import MINIMIZE_SECONDS, minimal_case
-from fuzz.results import CellResult, Finding
-from fuzz.shape import Draw
-from model.case import Case
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.fuzz.configurations import cell_context, dir_name, slug
+from sledfuzz.fuzz.corpus import Entry, with_tool_version, write_finding
+from sledfuzz.fuzz.elf_cases import ElfSource
+from sledfuzz.fuzz.judging import Judged, judge_case
+from sledfuzz.fuzz.minimal_case import MINIMIZE_SECONDS, minimal_case
+from sledfuzz.fuzz.results import CellResult, Finding
+from sledfuzz.fuzz.shape import Draw
+from sledfuzz.model.case import Case
 
 Engine = Literal["hypothesis", "random", "mixed"]
 Event = tuple[str, str, dict[str, Any]]
@@ -60,11 +60,11 @@ def _write_case(path: Path, case: Case, impl: str, judged: Judged, provenance: d
 
 def _case_source(impl: Implementation, elf: ElfSource | None, strict_flags: bool) -> Callable[[Draw], Case | None]:
     """The shape builder's case for a draw: over the whole case space, or over an ELF's functions."""
-    from fuzz.shape import case_from_draw
+    from sledfuzz.fuzz.shape import case_from_draw
 
     if elf is None:
         return lambda draw: case_from_draw(draw, impl.caps, strict_flags=strict_flags)
-    from fuzz.elf_cases import draw_elf_case
+    from sledfuzz.fuzz.elf_cases import draw_elf_case
 
     targets, _ = elf.targets(impl)
     return lambda draw: draw_elf_case(draw, impl, targets, strict_flags=strict_flags)
@@ -73,10 +73,10 @@ def _case_source(impl: Implementation, elf: ElfSource | None, strict_flags: bool
 def _strategy(impl: Implementation, elf: ElfSource | None, strict_flags: bool) -> st.SearchStrategy[Case]:
     """Hypothesis's cases: over the whole case space, or over an ELF's functions."""
     if elf is None:
-        from fuzz.strategies import search_cases
+        from sledfuzz.fuzz.strategies import search_cases
 
         return search_cases(impl.caps, strict_flags=strict_flags)
-    from fuzz.elf_cases import elf_case_strategy
+    from sledfuzz.fuzz.elf_cases import elf_case_strategy
 
     targets, _ = elf.targets(impl)
     return elf_case_strategy(impl, targets, strict_flags=strict_flags)
@@ -177,7 +177,7 @@ class CellSearch:
 
     def _random_burst(self, draw_case: Callable[[Draw], Case | None], until: float) -> None:
         """Cases from the shape builder with a seeded random stream: ~10x hypothesis's rate."""
-        from fuzz.shape import RandomDraw
+        from sledfuzz.fuzz.shape import RandomDraw
 
         while time.monotonic() < until:
             self._random_index += 1
@@ -231,7 +231,7 @@ class CellSearch:
     def _record(self, case: Case, judged: Judged) -> None:
         """Write each new invariant's case at once; minimise the case once, for its most
         interesting new invariant (a target bug's, else an undeclared one, else any)."""
-        from fuzz.fresh import confirm
+        from sledfuzz.fuzz.fresh import confirm
 
         found_at = time.monotonic() - self.start
         new = [(inv, msg) for inv, msg in judged.messages_by_invariant() if inv not in self.result.findings]
@@ -249,7 +249,7 @@ class CellSearch:
 
     def _harness_fault(self, case: Case, judged: Judged, again: Judged, found_at: float) -> None:
         """A failure a fresh engine does not reproduce: counted, written to ``harness-faults/``."""
-        from fuzz.fresh import MAX_FILES, write_harness_fault
+        from sledfuzz.fuzz.fresh import MAX_FILES, write_harness_fault
 
         self.result.counts.harness_faults += 1
         path = ""

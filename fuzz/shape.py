@@ -10,9 +10,9 @@ description (tests/properties/test_case_space.py checks both reach every edge).
 
 from __future__ import annotations
 
-from fuzz.draw import Draw, PlainDraw, RandomDraw, pick
-from fuzz.edges import value64
-from fuzz.space import (
+from sledfuzz.fuzz.draw import Draw, PlainDraw, RandomDraw, pick
+from sledfuzz.fuzz.edges import value64
+from sledfuzz.fuzz.space import (
     ENTER_PATTERNS,
     FLAG_VARIANTS,
     UNSPECIFIED_FLAGS,
@@ -26,9 +26,9 @@ from fuzz.space import (
     flag_variants,
     link_kinds,
 )
-from model.caps import Capabilities
-from model.case import Case
-from model.contract import BPF_PROG_MAX_SLOTS, STRUCT_OPS_MAX_SLOTS
+from sledfuzz.model.caps import Capabilities
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import BPF_PROG_MAX_SLOTS, STRUCT_OPS_MAX_SLOTS
 
 __all__ = [
     "BPF_PROG_MAX_SLOTS", "ENTER_PATTERNS", "FLAG_VARIANTS", "STRUCT_OPS_MAX_SLOTS", "UNSPECIFIED_FLAGS", "Draw",

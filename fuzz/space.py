@@ -32,12 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fuzz.draw import Draw, pick
-from fuzz.edges import FMOD_RET_VALUES, ret_value, sized_value, start_time, value64
-from fuzz.layouts import draw_layout
-from model.caps import TARGET_KINDS, Capabilities, TargetKind
-from model.case import DATA_SIZE, MASK64, Arg, Body, Case, Function, Link, LinkKind, Store
-from model.contract import (
+from sledfuzz.fuzz.draw import Draw, pick
+from sledfuzz.fuzz.edges import FMOD_RET_VALUES, ret_value, sized_value, start_time, value64
+from sledfuzz.fuzz.layouts import draw_layout
+from sledfuzz.model.caps import TARGET_KINDS, Capabilities, TargetKind
+from sledfuzz.model.case import DATA_SIZE, MASK64, Arg, Body, Case, Function, Link, LinkKind, Store
+from sledfuzz.model.contract import (
     BPF_PROG_MAX_SLOTS,
     F_CALL_ORIG,
     F_IP_ARG,

@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from fuzz.draw import Draw
-from fuzz.layouts import PAGE, auipc_offset, draw_edge_layout, edge_layout
-from fuzz.space import Bounds, bounds, draw_case, link_kinds
-from model.caps import Capabilities, SledLayout, TargetKind
-from model.case import MASK64, Arg, Body, Case, Function, Layout, Link, LinkKind
-from model.contract import HOSTS_SPAN
-from model.semantics import REACH_HI, REACH_LO
+from sledfuzz.fuzz.draw import Draw
+from sledfuzz.fuzz.layouts import PAGE, auipc_offset, draw_edge_layout, edge_layout
+from sledfuzz.fuzz.space import Bounds, bounds, draw_case, link_kinds
+from sledfuzz.model.caps import Capabilities, SledLayout, TargetKind
+from sledfuzz.model.case import MASK64, Arg, Body, Case, Function, Layout, Link, LinkKind
+from sledfuzz.model.contract import HOSTS_SPAN
+from sledfuzz.model.semantics import REACH_HI, REACH_LO
 
 T = TypeVar("T")
 

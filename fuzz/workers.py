@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzz import interrupt
+from sledfuzz.fuzz import interrupt
 
 STOP_GRACE_SECONDS = 20.0
 POLL_SECONDS = 0.2

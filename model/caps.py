@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from model.contract import MAX_BPF_FUNC_ARGS, PAGE_SIZE, RISCV_REFUSED_FLAGS
+from sledfuzz.model.contract import MAX_BPF_FUNC_ARGS, PAGE_SIZE, RISCV_REFUSED_FLAGS
 
 TargetKind = Literal["kernel_function", "bpf_prog", "struct_ops"]
 TARGET_KINDS: tuple[TargetKind, ...] = ("kernel_function", "bpf_prog", "struct_ops")

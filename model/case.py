@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.caps import TargetKind
-from model.case_checks import validate
-from model.case_json import case_kwargs, parse_json, to_plain
-from model.case_parts import (
+from sledfuzz.model.caps import TargetKind
+from sledfuzz.model.case_checks import validate
+from sledfuzz.model.case_json import case_kwargs, parse_json, to_plain
+from sledfuzz.model.case_parts import (
     DATA_SIZE,
     LAYOUT_POINTERS,
     LAYOUT_REGIONS,
@@ -38,7 +38,7 @@ from model.case_parts import (
     Link,
     Store,
 )
-from model.contract import LinkKind
+from sledfuzz.model.contract import LinkKind
 
 __all__ = [
     "DATA_SIZE", "LAYOUT_POINTERS", "LAYOUT_REGIONS", "LINK_KINDS", "MASK64", "MAX_ARGS_REPRESENTABLE",

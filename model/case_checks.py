@@ -9,8 +9,8 @@ import itertools
 from dataclasses import fields
 from typing import Protocol
 
-from model.caps import TARGET_KINDS
-from model.case_parts import (
+from sledfuzz.model.caps import TARGET_KINDS
+from sledfuzz.model.case_parts import (
     DATA_SIZE,
     LAYOUT_POINTERS,
     LAYOUT_REGIONS,

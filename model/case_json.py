@@ -10,8 +10,8 @@ import re
 from dataclasses import fields, is_dataclass
 from typing import Any, cast
 
-from model.caps import TARGET_KINDS
-from model.case_parts import (
+from sledfuzz.model.caps import TARGET_KINDS
+from sledfuzz.model.case_parts import (
     LINK_KINDS,
     MASK64,
     MAX_JSON_DEPTH,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import get_args
 
-from model.contract import LinkKind
+from sledfuzz.model.contract import LinkKind
 
 SCHEMA = 1
 MASK64 = (1 << 64) - 1

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.case import Case, Link
-from model.contract import (
+from sledfuzz.model.case import Case, Link
+from sledfuzz.model.contract import (
     E2BIG,
     F_CALL_ORIG,
     F_INDIRECT,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from model.case import MASK64, BodyStore
-from model.observation import EventKind
+from sledfuzz.model.case import MASK64, BodyStore
+from sledfuzz.model.observation import EventKind
 
 
 @dataclass(frozen=True)

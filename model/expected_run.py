@@ -8,9 +8,9 @@ both phases), ``__bpf_tramp_enter/exit`` around them with CALL_ORIG, and what th
 
 from __future__ import annotations
 
-from model.caps import Capabilities, SledLayout
-from model.case import MASK64, Case
-from model.contract import (
+from sledfuzz.model.caps import Capabilities, SledLayout
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.contract import (
     F_CALL_ORIG,
     F_IP_ARG,
     F_RESTORE_REGS,
@@ -20,8 +20,8 @@ from model.contract import (
     TCC_PLANTED,
     session_token,
 )
-from model.expectation import Expected, ExpectedEvent
-from model.values import body_result, prog_a0, struct_ops_a0
+from sledfuzz.model.expectation import Expected, ExpectedEvent
+from sledfuzz.model.values import body_result, prog_a0, struct_ops_a0
 
 
 def return_into(case: Case, sled: SledLayout) -> int:

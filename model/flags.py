@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from model.case import Case
-from model.contract import (
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import (
     F_CALL_ORIG,
     F_INDIRECT,
     F_IP_ARG,
@@ -22,7 +22,7 @@ from model.contract import (
     F_TAIL_CALL_CTX,
     flag_names,
 )
-from model.core_stage import derive_flags, effective_flags
+from sledfuzz.model.core_stage import derive_flags, effective_flags
 
 FlagClass = Literal["generated", "refused", "unspecified"]
 

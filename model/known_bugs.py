@@ -8,7 +8,7 @@ the corpus keeps one regression case per entry.
 
 from __future__ import annotations
 
-from model.caps import KnownBug
+from sledfuzz.model.caps import KnownBug
 
 
 def _bug(commit: str, summary: str, *invariants: str) -> KnownBug:

@@ -19,9 +19,9 @@ stage live in ``model.contract``; the returned types in ``model.expectation``.
 
 from __future__ import annotations
 
-from model.caps import STRUCT_OPS_SLED, Capabilities, SledLayout
-from model.case import MASK64, Case, Layout
-from model.contract import (
+from sledfuzz.model.caps import STRUCT_OPS_SLED, Capabilities, SledLayout
+from sledfuzz.model.case import MASK64, Case, Layout
+from sledfuzz.model.contract import (
     BPF_PROG_MAX_SLOTS,
     EINVAL,
     ENOTSUPP,
@@ -33,11 +33,11 @@ from model.contract import (
     STRUCT_OPS_MAX_SLOTS,
     flag_names,
 )
-from model.core_stage import CoreRefusal, core_stage
-from model.expectation import Expectation, Expected, ExpectedEvent, Invalid, Refusal, Unspecified
-from model.expected_run import expected_run
-from model.flags import classify_flags, strict_problem
-from model.values import body_result
+from sledfuzz.model.core_stage import CoreRefusal, core_stage
+from sledfuzz.model.expectation import Expectation, Expected, ExpectedEvent, Invalid, Refusal, Unspecified
+from sledfuzz.model.expected_run import expected_run
+from sledfuzz.model.flags import classify_flags, strict_problem
+from sledfuzz.model.values import body_result
 
 #: auipc+jalr reach (SEMANTICS 2.3): offsets in [REACH_LO, REACH_HI) are reachable.
 REACH_LO = -(1 << 31) - (1 << 11)

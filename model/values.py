@@ -7,8 +7,8 @@ R0, how a struct_ops return is extended, what the body computes. ``model.semanti
 
 from __future__ import annotations
 
-from model.caps import Capabilities
-from model.case import MASK64, Case
+from sledfuzz.model.caps import Capabilities
+from sledfuzz.model.case import MASK64, Case
 
 
 def sext(value: int, size: int) -> int:

@@ -32,4 +32,4 @@ fi
 # Kernel trees for the `kernel` implementation: Debian's linux-source-7.2 (sid) and -7.3
 # (trixie-backports), fetched with a private apt configuration into $XDG_CACHE_HOME/sledfuzz/trees
 # (docs/kernel.md); 6.12 is the package installed above.
-.venv/bin/python -m emu.kernel.debian
+.venv/bin/python -m sledfuzz.emu.kernel.debian

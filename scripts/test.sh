@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "== ruff" && .venv/bin/ruff check model emu fuzz tests bench
-echo "== mypy --strict" && .venv/bin/mypy --strict model emu fuzz
+echo "== ruff" && .venv/bin/ruff check model emu fuzz sledfuzz tests bench
+echo "== mypy --strict" && .venv/bin/mypy --strict sledfuzz
 # Architecture gates (config in pyproject.toml): the layers model -> emu -> fuzz, every import
 # counted (lazy ones too); no block of logic copied between modules.
 echo "== import layers" && .venv/bin/lint-imports

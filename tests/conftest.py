@@ -40,7 +40,7 @@ def _import_first_party() -> None:
     import importlib
     import pkgutil
 
-    for pkg in ("model", "emu", "fuzz", "bench"):
+    for pkg in ("sledfuzz", "bench"):
         mod = importlib.import_module(pkg)
         for info in pkgutil.walk_packages(mod.__path__, pkg + "."):
             if info.name.endswith(("fuzz_trampoline", "__main__")):  # a libFuzzer script, not a module
@@ -72,8 +72,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 def restore_kernel_tree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The CLI sets the process's default tree (also in the environment, for workers) and the
     registry caches ``kernel``: undo all of it after the test, so no later test sees its tree."""
-    import emu.impls.registry as registry
-    import emu.kernel.impl as kimpl
+    import sledfuzz.emu.impls.registry as registry
+    import sledfuzz.emu.kernel.impl as kimpl
 
     monkeypatch.setattr(kimpl, "_default_tree", kimpl._default_tree)
     monkeypatch.setattr(registry, "_cache", dict(registry._cache))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from emu.elf.functions import TracedFunction
-from emu.elf.image import LoadedElf
-from emu.engine.base import Engine, MemWrite
+from sledfuzz.emu.elf.functions import TracedFunction
+from sledfuzz.emu.elf.image import LoadedElf
+from sledfuzz.emu.engine.base import Engine, MemWrite
 
 A0, RA, SP, GP, TP, S0, S1 = 10, 1, 2, 3, 4, 8, 9
 CALLEE_SAVED = (SP, GP, TP, S0, S1, *range(18, 28))  # sp, gp, tp, s0, s1, s2..s11

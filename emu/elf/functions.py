@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emu.elf.image import ElfError, LoadedElf, Symbol
+from sledfuzz.emu.elf.image import ElfError, LoadedElf, Symbol
 
 C_NOP = 0x0001
 NOP = 0x00000013

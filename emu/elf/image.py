@@ -23,8 +23,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
-from emu.elf import relocate as R
-from emu.elf.relocate import ElfError
+from sledfuzz.emu.elf import relocate as R
+from sledfuzz.emu.elf.relocate import ElfError
 
 MAX_ELF_BYTES = 64 << 20
 

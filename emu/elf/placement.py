@@ -11,9 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from emu.elf.functions import TracedFunction, find_function
-from emu.elf.image import ElfError, LoadedElf, load_elf, read_elf_bytes
-from model.case import CompiledBody
+from sledfuzz.emu.elf.functions import TracedFunction, find_function
+from sledfuzz.emu.elf.image import ElfError, LoadedElf, load_elf, read_elf_bytes
+from sledfuzz.model.case import CompiledBody
 
 __all__ = ["Placed", "place", "symbol_offset"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from elftools.elf.elffile import ELFFile
 
-from emu.elf.image import ElfError, LoadedElf
-from model.case import Arg
+from sledfuzz.emu.elf.image import ElfError, LoadedElf
+from sledfuzz.model.case import Arg
 
 DW_ATE_BOOLEAN = 0x02
 DW_ATE_FLOAT = 0x04

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from emu.engine.base import Engine, EngineError, HostFn, HostStop, MemWrite, ObserverFn, RunResult, StopKind, TracerFn
+from sledfuzz.emu.engine.base import (
+    Engine,
+    EngineError,
+    HostFn,
+    HostStop,
+    MemWrite,
+    ObserverFn,
+    RunResult,
+    StopKind,
+    TracerFn,
+)
 
 __all__ = ["Engine", "EngineError", "HostFn", "HostStop", "MemWrite", "ObserverFn", "RunResult", "StopKind",
            "TracerFn", "get_engine"]
@@ -11,11 +21,11 @@ __all__ = ["Engine", "EngineError", "HostFn", "HostStop", "MemWrite", "ObserverF
 def get_engine(name: str = "unicorn") -> Engine:
     """A fresh engine by name; keep it for the life of the worker (creating one is not cheap)."""
     if name == "unicorn":
-        from emu.engine.unicorn_engine import UnicornEngine
+        from sledfuzz.emu.engine.unicorn_engine import UnicornEngine
 
         return UnicornEngine()
     if name == "spike":  # the `spike` extra (EngineError saying so when it is missing)
-        from emu.engine.spike_engine import SpikeEngine
+        from sledfuzz.emu.engine.spike_engine import SpikeEngine
 
         return SpikeEngine()
     raise EngineError(f"unknown engine {name!r} (available: unicorn, spike)")

@@ -49,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from emu.engine.base import (
+from sledfuzz.emu.engine.base import (
     MASK64,
     PAGE_SIZE,
     TRAP_CAUSE_STOP,
@@ -61,7 +61,7 @@ from emu.engine.base import (
     RunResult,
     TracerFn,
 )
-from emu.engine.spike_memory import CSR_SATP, FIRST_FREE, RAM_BASE, RAM_SIZE, ROOT_PAGE, SpikeMemory
+from sledfuzz.emu.engine.spike_memory import CSR_SATP, FIRST_FREE, RAM_BASE, RAM_SIZE, ROOT_PAGE, SpikeMemory
 
 _RA = 1
 _A0 = 10

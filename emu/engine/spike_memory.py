@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emu.engine.base import MASK64, PAGE_SIZE, EngineError, HostFn
+from sledfuzz.emu.engine.base import MASK64, PAGE_SIZE, EngineError, HostFn
 
 RAM_BASE = 0x8000_0000
 RAM_SIZE = 1 << 30  # Spike's mem_t allocates its pages on first touch

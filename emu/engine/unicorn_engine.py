@@ -53,8 +53,8 @@ from unicorn.unicorn_py3.unicorn import (
     uclib,
 )
 
-from emu.engine import blockhook
-from emu.engine.base import (
+from sledfuzz.emu.engine import blockhook
+from sledfuzz.emu.engine.base import (
     MASK64,
     TRAP_CAUSE_STOP,
     EngineError,
@@ -66,8 +66,8 @@ from emu.engine.base import (
     StopKind,
     TracerFn,
 )
-from emu.engine.unicorn_state import UnicornState
-from emu.engine.unicorn_stops import ERR_STOP, HOOK_INVALID, INVALID_ACCESS_STOP, complement
+from sledfuzz.emu.engine.unicorn_state import UnicornState
+from sledfuzz.emu.engine.unicorn_stops import ERR_STOP, HOOK_INVALID, INVALID_ACCESS_STOP, complement
 
 _unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy out of them
 UcError: type[Exception] = _unicorn.UcError

@@ -31,8 +31,8 @@ from unicorn.riscv_const import UC_RISCV_REG_PC, UC_RISCV_REG_X0
 from unicorn.unicorn_py3 import unicorn as _binding
 from unicorn.unicorn_py3.unicorn import uclib
 
-from emu.engine.base import MASK64, PAGE_SIZE, EngineError, HostFn
-from emu.engine.unicorn_stops import insn_len
+from sledfuzz.emu.engine.base import MASK64, PAGE_SIZE, EngineError, HostFn
+from sledfuzz.emu.engine.unicorn_stops import insn_len
 
 _unicorn: Any = unicorn  # the binding's own annotations are partial; keep mypy out of them
 _uc_hook_h: Any = getattr(_binding, "uc_hook_h")  # noqa: B009 - not in the binding's __all__

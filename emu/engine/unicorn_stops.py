@@ -16,7 +16,7 @@ from unicorn import (
 )
 from unicorn import unicorn_const as ucc
 
-from emu.engine.base import MASK64, StopKind
+from sledfuzz.emu.engine.base import MASK64, StopKind
 
 #: The invalid-access hook's kinds: every unmapped or protected access.
 HOOK_INVALID = (

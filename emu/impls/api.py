@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from model.caps import Capabilities, SledLayout
-from model.contract import LinkKind
+from sledfuzz.model.caps import Capabilities, SledLayout
+from sledfuzz.model.contract import LinkKind
 
 PokeKind = Literal["nop", "call", "jump"]
 

@@ -9,9 +9,9 @@ registry imports lazily -- uses them without importing the registry: no import l
 
 from __future__ import annotations
 
-from emu.impls.eras import Era
-from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
-from model.caps import Capabilities, KnownBug
+from sledfuzz.emu.impls.eras import Era
+from sledfuzz.emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
+from sledfuzz.model.caps import Capabilities, KnownBug
 
 
 class ImplementationError(LookupError):

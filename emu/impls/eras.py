@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from model.caps import STRUCT_OPS_SLED, EntryScheme, KnownBug, RetConvention, SledLayout
-from model.known_bugs import KNOWN_BUGS
+from sledfuzz.model.caps import STRUCT_OPS_SLED, EntryScheme, KnownBug, RetConvention, SledLayout
+from sledfuzz.model.known_bugs import KNOWN_BUGS
 
 #: RV_MAX_COUNT_IMM: the immediate with the longest ``li`` (9f1e16fb1fc9's sizing value).
 RV_MAX_COUNT_IMM = 0x7FFF7FF7FF7FF7FF

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from emu.impls.api import Implementation, Jit, Patcher
+from sledfuzz.emu.impls.api import Implementation, Jit, Patcher
 
 __all__ = ["ImplementationCrash", "guarded"]
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emu.impls.api import Image, LinkReq, PokeKind, PokeResult, Refused, TrampRequest
-from emu.impls.eras import RV_MAX_COUNT_IMM, STACK_IM, Era
-from emu.impls.patchers import BpfPoker
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.offsets import ReachError
-from emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
-from model.contract import (
+from sledfuzz.emu.impls.api import Image, LinkReq, PokeKind, PokeResult, Refused, TrampRequest
+from sledfuzz.emu.impls.eras import RV_MAX_COUNT_IMM, STACK_IM, Era
+from sledfuzz.emu.impls.patchers import BpfPoker
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.offsets import ReachError
+from sledfuzz.emu.rv64.regs import A0, A1, A2, A5, A6, FP, RA, S1, SP, T0, T1, ZERO
+from sledfuzz.model.contract import (
     COOKIE_INDEX_SHIFT,
     E2BIG,
     EFAULT,

@@ -25,12 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from emu.impls.api import PokeKind, PokeResult
-from emu.rv64 import encode as E
-from emu.rv64.offsets import in_auipc_jalr_range, sign_extend
-from emu.rv64.regs import RA, SP, T0, T1, ZERO
-from model.caps import SledLayout
-from model.contract import EFAULT, EINVAL, ERANGE
+from sledfuzz.emu.impls.api import PokeKind, PokeResult
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.offsets import in_auipc_jalr_range, sign_extend
+from sledfuzz.emu.rv64.regs import RA, SP, T0, T1, ZERO
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.contract import EFAULT, EINVAL, ERANGE
 
 FtraceScheme = Literal["detour16", "t0", "atomic"]
 BpfSledScheme = Literal["detour16", "t0"]

@@ -21,15 +21,15 @@ import threading
 from dataclasses import replace
 from importlib.metadata import entry_points
 
-from emu.impls.api import Implementation
-from emu.impls.building import ImplementationError as ImplementationError
-from emu.impls.building import capabilities as capabilities
-from emu.impls.building import patchers_for as patchers_for
-from emu.impls.eras import ERAS, FTRACE_ONLY, Era, RevertError, revert
-from emu.impls.jit import EraJit
-from emu.impls.patchers import BpfPoker
-from model.caps import KnownBug
-from model.known_bugs import KNOWN_BUGS
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.emu.impls.building import ImplementationError as ImplementationError
+from sledfuzz.emu.impls.building import capabilities as capabilities
+from sledfuzz.emu.impls.building import patchers_for as patchers_for
+from sledfuzz.emu.impls.eras import ERAS, FTRACE_ONLY, Era, RevertError, revert
+from sledfuzz.emu.impls.jit import EraJit
+from sledfuzz.emu.impls.patchers import BpfPoker
+from sledfuzz.model.caps import KnownBug
+from sledfuzz.model.known_bugs import KNOWN_BUGS
 
 ENTRY_POINT_GROUP = "sledfuzz.impls"
 
@@ -140,7 +140,7 @@ def _entry_point(name: str) -> Implementation | None:
 
 
 def _kernel() -> Implementation:
-    for module_name in ("emu.kernel.impl", "emu.kernel"):
+    for module_name in ("sledfuzz.emu.kernel.impl", "sledfuzz.emu.kernel"):
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -165,7 +165,7 @@ def _build(name: str) -> Implementation:
     if name == "kernel":
         return _kernel()
     if name.startswith("kernel-"):  # one of several trees named in a run (emu/kernel/impl.py)
-        from emu.kernel.impl import factory_named
+        from sledfuzz.emu.kernel.impl import factory_named
 
         return factory_named(name)
     if ":" in name:
@@ -190,7 +190,7 @@ def resolve(name: str) -> Implementation:
     name = name.strip()
     key = name
     if name == "kernel":  # the tree is part of what "kernel" means: another default tree, another object
-        from emu.kernel.impl import default_tree
+        from sledfuzz.emu.kernel.impl import default_tree
 
         key = f"kernel\0{default_tree()}"
     with _lock:

@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
-from emu.impls.api import FtraceMechanism, FtracePatched
-from emu.impls.patchers import LD_RA, NOP4, SD_RA, FtracePatcher, SledPatchers
-from emu.rv64.offsets import sign_extend
-from emu.rv64.regs import NAMES
-from model.caps import SledLayout
-from model.observation import TornState
+from sledfuzz.emu.impls.api import FtraceMechanism, FtracePatched
+from sledfuzz.emu.impls.patchers import LD_RA, NOP4, SD_RA, FtracePatcher, SledPatchers
+from sledfuzz.emu.rv64.offsets import sign_extend
+from sledfuzz.emu.rv64.regs import NAMES
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.observation import TornState
 
 _M64 = (1 << 64) - 1
 

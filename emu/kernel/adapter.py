@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from emu.impls.api import Image, PokeKind, PokeResult, Refused, TrampRequest
-from emu.kernel.build import KernelBuild, build
-from model.contract import E2BIG
+from sledfuzz.emu.impls.api import Image, PokeKind, PokeResult, Refused, TrampRequest
+from sledfuzz.emu.kernel.build import KernelBuild, build
+from sledfuzz.model.contract import E2BIG
 
 SF_ABI_VERSION = 3
 SF_MAX_ARGS = 16

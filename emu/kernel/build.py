@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emu.kernel.probe import KernelFeatures, probe_source
+from sledfuzz.emu.kernel.probe import KernelFeatures, probe_source
 
 _log = logging.getLogger(__name__)  # the CLI shows INFO records: a first build takes half a minute
 DEFAULT_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")

@@ -186,7 +186,7 @@ def resolve_tree(name: str, *, download: bool = True) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m emu.kernel.debian [VERSION...]``: fetch the trees (scripts/setup.sh runs it)."""
+    """``python -m sledfuzz.emu.kernel.debian [VERSION...]``: fetch the trees (scripts/setup.sh runs it)."""
     import sys
 
     versions = (argv if argv is not None else sys.argv[1:]) or list(SUITES)

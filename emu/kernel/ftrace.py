@@ -18,11 +18,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emu.impls.api import PokeResult
-from emu.impls.patchers import FtracePatcher, words
-from emu.kernel.build import _content_hash, _write_atomic, cache_root
-from model.caps import SledLayout
-from model.contract import EINVAL
+from sledfuzz.emu.impls.api import PokeResult
+from sledfuzz.emu.impls.patchers import FtracePatcher, words
+from sledfuzz.emu.kernel.build import _content_hash, _write_atomic, cache_root
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.contract import EINVAL
 
 FTRACE_H = "arch/riscv/include/asm/ftrace.h"
 FTRACE_C = "arch/riscv/kernel/ftrace.c"

@@ -23,19 +23,19 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from emu.impls.api import Implementation, PokeKind, PokeResult
-from emu.impls.building import ImplementationError, capabilities
-from emu.impls.eras import ERAS, REVERTS, Era
-from emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
-from emu.kernel.adapter import KernelJit
-from emu.kernel.build import (
+from sledfuzz.emu.impls.api import Implementation, PokeKind, PokeResult
+from sledfuzz.emu.impls.building import ImplementationError, capabilities
+from sledfuzz.emu.impls.eras import ERAS, REVERTS, Era
+from sledfuzz.emu.impls.patchers import BpfPoker, BpfProloguePatcher, Concurrency, FtracePatcher, SledPatchers
+from sledfuzz.emu.kernel.adapter import KernelJit
+from sledfuzz.emu.kernel.build import (
     KernelBuild,
     KernelBuildError,
     build,
     default_linux_src,
 )
-from emu.kernel.debian import PREFIX, DebianTreeError, resolve_tree
-from emu.kernel.ftrace import (
+from sledfuzz.emu.kernel.debian import PREFIX, DebianTreeError, resolve_tree
+from sledfuzz.emu.kernel.ftrace import (
     FTRACE_H,
     INSN_DEF_H,
     FtraceEncoder,
@@ -48,9 +48,9 @@ from emu.kernel.ftrace import (
     insn_nop4,
     read_ftrace_files,
 )
-from emu.kernel.probe import KernelFeatures
-from model.caps import KnownBug
-from model.known_bugs import KNOWN_BUGS
+from sledfuzz.emu.kernel.probe import KernelFeatures
+from sledfuzz.model.caps import KnownBug
+from sledfuzz.model.known_bugs import KNOWN_BUGS
 
 ENV_VAR = "SLEDFUZZ_LINUX_SRC"
 ENV_TREES = "SLEDFUZZ_LINUX_SRCS"

@@ -5,7 +5,7 @@ ones in ``encode_rvc``, the operand checks in ``operands``), ``offsets``
 (reach checks, auipc/jalr split), ``emitter`` (kernel-JIT-like buffer and RVC choices), ``disasm``.
 """
 
-from emu.rv64.encode import EncodingError
-from emu.rv64.offsets import ReachError
+from sledfuzz.emu.rv64.encode import EncodingError
+from sledfuzz.emu.rv64.offsets import ReachError
 
 __all__ = ["EncodingError", "ReachError"]

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar, cast
 
-from emu.rv64 import encode as E
-from emu.rv64.offsets import ReachError, check_reach, fits_signed, sign_extend
-from emu.rv64.regs import RA, SP, T1, ZERO, is_creg
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.offsets import ReachError, check_reach, fits_signed, sign_extend
+from sledfuzz.emu.rv64.regs import RA, SP, T1, ZERO, is_creg
 
 __all__ = ["Emitter"]
 

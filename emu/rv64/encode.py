@@ -16,13 +16,13 @@ place callers take an encoder from; operand checks live in ``operands``.
 
 from __future__ import annotations
 
-from emu.rv64.encode_rvc import *  # noqa: F403  (the compressed encoders, listed in its __all__)
-from emu.rv64.operands import EncodingError as EncodingError
-from emu.rv64.operands import bit_slice as _bit
-from emu.rv64.operands import register as _reg
-from emu.rv64.operands import signed as _simm
-from emu.rv64.operands import unsigned as _uimm
-from emu.rv64.operands import upper20 as _imm20
+from sledfuzz.emu.rv64.encode_rvc import *  # noqa: F403  (the compressed encoders, listed in its __all__)
+from sledfuzz.emu.rv64.operands import EncodingError as EncodingError
+from sledfuzz.emu.rv64.operands import bit_slice as _bit
+from sledfuzz.emu.rv64.operands import register as _reg
+from sledfuzz.emu.rv64.operands import signed as _simm
+from sledfuzz.emu.rv64.operands import unsigned as _uimm
+from sledfuzz.emu.rv64.operands import upper20 as _imm20
 
 # --------------------------------------------------------------------------------------------
 # 32-bit formats

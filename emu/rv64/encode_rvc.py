@@ -5,13 +5,13 @@ test enumerates them)."""
 
 from __future__ import annotations
 
-from emu.rv64.operands import bit_slice as _bit
-from emu.rv64.operands import compressed_register as _creg
-from emu.rv64.operands import nonzero_register as _nonzero_reg
-from emu.rv64.operands import register as _reg
-from emu.rv64.operands import signed as _simm
-from emu.rv64.operands import unsigned as _uimm
-from emu.rv64.operands import upper20 as _imm20
+from sledfuzz.emu.rv64.operands import bit_slice as _bit
+from sledfuzz.emu.rv64.operands import compressed_register as _creg
+from sledfuzz.emu.rv64.operands import nonzero_register as _nonzero_reg
+from sledfuzz.emu.rv64.operands import register as _reg
+from sledfuzz.emu.rv64.operands import signed as _simm
+from sledfuzz.emu.rv64.operands import unsigned as _uimm
+from sledfuzz.emu.rv64.operands import upper20 as _imm20
 
 __all__ = [
     "c_add",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emu.rv64 import encode
+from sledfuzz.emu.rv64 import encode
 
 #: Reach of an auipc + jalr pair: [-2^31 - 2^11, 2^31 - 2^11).
 AUIPC_JALR_MIN = -(1 << 31) - (1 << 11)

@@ -16,14 +16,14 @@ This package re-exports the names the rest of the code uses.
 
 from __future__ import annotations
 
-from emu.scenario.address_space import AddressSpace
-from emu.scenario.experiments import ftrace_of
-from emu.scenario.host_calls import (
+from sledfuzz.emu.scenario.address_space import AddressSpace
+from sledfuzz.emu.scenario.experiments import ftrace_of
+from sledfuzz.emu.scenario.host_calls import (
     HOST_ARGS,
     VOID_ROLES,
     role_name,
 )
-from emu.scenario.memory_map import (
+from sledfuzz.emu.scenario.memory_map import (
     CANARY,
     ENTRY_SP_OFFSET,
     HOST_FIXED,
@@ -41,7 +41,7 @@ from emu.scenario.memory_map import (
     host_role_at,
     thunk_role_at,
 )
-from emu.scenario.runner import DEFAULT_BUDGET, Scenario, run_case, scenario_for
+from sledfuzz.emu.scenario.runner import DEFAULT_BUDGET, Scenario, run_case, scenario_for
 
 __all__ = [
     "CANARY",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from emu.engine import Engine
-from emu.scenario.memory_map import HOST_PAGES, Region
-from model.observation import Write
+from sledfuzz.emu.engine import Engine
+from sledfuzz.emu.scenario.memory_map import HOST_PAGES, Region
+from sledfuzz.model.observation import Write
 
 
 def _pages(addr: int, size: int) -> range:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emu.engine import Engine
-from emu.impls.api import (
+from sledfuzz.emu.engine import Engine
+from sledfuzz.emu.impls.api import (
     FtraceMechanism,
     FtracePatched,
     Implementation,
@@ -26,13 +26,13 @@ from emu.impls.api import (
     PokeResult,
     TrampSkipper,
 )
-from emu.impls.torn import torn_states
-from emu.scenario.address_space import AddressSpace
-from emu.scenario.host_calls import RunState
-from emu.scenario.owned_cache import OwnedCache
-from model.caps import SledLayout
-from model.case import MASK64, Case
-from model.observation import PokeCheck, TornState
+from sledfuzz.emu.impls.torn import torn_states
+from sledfuzz.emu.scenario.address_space import AddressSpace
+from sledfuzz.emu.scenario.host_calls import RunState
+from sledfuzz.emu.scenario.owned_cache import OwnedCache
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.observation import PokeCheck, TornState
 
 #: Moves of a call target that change only the jalr word (small) or only the auipc word (a page).
 _ONE_WORD_MOVES = (-0x10, 0x10, -0x100, 0x100, -0x1000, 0x1000, -0x2000, 0x2000)

@@ -15,10 +15,10 @@ import functools
 import struct
 from collections.abc import Callable
 
-from emu.engine import Engine, EngineError, HostStop
-from emu.impls.api import Image, Implementation
-from emu.rv64.regs import A0, A1, A2, A5, RA, S0, SP
-from emu.scenario.memory_map import (
+from sledfuzz.emu.engine import Engine, EngineError, HostStop
+from sledfuzz.emu.impls.api import Image, Implementation
+from sledfuzz.emu.rv64.regs import A0, A1, A2, A5, RA, S0, SP
+from sledfuzz.emu.scenario.memory_map import (
     HOST_FIXED,
     N_ROLES,
     ROLE_HELPER,
@@ -30,9 +30,9 @@ from emu.scenario.memory_map import (
     SCRAMBLE,
     SCRAMBLE_ROWS,
 )
-from model.case import MASK64, STACK_SIZE, Case
-from model.contract import COOKIE_INDEX_SHIFT, IS_RETURN_SHIFT, session_token
-from model.observation import BodyEntry, Event, EventKind, PokeCheck
+from sledfuzz.model.case import MASK64, STACK_SIZE, Case
+from sledfuzz.model.contract import COOKIE_INDEX_SHIFT, IS_RETURN_SHIFT, session_token
+from sledfuzz.model.observation import BodyEntry, Event, EventKind, PokeCheck
 
 #: What each host role is called with (the kernel's prototypes), in a0, a1, ...; a program: its ctx.
 HOST_ARGS: dict[int, tuple[str, ...]] = {

@@ -29,15 +29,15 @@ import itertools
 import random
 from dataclasses import dataclass
 
-from emu.bodygen import compile_body
-from emu.elf.image import ElfError
-from emu.elf.placement import place
-from emu.rv64 import encode as E
-from emu.rv64.offsets import in_auipc_jalr_range, sign_extend
-from emu.rv64.regs import A0, A3, A4, A5, A6, A7, RA, SP, T0, T1, T2, T3, T4, T5, T6, ZERO, reg_number
-from model.caps import SledLayout
-from model.case import DATA_SIZE, MASK64, STACK_SIZE, Case, Layout
-from model.contract import HOSTS_SPAN, MAX_TRAMP_LINKS, PARENT_RET_OFFSET, PLANTED, TCC_PLANTED
+from sledfuzz.emu.bodygen import compile_body
+from sledfuzz.emu.elf.image import ElfError
+from sledfuzz.emu.elf.placement import place
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.offsets import in_auipc_jalr_range, sign_extend
+from sledfuzz.emu.rv64.regs import A0, A3, A4, A5, A6, A7, RA, SP, T0, T1, T2, T3, T4, T5, T6, ZERO, reg_number
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.case import DATA_SIZE, MASK64, STACK_SIZE, Case, Layout
+from sledfuzz.model.contract import HOSTS_SPAN, MAX_TRAMP_LINKS, PARENT_RET_OFFSET, PLANTED, TCC_PLANTED
 
 #: The fixed page whose addresses the engine intercepts (a ``lui``-reachable user-space address no
 #: kernel-like layout uses), and the scramble table the thunks load from (the page after it).
@@ -175,7 +175,7 @@ def _call_seq(at_end: int, target: int) -> tuple[int, bytes]:
     if in_auipc_jalr_range(off):
         hi = ((off + 0x800) >> 12) & 0xFFFFF
         return at_end - 8, _words(E.auipc(RA, hi), E.jalr(RA, RA, sign_extend(off, 12)))
-    from emu.rv64.emitter import Emitter
+    from sledfuzz.emu.rv64.emitter import Emitter
 
     e = Emitter(rvc=False)
     e.emit_imm(T6, target)

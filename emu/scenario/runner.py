@@ -17,13 +17,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from emu.engine import Engine, RunResult, get_engine
-from emu.impls.api import ArgModel, FuncModel, Image, Implementation, LinkReq, Refused, TrampRequest
-from emu.rv64.regs import reg_number
-from emu.scenario.address_space import AddressSpace
-from emu.scenario.experiments import Experiments
-from emu.scenario.host_calls import HostCalls, RunState, foreign_entries
-from emu.scenario.memory_map import (
+from sledfuzz.emu.engine import Engine, RunResult, get_engine
+from sledfuzz.emu.impls.api import ArgModel, FuncModel, Image, Implementation, LinkReq, Refused, TrampRequest
+from sledfuzz.emu.rv64.regs import reg_number
+from sledfuzz.emu.scenario.address_space import AddressSpace
+from sledfuzz.emu.scenario.experiments import Experiments
+from sledfuzz.emu.scenario.host_calls import HostCalls, RunState, foreign_entries
+from sledfuzz.emu.scenario.memory_map import (
     CANARY_BYTES,
     N_CANARIES,
     ROLE_PROG0,
@@ -40,12 +40,12 @@ from emu.scenario.memory_map import (
     parent_state,
     scramble_row,
 )
-from emu.scenario.owned_cache import OwnedCache
-from model.caps import STRUCT_OPS_SLED, Capabilities, SledLayout
-from model.case import MASK64, Case
-from model.contract import E2BIG, ENOTSUPP, PARENT_RET_OFFSET
-from model.core_stage import CoreRefusal, core_stage
-from model.observation import FINAL_REGS, Observation, PokeCheck, Trap, Write
+from sledfuzz.emu.scenario.owned_cache import OwnedCache
+from sledfuzz.model.caps import STRUCT_OPS_SLED, Capabilities, SledLayout
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.contract import E2BIG, ENOTSUPP, PARENT_RET_OFFSET
+from sledfuzz.model.core_stage import CoreRefusal, core_stage
+from sledfuzz.model.observation import FINAL_REGS, Observation, PokeCheck, Trap, Write
 
 DEFAULT_BUDGET = 20_000
 _FINAL_X = tuple(reg_number(n) for n in FINAL_REGS)

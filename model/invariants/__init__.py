@@ -19,14 +19,14 @@ order. Conventions shared by all of them:
 
 from __future__ import annotations
 
-from model.caps import Capabilities
-from model.case import Case
-from model.expectation import Expectation
-from model.invariants import flow, image, machine, seen, session
-from model.invariants.base import Invariant, Violation
-from model.invariants.crash import IMPL_CRASH, crash_exception, impl_crash
-from model.invariants.machine import BUDGET_TRAPS
-from model.observation import Observation
+from sledfuzz.model.caps import Capabilities
+from sledfuzz.model.case import Case
+from sledfuzz.model.expectation import Expectation
+from sledfuzz.model.invariants import flow, image, machine, seen, session
+from sledfuzz.model.invariants.base import Invariant, Violation
+from sledfuzz.model.invariants.crash import IMPL_CRASH, crash_exception, impl_crash
+from sledfuzz.model.invariants.machine import BUDGET_TRAPS
+from sledfuzz.model.observation import Observation
 
 __all__ = [
     "ALL",

@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from model.caps import Capabilities
-from model.case import MASK64, Case
-from model.contract import PARENT_RET_OFFSET
-from model.expectation import Expectation, Expected, ExpectedEvent
-from model.known_bugs import catching
-from model.observation import Event, Observation
+from sledfuzz.model.caps import Capabilities
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.contract import PARENT_RET_OFFSET
+from sledfuzz.model.expectation import Expectation, Expected, ExpectedEvent
+from sledfuzz.model.known_bugs import catching
+from sledfuzz.model.observation import Event, Observation
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.invariants.base import Violation
+from sledfuzz.model.invariants.base import Violation
 
 #: The implementation crashed on this case: its JIT, patcher or poke (an era, the kernel
 #: adapter, a plugin) raised an exception while the case was sized, emitted, patched, run or

@@ -3,9 +3,9 @@ how often the body runs, and that the trampoline never re-enters itself."""
 
 from __future__ import annotations
 
-from model.case import Case
-from model.expectation import TRAMPOLINE_EVENT_KINDS, Expected
-from model.invariants.base import (
+from sledfuzz.model.case import Case
+from sledfuzz.model.expectation import TRAMPOLINE_EVENT_KINDS, Expected
+from sledfuzz.model.invariants.base import (
     Invariant,
     event_name,
     fmt,
@@ -13,7 +13,7 @@ from model.invariants.base import (
     returned,
     run_invariant,
 )
-from model.observation import Event, Observation
+from sledfuzz.model.observation import Event, Observation
 
 
 @run_invariant("I-RETURN-TARGET")

@@ -3,11 +3,11 @@ consistency, torn patch states, the teardown poke, and refusals with the kernel'
 
 from __future__ import annotations
 
-from model.caps import Capabilities
-from model.case import Case
-from model.contract import E2BIG, EFAULT, EINVAL, ERANGE
-from model.expectation import Expectation, Expected, Invalid, Refusal, Unspecified
-from model.invariants.base import (
+from sledfuzz.model.caps import Capabilities
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import E2BIG, EFAULT, EINVAL, ERANGE
+from sledfuzz.model.expectation import Expectation, Expected, Invalid, Refusal, Unspecified
+from sledfuzz.model.invariants.base import (
     Invariant,
     caps_invariant,
     event_name,
@@ -17,7 +17,7 @@ from model.invariants.base import (
     returned,
     run_invariant,
 )
-from model.observation import Observation
+from sledfuzz.model.observation import Observation
 
 #: Poke mechanisms that compare the old bytes first, and the errno they answer a mismatch with
 #: (DESIGN §3). ``ftrace_make_call``/``ftrace_make_nop`` do not verify.

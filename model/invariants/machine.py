@@ -3,10 +3,10 @@ instruction budget, stack bounds and the unwind chain."""
 
 from __future__ import annotations
 
-from model.case import Case
-from model.contract import PLANTED
-from model.expectation import TRAMPOLINE_EVENT_KINDS, Expected
-from model.invariants.base import (
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import PLANTED
+from sledfuzz.model.expectation import TRAMPOLINE_EVENT_KINDS, Expected
+from sledfuzz.model.invariants.base import (
     Invariant,
     event_name,
     fmt,
@@ -14,7 +14,7 @@ from model.invariants.base import (
     returned,
     run_invariant,
 )
-from model.observation import Observation
+from sledfuzz.model.observation import Observation
 
 #: Trap kinds that mean the run hit its instruction budget rather than faulting.
 BUDGET_TRAPS: frozenset[str] = frozenset({"budget", "timeout", "step_limit"})

@@ -3,10 +3,10 @@ slot, the order of host calls and the per-program enter/exit protocol."""
 
 from __future__ import annotations
 
-from model.case import MASK64, Case
-from model.contract import COOKIE_INDEX_SHIFT, IS_RETURN_SHIFT
-from model.expectation import Expected
-from model.invariants.base import (
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.contract import COOKIE_INDEX_SHIFT, IS_RETURN_SHIFT
+from sledfuzz.model.expectation import Expected
+from sledfuzz.model.invariants.base import (
     Invariant,
     first_diff,
     fmt,
@@ -14,7 +14,7 @@ from model.invariants.base import (
     returned,
     run_invariant,
 )
-from model.observation import Observation
+from sledfuzz.model.observation import Observation
 
 
 @run_invariant("I-ARGS-SEEN")

@@ -3,17 +3,17 @@ trampoline must carry across itself."""
 
 from __future__ import annotations
 
-from model.case import Case
-from model.contract import COOKIE_INDEX_SHIFT, IS_RETURN_SHIFT
-from model.expectation import Expected
-from model.invariants.base import (
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import COOKIE_INDEX_SHIFT, IS_RETURN_SHIFT
+from sledfuzz.model.expectation import Expected
+from sledfuzz.model.invariants.base import (
     Invariant,
     fmt,
     prog_pairs,
     returned,
     run_invariant,
 )
-from model.observation import Observation
+from sledfuzz.model.observation import Observation
 
 
 @run_invariant("I-SESSION-COOKIE")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, main
-from fuzz.corpus import load_entry
-from fuzz.minimize import size
+from sledfuzz.fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, main
+from sledfuzz.fuzz.corpus import load_entry
+from sledfuzz.fuzz.minimize import size
 
 ROOT = Path(__file__).resolve().parents[2]
 REG = ROOT / "corpus" / "regressions"
@@ -84,7 +84,7 @@ def test_fuzz_on_a_clean_configuration(capsys: pytest.CaptureFixture[str], tmp_p
 def test_fuzz_atheris_reports_the_seed_bug(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "fuzz", "--engine", "atheris", "--impl", SEED_BUG, "--time", "30", "--out", str(tmp_path))
     assert code == EXIT_FINDINGS, out
-    from emu.impls.registry import resolve
+    from sledfuzz.emu.impls.registry import resolve
 
     seed_invs = {i for b in resolve(SEED_BUG).caps.known_bugs if b.commit == "25ad10658dc1" for i in b.invariants}
     found = [line for line in out.splitlines() if line.startswith("FOUND ")]
@@ -134,7 +134,7 @@ def test_explain_shows_the_violation_and_the_annotated_run(capsys: pytest.Captur
 
 def test_minimize_keeps_the_violation_and_shrinks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     big = tmp_path / "raw.json"
-    from model.case import Arg, Body, Case, Function, Link
+    from sledfuzz.model.case import Arg, Body, Case, Function, Link
 
     case = Case(target="kernel_function", sled="2,0/w",
                 function=Function(args=(Arg(8), Arg(8), Arg(4)), values=(3, 4, 5), body=Body(k=9, coeffs=(1, 2))),
@@ -173,7 +173,7 @@ def test_exhaust_counts_and_finds(capsys: pytest.CaptureFixture[str], tmp_path: 
 def test_sigterm_ends_run_with_the_summary_so_far(tmp_path: Path) -> None:
     """Synchronised on the finding file (not on time): SIGTERM after the first minimal case."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "fuzz.cli", "run", "--time", "120", "--jobs", "2", "--no-progress",
+    proc = subprocess.Popen([sys.executable, "-m", "sledfuzz", "run", "--time", "120", "--jobs", "2", "--no-progress",
                              "--out", str(tmp_path), "--impl", SEED_BUG, "--impl", "v6.19"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300  # bounds a hang only

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import EXIT_CLEAN, EXIT_USAGE, main
+from sledfuzz.fuzz.cli import EXIT_CLEAN, EXIT_USAGE, main
 from tests.unit.test_engine import HAVE_SPIKE
 
 

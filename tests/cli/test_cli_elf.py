@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, main
-from fuzz.corpus import load_entry
+from sledfuzz.fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, main
+from sledfuzz.fuzz.corpus import load_entry
 from tests.support.cross import Build, compile_object, tools_present
 from tests.support.tools import skip_if_missing
 

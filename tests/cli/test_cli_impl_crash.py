@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-import fuzz.oracle
-from fuzz.cli import EXIT_FINDINGS, EXIT_TOOL_ERROR, main
-from fuzz.corpus import load_entry
+import sledfuzz.fuzz.oracle
+from sledfuzz.fuzz.cli import EXIT_FINDINGS, EXIT_TOOL_ERROR, main
+from sledfuzz.fuzz.corpus import load_entry
 
 PLUGIN = '''
 from dataclasses import replace
-from emu.impls.eras import ERAS
-from emu.impls.jit import EraJit
-from emu.impls.registry import resolve
-from emu.rv64 import encode as E
+from sledfuzz.emu.impls.eras import ERAS
+from sledfuzz.emu.impls.jit import EraJit
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64 import encode as E
 
 
 class CrashyJit(EraJit):
@@ -101,7 +101,7 @@ def test_a_tool_error_is_exit_2_never_0(capsys: pytest.CaptureFixture[str], tmp_
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("an invariant's own bug")
 
-    monkeypatch.setattr(fuzz.oracle, "check_all", broken)
+    monkeypatch.setattr(sledfuzz.fuzz.oracle, "check_all", broken)
     code, out, _ = run(capsys, "fuzz", "--impl", "v6.19", "--time", "2", "--out", str(tmp_path), "--no-progress")
     assert code == EXIT_TOOL_ERROR == 2, out
     assert "an invariant's own bug" in out

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import pytest
 
-from fuzz.cli import EXIT_USAGE, build_parser, main
-from fuzz.corpus import load_entry
-from model.case import Case, Function, Link
+from sledfuzz.fuzz.cli import EXIT_USAGE, build_parser, main
+from sledfuzz.fuzz.corpus import load_entry
+from sledfuzz.model.case import Case, Function, Link
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path, cmd: str
     os.mkfifo(fifo)
     # the timeout is only a safety net: reading the FIFO would block forever
     impl = ["--impl", "v6.19"] if cmd != "replay" else []
-    res = subprocess.run([sys.executable, "-m", "fuzz.cli", cmd, str(fifo), *impl],
+    res = subprocess.run([sys.executable, "-m", "sledfuzz", cmd, str(fifo), *impl],
                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
                          timeout=120, check=False)
     assert res.returncode == EXIT_USAGE
@@ -237,8 +237,8 @@ def test_an_unwritable_out_is_refused_naming_the_cause(capsys: pytest.CaptureFix
 @pytest.mark.parametrize("engine", ["random", "hypothesis"])
 def test_a_disk_filling_mid_search_is_an_error_naming_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              engine: Literal["random", "hypothesis"]) -> None:
-    from fuzz import corpus
-    from fuzz.campaign import search_cell
+    from sledfuzz.fuzz import corpus
+    from sledfuzz.fuzz.campaign import search_cell
 
     def full(*_args: object, **_kw: object) -> tuple[int, str]:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -257,7 +257,7 @@ def test_hypothesis_writes_nothing_into_the_working_directory(tmp_path: Path) ->
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_STORAGE_DIRECTORY"}
     env.update(PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(cache))
-    res = subprocess.run([sys.executable, "-m", "fuzz.cli", "fuzz", "--impl", "v6.19", "--time", "2", "--no-progress",
+    res = subprocess.run([sys.executable, "-m", "sledfuzz", "fuzz", "--impl", "v6.19", "--time", "2", "--no-progress",
                           "--engine", "hypothesis", "--out", str(out)], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=300, check=False)
     assert res.returncode in (0, 1) and "Traceback" not in res.stderr, res.stderr  # 1: a finding, still a run

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, EXIT_SKIP, EXIT_USAGE, main
-from fuzz.review_tree import prepare
-from model.case import Arg, Case, Function, Link
+from sledfuzz.fuzz.cli import EXIT_CLEAN, EXIT_FINDINGS, EXIT_SKIP, EXIT_USAGE, main
+from sledfuzz.fuzz.review_tree import prepare
+from sledfuzz.model.case import Arg, Case, Function, Link
 from tests.support.kpatch import DEBIAN_612, make_patch, reverse_patch
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
@@ -121,7 +121,7 @@ def test_git_bisect_run_finds_the_commit_that_broke_the_trampoline(
         _git(repo, "commit", "-qam", f"docs {i}")
     case = tmp_path / "case.json"
     case.write_text(_skip_case().to_json())
-    cmd = [sys.executable, "-m", "fuzz.cli", "fuzz", "--impl", "kernel", "--linux-src", ".", "--case", str(case)]
+    cmd = [sys.executable, "-m", "sledfuzz", "fuzz", "--impl", "kernel", "--linux-src", ".", "--case", str(case)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     # the bisect command on both ends first: it must tell them apart
     assert subprocess.run(cmd, cwd=repo, env=env, capture_output=True, check=False).returncode == EXIT_FINDINGS
@@ -150,9 +150,9 @@ def test_a_tree_that_does_not_build_is_skipped_by_bisect(capsys: pytest.CaptureF
 def test_libfuzzer_runs_on_the_tree_after_the_series_and_its_inputs_are_judged_on_both(tmp_path: Path) -> None:
     """The atheris source of ``review``: libFuzzer on the after tree, every input it flags judged
     before and after (a short share here; ``review`` gives it a quarter of ``--time``)."""
-    from emu.impls.registry import resolve
-    from emu.kernel.impl import set_default_tree
-    from fuzz.review import atheris_cases
+    from sledfuzz.emu.impls.registry import resolve
+    from sledfuzz.emu.kernel.impl import set_default_tree
+    from sledfuzz.fuzz.review import atheris_cases
 
     patch = make_patch(tmp_path / "0001-skip.patch", JIT, [SKIP_FIX], "riscv, bpf: skip the whole detour")
     trees = prepare(DEBIAN_612, [str(patch)])
@@ -193,6 +193,6 @@ def test_libfuzzer_runs_on_the_tree_after_the_series_and_its_inputs_are_judged_o
 
 
 def judge_case_status(case: Case, impl: object) -> str:
-    from fuzz.oracle import judge
+    from sledfuzz.fuzz.oracle import judge
 
     return judge(case, impl).status  # type: ignore[arg-type]

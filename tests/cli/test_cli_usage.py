@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import EXIT_USAGE, main
+from sledfuzz.fuzz.cli import EXIT_USAGE, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,7 @@ def test_bad_json(capsys: pytest.CaptureFixture[str], cmd: str, tmp_path: Path) 
 
 
 def test_bad_case_field_names_the_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from model.case import Case, Function, Link
+    from sledfuzz.model.case import Case, Function, Link
 
     data = Case(target="bpf_prog", function=Function(), sled="2,0/w", links=(Link("fentry"),)).to_dict()
     data["links"][0]["kind"] = "fentri"
@@ -105,7 +105,7 @@ def test_bad_case_field_names_the_field(capsys: pytest.CaptureFixture[str], tmp_
 
 
 def test_plain_case_without_impl_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from model.case import Case, Function
+    from sledfuzz.model.case import Case, Function
 
     path = tmp_path / "case.json"
     path.write_text(Case(target="bpf_prog", function=Function(), sled="2,0/w").to_json())
@@ -115,7 +115,7 @@ def test_plain_case_without_impl_is_a_usage_error(capsys: pytest.CaptureFixture[
 
 
 def test_replay_of_a_corpus_entry_with_bad_expect(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from model.case import Case, Function
+    from sledfuzz.model.case import Case, Function
 
     path = tmp_path / "entry.json"
     path.write_text(json.dumps({"corpus": 1, "case": Case(target="bpf_prog", function=Function(), sled="2,0/w").to_dict(),
@@ -149,11 +149,11 @@ def test_impls_lists_every_era_pairing_and_bug_configuration(capsys: pytest.Capt
 
 
 def test_help_and_version_via_the_module() -> None:
-    res = subprocess.run([sys.executable, "-m", "fuzz.cli", "--help"], cwd=ROOT, capture_output=True, text=True, check=False)
+    res = subprocess.run([sys.executable, "-m", "sledfuzz", "--help"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert res.returncode == 0
     for sub in ("run", "fuzz", "replay", "explain", "minimize", "impls", "matrix", "exhaust"):
         assert sub in res.stdout
     assert "Exit codes: 0" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "fuzz.cli", "--version"], cwd=ROOT, capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "sledfuzz", "--version"], cwd=ROOT, capture_output=True, text=True,
                          check=False)
     assert res.returncode == 0 and res.stdout.startswith("sledfuzz ")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from fuzz.corpus import load_entry
-from model.case import Case
+from sledfuzz.fuzz.corpus import load_entry
+from sledfuzz.model.case import Case
 
 ROOT = Path(__file__).resolve().parents[2]
 BUG = "v6.19-pre-9f1e16fb1fc9"  # declares I-SIZE, found in well under a second of search
@@ -29,12 +29,12 @@ def _env(cache: Path) -> dict[str, str]:
 
 
 def nightly(tmp: Path, *args: str, cache: str = "cache", timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fuzz.cli", "nightly", *args], cwd=str(ROOT), env=_env(tmp / cache),
+    return subprocess.run([sys.executable, "-m", "sledfuzz", "nightly", *args], cwd=str(ROOT), env=_env(tmp / cache),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def start(tmp: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "fuzz.cli", "nightly", *args], cwd=str(ROOT), env=_env(tmp / "cache"),
+    return subprocess.Popen([sys.executable, "-m", "sledfuzz", "nightly", *args], cwd=str(ROOT), env=_env(tmp / "cache"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -104,7 +104,7 @@ def test_the_checkout_is_an_option_not_where_the_package_lives(tmp_path: Path) -
     quick = ("--time", "15", "--jobs", "1", "--impl", "v6.19", "--skip", "search", "--skip", "atheris", "--no-progress")
 
     def night_in(cwd: Path, name: str, *extra: str) -> dict[str, Any]:
-        r = subprocess.run([sys.executable, "-m", "fuzz.cli", "nightly", *quick, *extra, "--out", str(tmp_path / name)],
+        r = subprocess.run([sys.executable, "-m", "sledfuzz", "nightly", *quick, *extra, "--out", str(tmp_path / name)],
                            cwd=str(cwd), env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=300,
                            check=False)
         assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr

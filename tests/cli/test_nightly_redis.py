@@ -68,7 +68,7 @@ def _machine(tmp: Path, name: str) -> dict[str, str]:
 def test_a_finding_from_one_machine_is_replayed_first_on_another(tmp_path: Path, redis_url: str) -> None:
     common = ["--impl", BUG, "--jobs", "1", "--skip", "properties", "--skip", "atheris", "--skip", "replay",
               "--hypothesis-db", redis_url, "--no-progress"]
-    a = subprocess.run([sys.executable, "-m", "fuzz.cli", "nightly", "--time", "25", "--out", str(tmp_path / "a"),
+    a = subprocess.run([sys.executable, "-m", "sledfuzz", "nightly", "--time", "25", "--out", str(tmp_path / "a"),
                         *common], cwd=str(ROOT), env=_machine(tmp_path, "a"), capture_output=True, text=True,
                        timeout=300, check=False)
     sa = json.loads((tmp_path / "a" / "summary.json").read_text())
@@ -76,7 +76,7 @@ def test_a_finding_from_one_machine_is_replayed_first_on_another(tmp_path: Path,
     assert (BUG, "I-SIZE") in {k[:2] for k in found_a}, (a.stdout, a.stderr)
     assert sa["database"].startswith("redis 127.0.0.1:")
     # machine b only replays (no search): everything it reports came from Redis
-    b = subprocess.run([sys.executable, "-m", "fuzz.cli", "nightly", "--time", "20", "--out", str(tmp_path / "b"),
+    b = subprocess.run([sys.executable, "-m", "sledfuzz", "nightly", "--time", "20", "--out", str(tmp_path / "b"),
                         "--skip", "search", *common], cwd=str(ROOT), env=_machine(tmp_path, "b"), capture_output=True,
                        text=True, timeout=300, check=False)
     sb = json.loads((tmp_path / "b" / "summary.json").read_text())
@@ -112,8 +112,8 @@ def test_the_property_suite_replays_another_machines_failure_first(tmp_path: Pat
     for name in ("a", "b"):
         log = tmp_path / f"{name}.log"
         env = dict(_machine(tmp_path, name), SLEDFUZZ_NIGHTLY_DB=redis_url, PROPERTY_LOG=str(log))
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "fuzz.nightly_pytest", "-p", "no:cacheprovider",
-                            str(tests / "test_prop.py")], cwd=str(tmp_path), env=env,
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "sledfuzz.fuzz.nightly_pytest",
+                            "-p", "no:cacheprovider", str(tests / "test_prop.py")], cwd=str(tmp_path), env=env,
                            capture_output=True, text=True, timeout=300, check=False)
         assert r.returncode == 1, r.stdout  # the property fails on both machines
         runs.append([int(x) for x in log.read_text().split()])

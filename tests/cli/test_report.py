@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzz import progress, report
-from fuzz.campaign import CellResult, Counts, Finding
-from fuzz.cli import main
+from sledfuzz.fuzz import progress, report
+from sledfuzz.fuzz.campaign import CellResult, Counts, Finding
+from sledfuzz.fuzz.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 BUG = "v6.19-pre-9f1e16fb1fc9"
@@ -115,7 +115,7 @@ def test_fuzz_report_does_not_call_a_search_that_ended_in_an_error_clean() -> No
 def cli(tmp_path: Path, *argv: str) -> tuple[int, str, str]:
     """The CLI as a user runs it with output to files (stderr is not a terminal)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "fuzz.cli", *argv], cwd=tmp_path, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "sledfuzz", *argv], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -167,7 +167,7 @@ def test_the_first_kernel_build_is_announced(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("SLEDFUZZ_LINUX_SRC", str(tarball))  # fuzz --linux-src sets both: restored after
-    monkeypatch.setattr("emu.kernel.impl._default_tree", None)
+    monkeypatch.setattr("sledfuzz.emu.kernel.impl._default_tree", None)
     assert main(["impls", "--linux-src", str(tarball)]) == 0
     err = capsys.readouterr().err
     assert f"sledfuzz: reading the JIT sources from {tarball} (first time only" in err

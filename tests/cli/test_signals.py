@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.corpus import load_entry
+from sledfuzz.fuzz.corpus import load_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_BUG = "ftrace=v6.6,tramp=v6.3"
@@ -49,7 +49,7 @@ def launch(tmp_path: Path, *argv: str, out: bool = True) -> Launched:
     tmp_dir.mkdir()
     stdout, stderr = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_dir))
-    cmd = [sys.executable, "-m", "fuzz.cli", *argv, *(["--out", str(out_dir)] if out else [])]
+    cmd = [sys.executable, "-m", "sledfuzz", *argv, *(["--out", str(out_dir)] if out else [])]
     with stdout.open("wb") as so, stderr.open("wb") as se:
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=so, stderr=se, start_new_session=True)
     return Launched(proc, stdout, stderr, out_dir, tmp_dir)
@@ -254,7 +254,7 @@ def test_replay(tmp_path: Path) -> None:
 
 
 def test_minimize(tmp_path: Path) -> None:
-    from model.case import Arg, Body, Case, Function, Link
+    from sledfuzz.model.case import Arg, Body, Case, Function, Link
 
     case = Case(target="kernel_function", sled="2,0/w",
                 function=Function(args=tuple(Arg(8) for _ in range(6)), values=tuple(range(3, 9)),

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from fuzz.strategies import cases
-from model.case import Case, CaseError
-from model.core_stage import derive_flags
+from sledfuzz.fuzz.strategies import cases
+from sledfuzz.model.case import Case, CaseError
+from sledfuzz.model.core_stage import derive_flags
 
 BASE: dict[str, Any] = {
     "schema": 1,

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hseed
 
-from emu.impls.registry import resolve
-from fuzz.shape import RandomDraw, case_from_draw
-from fuzz.strategies import search_cases
-from model.case import MASK64, Case
-from model.contract import F_IP_ARG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_TAIL_CALL_CTX
-from model.core_stage import effective_flags
-from model.expectation import Invalid
-from model.semantics import expect
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.fuzz.strategies import search_cases
+from sledfuzz.model.case import MASK64, Case
+from sledfuzz.model.contract import F_IP_ARG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_TAIL_CALL_CTX
+from sledfuzz.model.core_stage import effective_flags
+from sledfuzz.model.expectation import Invalid
+from sledfuzz.model.semantics import expect
 
 CAPS = resolve("v7.3").caps
 N = 1500

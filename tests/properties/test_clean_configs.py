@@ -17,10 +17,10 @@ from collections import Counter
 import pytest
 from hypothesis import example, given, settings
 
-from emu.impls.registry import resolve
-from fuzz.campaign import judge_case
-from fuzz.strategies import edge_examples, search_cases
-from model.case import Case
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.campaign import judge_case
+from sledfuzz.fuzz.strategies import edge_examples, search_cases
+from sledfuzz.model.case import Case
 
 CLEAN = ("v6.19", "v6.12", "ftrace=v6.6,tramp=v6.19")
 #: Measured (29 November 2026) on 152 cases each (100 generated + 52 edge examples): ``ci`` profile

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from emu.elf import relocate
-from emu.elf.baseline import run_untraced
-from emu.elf.functions import find_function
-from emu.elf.image import load_elf
-from emu.elf.signature import signatures
-from emu.engine.unicorn_engine import UnicornEngine
+from sledfuzz.emu.elf import relocate
+from sledfuzz.emu.elf.baseline import run_untraced
+from sledfuzz.emu.elf.functions import find_function
+from sledfuzz.emu.elf.image import load_elf
+from sledfuzz.emu.elf.signature import signatures
+from sledfuzz.emu.engine.unicorn_engine import UnicornEngine
 from tests.support.cross import QEMU, Build, assemble, compile_object, link_static, tools_present
 from tests.support.tools import skip_if_missing
 

@@ -10,11 +10,11 @@ import collections
 
 import pytest
 
-from emu.impls.registry import resolve
-from fuzz.campaign import shipped_configurations
-from fuzz.elf_cases import draw_elf_case, elf_targets
-from fuzz.oracle import judge
-from fuzz.shape import RandomDraw
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.campaign import shipped_configurations
+from sledfuzz.fuzz.elf_cases import draw_elf_case, elf_targets
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.fuzz.shape import RandomDraw
 from tests.support.cross import Build, compile_object, tools_present
 from tests.support.tools import skip_if_missing
 

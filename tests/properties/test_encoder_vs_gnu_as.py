@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emu.rv64 import encode, encode_rvc
-from emu.rv64.emitter import Emitter
-from emu.rv64.regs import NAMES
+from sledfuzz.emu.rv64 import encode, encode_rvc
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.regs import NAMES
 from tests.support.tools import skip_if_missing
 
 AS = "riscv64-linux-gnu-as"
@@ -371,7 +371,7 @@ def test_emit_imm_leaves_the_value_in_the_register(val: int, rvc: bool, rd: int)
 @SKIP_NO_BINUTILS
 def test_capstone_listing_round_trips_through_gnu_as() -> None:
     """The disassembler's text for emitted code re-assembles to the same bytes (capstone vs GNU as)."""
-    from emu.rv64.disasm import disassemble
+    from sledfuzz.emu.rv64.disasm import disassemble
 
     e = Emitter(rvc=True)
     for v in (0x7FFF7FF7FF7FF7FF, -0x8F40150, 33, 0xFFFFFFFF80001234):

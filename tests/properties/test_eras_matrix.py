@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from emu.impls.registry import available, resolve
-from fuzz.campaign import cell_context, search_cell
-from fuzz.oracle import PASSING
+from sledfuzz.emu.impls.registry import available, resolve
+from sledfuzz.fuzz.campaign import cell_context, search_cell
+from sledfuzz.fuzz.oracle import PASSING
 
 #: Per-configuration budget; bugs are typically found in well under a second.
 BUDGET_S = 45.0

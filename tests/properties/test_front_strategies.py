@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
-from emu.impls.registry import resolve
-from fuzz.exhaust import arg_shapes, enumerate_shapes
-from fuzz.minimize import minimize
-from fuzz.shape import RandomDraw, build_case, case_from_draw
-from fuzz.strategies import edge_examples, edge_layouts, fuzz_cases
-from model.case import Arg, Body, Case, Function, Layout, Link
-from model.expectation import Invalid, Refusal, Unspecified
-from model.flags import classify_flags
-from model.semantics import REACH_HI, REACH_LO, expect
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.exhaust import arg_shapes, enumerate_shapes
+from sledfuzz.fuzz.minimize import minimize
+from sledfuzz.fuzz.shape import RandomDraw, build_case, case_from_draw
+from sledfuzz.fuzz.strategies import edge_examples, edge_layouts, fuzz_cases
+from sledfuzz.model.case import Arg, Body, Case, Function, Layout, Link
+from sledfuzz.model.expectation import Invalid, Refusal, Unspecified
+from sledfuzz.model.flags import classify_flags
+from sledfuzz.model.semantics import REACH_HI, REACH_LO, expect
 
 CONFIGS = ("v6.3", "v6.6", "v6.11", "v6.19", "ftrace=v6.6,tramp=v6.3", "v6.19-pre-8f3e00af8e52", "ftrace=v6.2,tramp=v6.3")
 SHRINK = settings(database=None, max_examples=2000, suppress_health_check=list(HealthCheck), deadline=None)
@@ -169,7 +169,7 @@ def test_exhaust_values_are_valid_for_every_shape() -> None:
 
 def test_no_examples_phase_in_search() -> None:
     """The campaign searches with the generate phase only (finding is searching), no database."""
-    from fuzz.search import hypothesis_run
+    from sledfuzz.fuzz.search import hypothesis_run
 
     run = hypothesis_run(st.just(0), lambda _: None, 0)  # type: ignore[arg-type]
     used = run._hypothesis_internal_use_settings  # type: ignore[attr-defined]

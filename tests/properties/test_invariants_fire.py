@@ -18,19 +18,19 @@ from typing import Any
 
 import pytest
 
-from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
-from emu.impls.eras import ERAS
-from emu.impls.jit import EraJit
-from emu.impls.patchers import BpfPoker, FtracePatcher, bpf_poke_words, words
-from emu.impls.registry import resolve
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.regs import FP, RA, T0, T1, ZERO
-from fuzz.corpus import load_entry
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, Function, Link
-from model.contract import EFAULT, EINVAL, ERANGE, F_CALL_ORIG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_SKIP_FRAME
-from model.invariants import IMPL_CRASH, NAMES
+from sledfuzz.emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
+from sledfuzz.emu.impls.eras import ERAS
+from sledfuzz.emu.impls.jit import EraJit
+from sledfuzz.emu.impls.patchers import BpfPoker, FtracePatcher, bpf_poke_words, words
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.regs import FP, RA, T0, T1, ZERO
+from sledfuzz.fuzz.corpus import load_entry
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, Function, Link
+from sledfuzz.model.contract import EFAULT, EINVAL, ERANGE, F_CALL_ORIG, F_ORIG_STACK, F_SHARE_IPMODIFY, F_SKIP_FRAME
+from sledfuzz.model.invariants import IMPL_CRASH, NAMES
 
 REGRESSIONS = Path(__file__).resolve().parents[2] / "corpus" / "regressions"
 ERA = ERAS["v6.19"]

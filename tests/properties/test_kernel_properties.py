@@ -19,11 +19,11 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from emu.kernel.debian import DebianTreeError, resolve_tree
-from emu.kernel.impl import factory, tree_report
-from fuzz.oracle import judge
-from fuzz.strategies import search_cases
-from model.case import Case
+from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
+from sledfuzz.emu.kernel.impl import factory, tree_report
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.fuzz.strategies import search_cases
+from sledfuzz.model.case import Case
 from tests.support.tools import missing
 
 CASES = 1000

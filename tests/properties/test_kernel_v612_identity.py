@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from emu.impls.api import Image, Implementation, Refused, TrampRequest
-from emu.impls.registry import resolve
-from emu.kernel.build import default_linux_src
-from emu.rv64.disasm import disassemble
-from emu.scenario import scenario_for
-from fuzz.strategies import search_cases
-from model.caps import SledLayout
-from model.case import Case
-from model.core_stage import CoreRefusal, core_stage
+from sledfuzz.emu.impls.api import Image, Implementation, Refused, TrampRequest
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.kernel.build import default_linux_src
+from sledfuzz.emu.rv64.disasm import disassemble
+from sledfuzz.emu.scenario import scenario_for
+from sledfuzz.fuzz.strategies import search_cases
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.case import Case
+from sledfuzz.model.core_stage import CoreRefusal, core_stage
 from tests.support.tools import skip_if_missing
 
 REQUESTS = 2000

@@ -19,16 +19,16 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from emu.impls.api import Image, Implementation, Refused
-from emu.impls.registry import resolve
-from emu.kernel.debian import DebianTreeError, resolve_tree
-from emu.kernel.impl import factory, tree_report
-from emu.scenario import scenario_for
-from fuzz.strategies import search_cases
-from model.caps import SledLayout
-from model.case import Case
-from model.contract import F_TAIL_CALL_CTX
-from model.core_stage import CoreRefusal, core_stage, derive_flags
+from sledfuzz.emu.impls.api import Image, Implementation, Refused
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
+from sledfuzz.emu.kernel.impl import factory, tree_report
+from sledfuzz.emu.scenario import scenario_for
+from sledfuzz.fuzz.strategies import search_cases
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.case import Case
+from sledfuzz.model.contract import F_TAIL_CALL_CTX
+from sledfuzz.model.core_stage import CoreRefusal, core_stage, derive_flags
 from tests.properties.test_kernel_v612_identity import _describe, _key, side_by_side
 from tests.support.tools import missing
 

@@ -12,11 +12,11 @@ from dataclasses import replace
 
 import pytest
 
-from emu.impls.registry import resolve
-from fuzz.oracle import Verdict, judge
-from fuzz.shape import RandomDraw, case_from_draw
-from model.case import MASK64, Case, Link, Store
-from model.observation import Observation
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.oracle import Verdict, judge
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.model.case import MASK64, Case, Link, Store
+from sledfuzz.model.observation import Observation
 from tests.unit.test_model_support import LAYOUT, selftest_case
 
 CLEAN = ("v6.19", "v6.12")

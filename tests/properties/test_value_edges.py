@@ -17,18 +17,18 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hseed
 
-from emu.impls.api import Implementation
-from emu.impls.eras import ERAS
-from emu.impls.jit import EraJit
-from emu.impls.registry import resolve
-from emu.rv64.emitter import Emitter
-from emu.rv64.regs import A0
-from fuzz.edges import above_size, sign_bit_set, size_mask
-from fuzz.oracle import judge
-from fuzz.shape import RandomDraw, case_from_draw
-from fuzz.strategies import cases as base_cases
-from fuzz.strategies import fuzz_cases, search_cases
-from model.case import Case
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.emu.impls.eras import ERAS
+from sledfuzz.emu.impls.jit import EraJit
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.regs import A0
+from sledfuzz.fuzz.edges import above_size, sign_bit_set, size_mask
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.fuzz.strategies import cases as base_cases
+from sledfuzz.fuzz.strategies import fuzz_cases, search_cases
+from sledfuzz.model.case import Case
 
 V619 = resolve("v6.19")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from emu.impls.registry import resolve
-from fuzz.campaign import judge_case
-from fuzz.corpus import load_entry
-from model.known_bugs import KNOWN_BUGS
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.campaign import judge_case
+from sledfuzz.fuzz.corpus import load_entry
+from sledfuzz.model.known_bugs import KNOWN_BUGS
 
 REGRESSIONS = Path(__file__).resolve().parents[2] / "corpus" / "regressions"
 FILES = sorted(REGRESSIONS.glob("*.json"))

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from fuzz.review_tree import prepare
+from sledfuzz.fuzz.review_tree import prepare
 
 DEBIAN_612 = "/usr/src/linux-source-6.12.tar.xz"
 

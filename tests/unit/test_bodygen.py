@@ -1,14 +1,14 @@
-"""emu.bodygen: the compiled body returns what the mini-language says, ABI intact (run on unicorn)."""
+"""sledfuzz.emu.bodygen: the compiled body returns what the mini-language says, ABI intact (run on unicorn)."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emu.bodygen import body_frame_size, compile_body
-from emu.engine import Engine, MemWrite, get_engine
-from emu.rv64.disasm import disassemble
-from model.case import Body, Store
+from sledfuzz.emu.bodygen import body_frame_size, compile_body
+from sledfuzz.emu.engine import Engine, MemWrite, get_engine
+from sledfuzz.emu.rv64.disasm import disassemble
+from sledfuzz.model.case import Body, Store
 
 M64 = (1 << 64) - 1
 CODE = 0xFFFFFFFF80200000

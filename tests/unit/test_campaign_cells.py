@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from emu.impls.registry import resolve
-from fuzz.campaign import CellSpec, run_cells
-from fuzz.corpus import load_entry
-from fuzz.judging import judge_case, observing
-from fuzz.minimal_case import minimal_case
-from fuzz.shape import RandomDraw, case_from_draw
-from model.case import Case
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.campaign import CellSpec, run_cells
+from sledfuzz.fuzz.corpus import load_entry
+from sledfuzz.fuzz.judging import judge_case, observing
+from sledfuzz.fuzz.minimal_case import minimal_case
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.model.case import Case
 
 
 def test_one_job_keeps_the_shared_deadline() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from model.case import MAX_JSON_DEPTH, Case, CaseError, Function, Layout, Link, case_from_dict, parse_json
+from sledfuzz.model.case import MAX_JSON_DEPTH, Case, CaseError, Function, Layout, Link, case_from_dict, parse_json
 
 
 def _case_dict(**layout: str) -> dict[str, Any]:

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from fuzz import corpus
-from fuzz.corpus import Entry, ExpectedVerdict, WriteError, load_entry, tool_version, with_tool_version, write_finding
-from model.case import Case, Function, Link
+from sledfuzz.fuzz import corpus
+from sledfuzz.fuzz.corpus import (
+    Entry,
+    ExpectedVerdict,
+    WriteError,
+    load_entry,
+    tool_version,
+    with_tool_version,
+    write_finding,
+)
+from sledfuzz.model.case import Case, Function, Link
 
 
 def _entry(r0: int) -> Entry:
@@ -34,8 +42,8 @@ def test_a_different_case_gets_its_own_name_and_the_same_case_keeps_its_file(tmp
 
 WRITER = """
 import sys
-from fuzz.corpus import Entry, ExpectedVerdict, write_finding
-from model.case import Case, Function, Link
+from sledfuzz.fuzz.corpus import Entry, ExpectedVerdict, write_finding
+from sledfuzz.model.case import Case, Function, Link
 r0 = int(sys.argv[2])
 case = Case(target="bpf_prog", function=Function(), sled="2,0/w", links=(Link("fentry", r0=r0),))
 write_finding(sys.argv[1], Entry(case, {"v6.19": ExpectedVerdict("fail", frozenset({"I-SIZE"}))}, {}))

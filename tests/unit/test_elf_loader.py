@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from emu.elf.functions import find_function, traced_functions
-from emu.elf.image import ElfError, load_elf
-from emu.elf.signature import parse_signature, signatures
+from sledfuzz.emu.elf.functions import find_function, traced_functions
+from sledfuzz.emu.elf.image import ElfError, load_elf
+from sledfuzz.emu.elf.signature import parse_signature, signatures
 from tests.support.cross import COMPILERS, LAYOUTS, Build, compile_object, tools_present
 from tests.support.tools import skip_if_missing
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from emu.engine import Engine, EngineError, HostStop, MemWrite, get_engine
-from emu.engine.spike_engine import SpikeEngine
-from emu.engine.unicorn_engine import UnicornEngine
+from sledfuzz.emu.engine import Engine, EngineError, HostStop, MemWrite, get_engine
+from sledfuzz.emu.engine.spike_engine import SpikeEngine
+from sledfuzz.emu.engine.unicorn_engine import UnicornEngine
 from tests.support.tools import skip_if_missing
 
 AnyEngine = UnicornEngine | SpikeEngine

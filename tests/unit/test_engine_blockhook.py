@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from emu.engine import blockhook
-from emu.engine.unicorn_engine import UnicornEngine
+from sledfuzz.emu.engine import blockhook
+from sledfuzz.emu.engine.unicorn_engine import UnicornEngine
 from tests.support.tools import missing, skip_if_missing
 from tests.unit.test_engine import A0, A1, A2, DATA, HOST, STACK, TEXT, ZERO, addi, c_addi, code, jal, jalr, ld, sd
 
@@ -120,7 +120,7 @@ def test_host_call_register_writes(native: bool, monkeypatch: pytest.MonkeyPatch
     ends the run with HostStop; a0 gets the return value over an a0 the call wrote."""
     if native and not HAVE_CC:
         pytest.skip("no C compiler")
-    from emu.engine import HostStop
+    from sledfuzz.emu.engine import HostStop
 
     e = _engine(native, monkeypatch)
     seen: list[list[int]] = []

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from emu.engine import Engine, EngineError
-from emu.engine.spike_engine import SpikeEngine
-from emu.engine.unicorn_engine import UnicornEngine
+from sledfuzz.emu.engine import Engine, EngineError
+from sledfuzz.emu.engine.spike_engine import SpikeEngine
+from sledfuzz.emu.engine.unicorn_engine import UnicornEngine
 from tests.unit.test_engine import HAVE_SPIKE
 
 AnyEngine = UnicornEngine | SpikeEngine

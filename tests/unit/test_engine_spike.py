@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from emu.engine import EngineError, MemWrite, RunResult
-from emu.engine.spike_engine import SpikeEngine
-from emu.engine.unicorn_engine import UnicornEngine
-from fuzz import crosscheck
-from fuzz.campaign import judge_case, resolve
-from fuzz.crosscheck import (
+from sledfuzz.emu.engine import EngineError, MemWrite, RunResult
+from sledfuzz.emu.engine.spike_engine import SpikeEngine
+from sledfuzz.emu.engine.unicorn_engine import UnicornEngine
+from sledfuzz.fuzz import crosscheck
+from sledfuzz.fuzz.campaign import judge_case, resolve
+from sledfuzz.fuzz.crosscheck import (
     ISA_CAUSES,
     ISA_DATA,
     ISA_SPAN,
@@ -30,8 +30,8 @@ from fuzz.crosscheck import (
     compare,
     isa_lockstep,
 )
-from fuzz.shape import RandomDraw, case_from_draw
-from model.observation import Observation, Trap, Write
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.model.observation import Observation, Trap, Write
 from tests.unit.test_engine import A0, A1, A2, DATA, HAVE_SPIKE, TEXT, addi, c_addi, code, ld, sd
 
 pytestmark = pytest.mark.skipif(not HAVE_SPIKE and not os.environ.get("CI"),
@@ -200,7 +200,7 @@ def test_a_process_with_a_spike_engine_still_dies_of_signals(sig: str) -> None:
     import sys
 
     prog = ("import os, signal, sys; sys.path.insert(0, sys.argv[1]);"
-            "from emu.engine.spike_engine import SpikeEngine; e = SpikeEngine();"
+            "from sledfuzz.emu.engine.spike_engine import SpikeEngine; e = SpikeEngine();"
             f"os.kill(os.getpid(), signal.{sig}); import time; time.sleep(30); print('survived')")
     root = str(Path(__file__).resolve().parents[2])
     p = subprocess.run([sys.executable, "-c", prog, root], capture_output=True, text=True, timeout=120)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emu.impls.eras import ERAS, FTRACE_ONLY, REVERTS, V6_3, V6_6, V6_19, RevertError, revert
+from sledfuzz.emu.impls.eras import ERAS, FTRACE_ONLY, REVERTS, V6_3, V6_6, V6_19, RevertError, revert
 
 #: docs/eras.md, "Eras" table: the fixing commits of each era's known bugs (written by hand).
 DECLARED: dict[str, set[str]] = {

@@ -13,15 +13,15 @@ from dataclasses import replace
 
 import pytest
 
-from emu import scenario as S
-from emu.engine import get_engine
-from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
-from emu.impls.registry import resolve
-from emu.rv64 import encode as E
-from emu.rv64.regs import S0, ZERO
-from fuzz.oracle import judge
-from fuzz.shape import RandomDraw, case_from_draw
-from model.case import DATA_SIZE, STACK_SIZE, Arg, Body, Case, Function, Layout, Link
+from sledfuzz.emu import scenario as S
+from sledfuzz.emu.engine import get_engine
+from sledfuzz.emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.regs import S0, ZERO
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.fuzz.shape import RandomDraw, case_from_draw
+from sledfuzz.model.case import DATA_SIZE, STACK_SIZE, Arg, Body, Case, Function, Layout, Link
 
 SEARCH = 150  # generated cases; the first violation comes within the first few dozen
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from bench.fresh_vs_shared import compare, interleaved_cases
-from emu.engine import EngineError, get_engine
-from emu.scenario import runner as S
-from fuzz.campaign import search_cell, shipped_configurations
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, Function, Layout, Link
+from sledfuzz.emu.engine import EngineError, get_engine
+from sledfuzz.emu.scenario import runner as S
+from sledfuzz.fuzz.campaign import search_cell, shipped_configurations
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, Function, Layout, Link
 
 
 def _kernel_case(layout: Layout, sled: str = "8,4/c") -> Case:

@@ -7,18 +7,18 @@ from dataclasses import replace
 
 import pytest
 
-from emu.impls.api import Implementation, LinkReq
-from emu.impls.jit import EraJit, _Frame
-from emu.impls.registry import resolve
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.regs import FP, T1
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, Function, Link
-from model.contract import F_CALL_ORIG, F_RESTORE_REGS, F_SKIP_FRAME, F_TAIL_CALL_CTX, MAX_TRAMP_LINKS
-from model.core_stage import CoreRefusal, core_stage, derive_flags
-from model.expectation import Expected, Invalid
-from model.semantics import expect
+from sledfuzz.emu.impls.api import Implementation, LinkReq
+from sledfuzz.emu.impls.jit import EraJit, _Frame
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.regs import FP, T1
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, Function, Link
+from sledfuzz.model.contract import F_CALL_ORIG, F_RESTORE_REGS, F_SKIP_FRAME, F_TAIL_CALL_CTX, MAX_TRAMP_LINKS
+from sledfuzz.model.core_stage import CoreRefusal, core_stage, derive_flags
+from sledfuzz.model.expectation import Expected, Invalid
+from sledfuzz.model.semantics import expect
 
 FN = Function(args=(Arg(8), Arg(16, True), Arg(4, signed=True)), values=(11, 22, 33, 44), body=Body(k=7))
 
@@ -150,7 +150,7 @@ def test_unzeroed_cookie_is_caught_on_a_dirty_stack() -> None:
 
 
 def test_func_meta_slot_count_is_judged_by_i_nargs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import emu.impls.jit as jit_mod
+    import sledfuzz.emu.impls.jit as jit_mod
 
     monkeypatch.setattr(jit_mod, "COOKIE_INDEX_SHIFT", 4)  # slip: the index overlaps the count
     era = resolve("v7.3").jit
@@ -182,7 +182,7 @@ def test_v72_does_not_keep_the_count_and_is_not_judged_on_it() -> None:
 
 
 def test_session_links_round_trip_and_cookie_is_fsession_only() -> None:
-    from model.case import CaseError
+    from sledfuzz.model.case import CaseError
 
     assert Case.from_json(SESSION_CASE.to_json()) == SESSION_CASE
     plain = replace(SESSION_CASE, links=(Link("fentry"),))

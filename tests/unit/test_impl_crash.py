@@ -13,19 +13,19 @@ from typing import Any
 
 import pytest
 
-import emu.scenario.memory_map
-import fuzz.oracle
-from emu.engine import get_engine
-from emu.impls.api import Implementation, PokeKind, PokeResult
-from emu.impls.eras import ERAS
-from emu.impls.guard import ImplementationCrash, guarded
-from emu.impls.jit import EraJit
-from emu.impls.registry import resolve
-from emu.rv64 import encode as E
-from fuzz.campaign import minimize_finding
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, Function, Link
-from model.invariants import IMPL_CRASH, crash_exception
+import sledfuzz.emu.scenario.memory_map
+import sledfuzz.fuzz.oracle
+from sledfuzz.emu.engine import get_engine
+from sledfuzz.emu.impls.api import Implementation, PokeKind, PokeResult
+from sledfuzz.emu.impls.eras import ERAS
+from sledfuzz.emu.impls.guard import ImplementationCrash, guarded
+from sledfuzz.emu.impls.jit import EraJit
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.fuzz.campaign import minimize_finding
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, Function, Link
+from sledfuzz.model.invariants import IMPL_CRASH, crash_exception
 
 V619 = resolve("v6.19")
 KSLED = next(s.key for s in V619.caps.sleds if s.target == "kernel_function")
@@ -126,11 +126,11 @@ def test_harness_and_model_errors_are_not_findings(monkeypatch: pytest.MonkeyPat
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("harness bug")
 
-    monkeypatch.setattr(emu.scenario.memory_map, "compile_body", broken)
+    monkeypatch.setattr(sledfuzz.emu.scenario.memory_map, "compile_body", broken)
     with pytest.raises(RuntimeError, match="harness bug"):
         judge(kcase("fentry"), V619)
     monkeypatch.undo()
-    monkeypatch.setattr(fuzz.oracle, "check_all", broken)
+    monkeypatch.setattr(sledfuzz.fuzz.oracle, "check_all", broken)
     with pytest.raises(RuntimeError, match="harness bug"):
         judge(kcase("fentry"), V619)
 

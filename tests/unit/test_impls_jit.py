@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
-from emu.impls.api import ArgModel, FuncModel, Image, LinkReq, Refused, TrampRequest
-from emu.impls.registry import resolve
-from emu.rv64.disasm import Insn, disassemble
-from model.contract import (
+from sledfuzz.emu.impls.api import ArgModel, FuncModel, Image, LinkReq, Refused, TrampRequest
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.rv64.disasm import Insn, disassemble
+from sledfuzz.model.contract import (
     E2BIG,
     ENOTSUPP,
     ERANGE,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from emu.impls.api import ArgModel, FuncModel, Image, LinkReq, TrampRequest
-from emu.impls.registry import ImplementationError, resolve
-from emu.rv64.disasm import disassemble
-from model.contract import F_RESTORE_REGS
+from sledfuzz.emu.impls.api import ArgModel, FuncModel, Image, LinkReq, TrampRequest
+from sledfuzz.emu.impls.registry import ImplementationError, resolve
+from sledfuzz.emu.rv64.disasm import disassemble
+from sledfuzz.model.contract import F_RESTORE_REGS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "implementations.md"
 

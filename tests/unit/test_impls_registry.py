@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emu.impls.api import Implementation, Jit, Patcher
-from emu.impls.registry import ImplementationError, available, derives_from, resolve
+from sledfuzz.emu.impls.api import Implementation, Jit, Patcher
+from sledfuzz.emu.impls.registry import ImplementationError, available, derives_from, resolve
 
 REQUIRED = {
     "v6.3", "v6.6", "v6.8", "v6.11", "v6.12", "v6.16", "next-47c9214dcbea", "v6.19",

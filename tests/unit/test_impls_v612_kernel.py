@@ -8,12 +8,20 @@ import shutil
 
 import pytest
 
-from emu.impls.api import ArgModel, FuncModel, Image, LinkReq, Refused, TrampRequest
-from emu.impls.eras import ERAS
-from emu.impls.jit import EraJit
-from emu.kernel.adapter import KernelJit
-from emu.kernel.build import default_linux_src
-from model.contract import F_CALL_ORIG, F_INDIRECT, F_IP_ARG, F_RESTORE_REGS, F_RET_FENTRY_RET, F_SKIP_FRAME, LinkKind
+from sledfuzz.emu.impls.api import ArgModel, FuncModel, Image, LinkReq, Refused, TrampRequest
+from sledfuzz.emu.impls.eras import ERAS
+from sledfuzz.emu.impls.jit import EraJit
+from sledfuzz.emu.kernel.adapter import KernelJit
+from sledfuzz.emu.kernel.build import default_linux_src
+from sledfuzz.model.contract import (
+    F_CALL_ORIG,
+    F_INDIRECT,
+    F_IP_ARG,
+    F_RESTORE_REGS,
+    F_RET_FENTRY_RET,
+    F_SKIP_FRAME,
+    LinkKind,
+)
 from tests.support.tools import missing
 
 pytestmark = pytest.mark.kernel

@@ -17,10 +17,20 @@ import pytest
 import unicorn
 from unicorn import riscv_const as rv
 
-from emu.impls.api import ArgModel, FuncModel, Image, Jit, LinkReq, Refused, TrampRequest
-from emu.kernel.adapter import KernelJit
-from emu.kernel.build import JIT_C, NEEDED, KernelBuildError, build, default_linux_src, read_tree
-from model.contract import E2BIG, EFAULT, ENOTSUPP, ERANGE, F_CALL_ORIG, F_IP_ARG, F_ORIG_STACK, F_RESTORE_REGS, F_SKIP_FRAME
+from sledfuzz.emu.impls.api import ArgModel, FuncModel, Image, Jit, LinkReq, Refused, TrampRequest
+from sledfuzz.emu.kernel.adapter import KernelJit
+from sledfuzz.emu.kernel.build import JIT_C, NEEDED, KernelBuildError, build, default_linux_src, read_tree
+from sledfuzz.model.contract import (
+    E2BIG,
+    EFAULT,
+    ENOTSUPP,
+    ERANGE,
+    F_CALL_ORIG,
+    F_IP_ARG,
+    F_ORIG_STACK,
+    F_RESTORE_REGS,
+    F_SKIP_FRAME,
+)
 from tests.support.tools import skip_if_missing
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from emu.kernel.debian import DebianTreeError, resolve_tree
-from fuzz.cli import main
+from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
+from sledfuzz.fuzz.cli import main
 from tests.support.tools import missing
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emu.kernel import debian
-from emu.kernel.build import kernel_version, read_tree
+from sledfuzz.emu.kernel import debian
+from sledfuzz.emu.kernel.build import kernel_version, read_tree
 from tests.support.tools import missing
 
 

@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from emu.impls.api import Implementation
-from emu.kernel.build import JIT_C, read_tree
-from emu.kernel.debian import DebianTreeError, resolve_tree
-from emu.kernel.ftrace import FTRACE_FILES, read_ftrace_files
-from emu.kernel.impl import factory, tree_report
-from fuzz.oracle import judge
-from fuzz.strategies import search_cases
-from model.case import Case, case_from_dict
+from sledfuzz.emu.impls.api import Implementation
+from sledfuzz.emu.kernel.build import JIT_C, read_tree
+from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
+from sledfuzz.emu.kernel.ftrace import FTRACE_FILES, read_ftrace_files
+from sledfuzz.emu.kernel.impl import factory, tree_report
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.fuzz.strategies import search_cases
+from sledfuzz.model.case import Case, case_from_dict
 from tests.support.tools import missing
 
 #: (name, the line as the tree has it, the line with the fault)
@@ -181,7 +181,7 @@ def test_the_unedited_copy_is_clean(tmp_path: Path, version: str) -> None:
 
 def test_the_seeds_bug_is_a_finding_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``sledfuzz fuzz --impl kernel --linux-src COPY`` exits 1 (a finding), never 2 (a refusal)."""
-    from fuzz.cli import main
+    from sledfuzz.fuzz.cli import main
 
     tree = tmp_path / "linux"
     tree_copy(_tree("6.12"), tree, FAULTS[0][1], FAULTS[0][2])

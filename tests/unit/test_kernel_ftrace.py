@@ -19,12 +19,12 @@ import random
 
 import pytest
 
-from emu.impls.registry import resolve
-from emu.impls.torn import _states
-from emu.kernel.debian import DebianTreeError, resolve_tree
-from emu.kernel.ftrace import FtraceFacts, KernelAtomicPatcher
-from emu.kernel.impl import factory
-from model.contract import EINVAL
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.impls.torn import _states
+from sledfuzz.emu.kernel.debian import DebianTreeError, resolve_tree
+from sledfuzz.emu.kernel.ftrace import FtraceFacts, KernelAtomicPatcher
+from sledfuzz.emu.kernel.impl import factory
+from sledfuzz.model.contract import EINVAL
 from tests.support.tools import missing
 
 T0 = 5

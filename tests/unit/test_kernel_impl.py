@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import emu.kernel.ftrace as kftrace
-import emu.kernel.impl as kimpl
-from emu.impls.eras import ERAS
-from emu.impls.registry import ImplementationError, capabilities, resolve
-from emu.kernel.build import NEEDED, build, cache_root, default_linux_src
-from emu.kernel.probe import KernelFeatures
-from model.caps import SledLayout
-from model.known_bugs import KNOWN_BUGS
+import sledfuzz.emu.kernel.ftrace as kftrace
+import sledfuzz.emu.kernel.impl as kimpl
+from sledfuzz.emu.impls.eras import ERAS
+from sledfuzz.emu.impls.registry import ImplementationError, capabilities, resolve
+from sledfuzz.emu.kernel.build import NEEDED, build, cache_root, default_linux_src
+from sledfuzz.emu.kernel.probe import KernelFeatures
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.known_bugs import KNOWN_BUGS
 from tests.support.tools import skip_if_missing
 
 #: Debian 6.12.117 as docs/kernel.md's probe table lists it.
@@ -226,7 +226,7 @@ class TestOnTheTree:
 
 
 def test_impls_lists_kernel_as_unavailable_without_a_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fuzz.cli import main
+    from sledfuzz.fuzz.cli import main
 
     assert main(["impls", "--linux-src", str(tmp_path)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("kernel ")]
@@ -237,7 +237,7 @@ def test_impls_lists_kernel_as_unavailable_without_a_tree(tmp_path: Path, capsys
 @skip_if_missing(_linux_src() is None,
                     reason="no Linux tree: apt-get install linux-source-6.12, or set SLEDFUZZ_LINUX_SRC=PATH")
 def test_impls_lists_kernel_with_the_trees_version(capsys: pytest.CaptureFixture[str]) -> None:
-    from fuzz.cli import main
+    from sledfuzz.fuzz.cli import main
 
     assert main(["impls"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("kernel ")]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from emu.kernel.build import JIT_C, KernelBuildError, default_linux_src, kernel_version, read_tree, rewrite_jit
-from emu.kernel.probe import probe_source
+from sledfuzz.emu.kernel.build import JIT_C, KernelBuildError, default_linux_src, kernel_version, read_tree, rewrite_jit
+from sledfuzz.emu.kernel.probe import probe_source
 from tests.support.tools import skip_if_missing
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from model.case import Case, Layout, Link, Store
-from model.contract import E2BIG, EINVAL, ENOTSUPP, ERANGE
-from model.expectation import Invalid, Refusal, Unspecified
-from model.invariants import ALL, BY_NAME, NAMES, Violation, check_all
-from model.observation import Event, Observation, PokeCheck, TornState, Trap, Write
-from model.semantics import expect
+from sledfuzz.model.case import Case, Layout, Link, Store
+from sledfuzz.model.contract import E2BIG, EINVAL, ENOTSUPP, ERANGE
+from sledfuzz.model.expectation import Invalid, Refusal, Unspecified
+from sledfuzz.model.invariants import ALL, BY_NAME, NAMES, Violation, check_all
+from sledfuzz.model.observation import Event, Observation, PokeCheck, TornState, Trap, Write
+from sledfuzz.model.semantics import expect
 from tests.unit.test_model_support import (
     CAPS,
     FUNC,
@@ -54,7 +54,7 @@ def _on(kind: str, link: int, **changes: object) -> Callable[[Event], Event]:
 
 
 def _final(obs: Observation, reg: str, value: int) -> Observation:
-    from model.observation import FINAL_REGS
+    from sledfuzz.model.observation import FINAL_REGS
 
     assert obs.final is not None
     regs = list(obs.final)

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from model.caps import Capabilities
-from model.case import MASK64, Arg, Body, Case, Function, Link, Store
-from model.contract import (
+from sledfuzz.model.caps import Capabilities
+from sledfuzz.model.case import MASK64, Arg, Body, Case, Function, Link, Store
+from sledfuzz.model.contract import (
     E2BIG,
     EINVAL,
     ENOTSUPP,
@@ -23,8 +23,8 @@ from model.contract import (
     PARENT_RET_OFFSET,
     PLANTED,
 )
-from model.expectation import Expected, Invalid, Refusal, Unspecified
-from model.semantics import expect, parent_return
+from sledfuzz.model.expectation import Expected, Invalid, Refusal, Unspecified
+from sledfuzz.model.semantics import expect, parent_return
 from tests.unit.test_model_support import CAPS, FUNC, LAYOUT, expected_of, selftest_case
 
 IM = LAYOUT.im

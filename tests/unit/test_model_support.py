@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from fuzz.strategies import cases
-from model.caps import Capabilities, SledLayout
-from model.case import MASK64, STACK_SIZE, Arg, Body, Case, Function, Layout, Link, Store
-from model.contract import EFAULT, PLANTED
-from model.expectation import Expected, Refusal
-from model.invariants import check_all
-from model.observation import FINAL_REGS, BodyEntry, Event, Observation, PokeCheck, TornState, Write
-from model.semantics import expect
+from sledfuzz.fuzz.strategies import cases
+from sledfuzz.model.caps import Capabilities, SledLayout
+from sledfuzz.model.case import MASK64, STACK_SIZE, Arg, Body, Case, Function, Layout, Link, Store
+from sledfuzz.model.contract import EFAULT, PLANTED
+from sledfuzz.model.expectation import Expected, Refusal
+from sledfuzz.model.invariants import check_all
+from sledfuzz.model.observation import FINAL_REGS, BodyEntry, Event, Observation, PokeCheck, TornState, Write
+from sledfuzz.model.semantics import expect
 
 SLEDS = (
     SledLayout("kernel_function", 4, 0, 2, "t0"),

@@ -6,8 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from fuzz.nightly_findings import FindingKey, NightState, corpus_keys, signature
-from model.case import Arg, Case, Function, Link
+from sledfuzz.fuzz.nightly_findings import FindingKey, NightState, corpus_keys, signature
+from sledfuzz.model.case import Arg, Case, Function, Link
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from fuzz.campaign import shipped_configurations
-from fuzz.nightly_plan import (
+from sledfuzz.fuzz.campaign import shipped_configurations
+from sledfuzz.fuzz.nightly_plan import (
     ATHERIS_MIN_SECONDS,
     Configuration,
     PlanError,

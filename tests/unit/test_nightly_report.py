@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fuzz.nightly_report import PLOT_PIXELS, render_junit, render_markdown, write_reports
-from fuzz.nightly_run import exit_code
+from sledfuzz.fuzz.nightly_report import PLOT_PIXELS, render_junit, render_markdown, write_reports
+from sledfuzz.fuzz.nightly_run import exit_code
 
 INVARIANTS = ["I-SIZE", "I-BODY-RUNS", "I-ORDER"]
 

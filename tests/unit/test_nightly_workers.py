@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from fuzz.nightly_plan import Configuration, Task
-from fuzz.nightly_workers import TASK_OVERHEAD, LastCaseRecorder, Supervisor
-from model.case import Arg, Case, Function, Link
+from sledfuzz.fuzz.nightly_plan import Configuration, Task
+from sledfuzz.fuzz.nightly_workers import TASK_OVERHEAD, LastCaseRecorder, Supervisor
+from sledfuzz.model.case import Arg, Case, Function, Link
 
 CASE = Case(target="bpf_prog", function=Function(args=(Arg(8),), values=(0x1234,)), sled="2,0/w",
             links=(Link("fexit", r0=5),))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from emu.impls.patchers import Concurrency, FtracePatcher, ftrace_split
-from emu.impls.registry import resolve
-from emu.impls.torn import torn_states, torn_violations
-from model.caps import SledLayout
-from model.contract import EFAULT, EINVAL, ERANGE
+from sledfuzz.emu.impls.patchers import Concurrency, FtracePatcher, ftrace_split
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.impls.torn import torn_states, torn_violations
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.contract import EFAULT, EINVAL, ERANGE
 
 FUNC = 0xFFFFFFFF80200000
 CALLER = 0xFFFFFFFF80200800  # ftrace_caller, within the v6.16 auipc reach

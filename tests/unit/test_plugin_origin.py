@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from emu.impls import registry
-from fuzz.campaign import cell_context, search_cell
-from fuzz.corpus import load_entry
+from sledfuzz.emu.impls import registry
+from sledfuzz.fuzz.campaign import cell_context, search_cell
+from sledfuzz.fuzz.corpus import load_entry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "implementations.md"
 SPEC = "sf_origin_plugin:factory"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from emu.impls.eras import ERAS, FTRACE_ONLY
-from emu.impls.registry import patchers_for
-from model.caps import SledLayout
+from sledfuzz.emu.impls.eras import ERAS, FTRACE_ONLY
+from sledfuzz.emu.impls.registry import patchers_for
+from sledfuzz.model.caps import SledLayout
 from tests.support.tools import skip_if_missing
 
 GCC = shutil.which("riscv64-linux-gnu-gcc")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emu.rv64.disasm import Insn, disassemble, format_listing
+from sledfuzz.emu.rv64.disasm import Insn, disassemble, format_listing
 
 
 def test_sled_words() -> None:

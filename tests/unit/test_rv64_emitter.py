@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emu.rv64 import encode as E
-from emu.rv64.emitter import Emitter
-from emu.rv64.offsets import ReachError
-from emu.rv64.regs import A0, A1, A5, FP, RA, S1, SP, T0, T1, ZERO
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.offsets import ReachError
+from sledfuzz.emu.rv64.regs import A0, A1, A5, FP, RA, S1, SP, T0, T1, ZERO
 
 
 def c16(*halves: int) -> bytes:
@@ -176,7 +176,7 @@ def test_patch_overwrites_placeholder() -> None:
 def test_emit_imm_length(val: int, rvc: bool, nbytes: int, ninsns_rv: int) -> None:
     e = Emitter(rvc=rvc)
     e.emit_imm(A0, val)
-    from emu.rv64.disasm import disassemble
+    from sledfuzz.emu.rv64.disasm import disassemble
 
     assert (e.pos, len(disassemble(e.code, 0))) == (nbytes, ninsns_rv)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from emu.rv64.emitter import Emitter
+from sledfuzz.emu.rv64.emitter import Emitter
 from tests.support.tools import skip_if_missing
 
 TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")

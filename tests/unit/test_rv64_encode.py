@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from emu.rv64 import encode as E
-from emu.rv64.encode import EncodingError
-from emu.rv64.regs import A0, A1, A5, A6, RA, S0, SP, T0, T1, ZERO
+from sledfuzz.emu.rv64 import encode as E
+from sledfuzz.emu.rv64.encode import EncodingError
+from sledfuzz.emu.rv64.regs import A0, A1, A5, A6, RA, S0, SP, T0, T1, ZERO
 
 
 @pytest.mark.parametrize(

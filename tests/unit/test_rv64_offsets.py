@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emu.rv64 import offsets
-from emu.rv64.offsets import ReachError
-from emu.rv64.regs import T0
+from sledfuzz.emu.rv64 import offsets
+from sledfuzz.emu.rv64.offsets import ReachError
+from sledfuzz.emu.rv64.regs import T0
 
 
 def test_bjorn_example() -> None:

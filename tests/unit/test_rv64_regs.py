@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emu.rv64 import regs
+from sledfuzz.emu.rv64 import regs
 
 
 def test_abi_constants() -> None:

@@ -1,4 +1,4 @@
-"""emu.scenario + fuzz.oracle: hand-built cases run end to end on the emulated eras and are judged.
+"""sledfuzz.emu.scenario + fuzz.oracle: hand-built cases run end to end on the emulated eras and are judged.
 
 Expected values here are computed in the test from the case (plain arithmetic), not taken from
 the scenario or the model.
@@ -10,14 +10,14 @@ from dataclasses import replace
 
 import pytest
 
-from emu import scenario as S
-from emu.engine import get_engine
-from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
-from emu.impls.registry import resolve
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, CaseError, Function, Layout, Link, Store
-from model.contract import HOSTS_SPAN
-from model.observation import FINAL_REGS
+from sledfuzz.emu import scenario as S
+from sledfuzz.emu.engine import get_engine
+from sledfuzz.emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, CaseError, Function, Layout, Link, Store
+from sledfuzz.model.contract import HOSTS_SPAN
+from sledfuzz.model.observation import FINAL_REGS
 
 M64 = (1 << 64) - 1
 DATA = Layout().data

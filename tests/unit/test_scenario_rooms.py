@@ -7,12 +7,12 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from emu.impls.api import FtracePatched, Patcher, TrampSkipper
-from emu.impls.registry import resolve
-from emu.scenario import Scenario
-from emu.scenario.owned_cache import OwnedCache
-from model.caps import SledLayout
-from model.case import Arg, Body, Case, Function, Link
+from sledfuzz.emu.impls.api import FtracePatched, Patcher, TrampSkipper
+from sledfuzz.emu.impls.registry import resolve
+from sledfuzz.emu.scenario import Scenario
+from sledfuzz.emu.scenario.owned_cache import OwnedCache
+from sledfuzz.model.caps import SledLayout
+from sledfuzz.model.case import Arg, Body, Case, Function, Link
 
 
 @dataclass(frozen=True)

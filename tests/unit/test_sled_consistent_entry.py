@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import pytest
 
-from emu import scenario as S
-from emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
-from emu.impls.registry import available, resolve
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, Function, Link
+from sledfuzz.emu import scenario as S
+from sledfuzz.emu.impls.api import Image, Implementation, PokeKind, PokeResult, Refused, TrampRequest
+from sledfuzz.emu.impls.registry import available, resolve
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, Function, Link
 
 
 class _OrigCallShifted:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from fuzz.oracle import judge
-from model.case import Arg, Body, Case, Function
+from sledfuzz.fuzz.oracle import judge
+from sledfuzz.model.case import Arg, Body, Case, Function
 
 CASE = Case("kernel_function", Function(args=(Arg(8),), values=(41,), body=Body(k=1, coeffs=(1,))), "4,0/c")
 
