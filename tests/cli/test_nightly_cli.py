@@ -121,10 +121,13 @@ def test_the_checkout_is_an_option_not_where_the_package_lives(tmp_path: Path) -
 @pytest.mark.slow
 def test_short_night_finds_the_bug_and_nothing_on_the_clean_configuration(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = nightly(tmp_path, "--time", "20", "--jobs", "2", "--impl", "v6.19", "--impl", BUG, "--out", str(out))
+    # Only replay and search (the property and atheris phases have tests of their own): the search
+    # gets most of the budget however loaded the machine is, and it needs only a second or two.
+    r = nightly(tmp_path, "--time", "40", "--jobs", "2", "--impl", "v6.19", "--impl", BUG, "--skip", "properties",
+                "--skip", "atheris", "--out", str(out))
     s = _reports(out)
     assert r.returncode == 0 == s["exit_code"], (r.stdout, r.stderr)
-    assert not s["interrupted"] and s["elapsed_seconds"] <= 20 + 10
+    assert not s["interrupted"] and s["elapsed_seconds"] <= 40 + 30
     assert s["phases"]["replay"]["changed"] == [] and s["phases"]["replay"]["files"] > 0
     assert [f for f in s["findings"] if f["impl"] == "v6.19"] == []
     bug = [b for b in s["declared_bugs"] if b["impl"] == BUG]
