@@ -35,7 +35,7 @@ def factory():
     return replace(base, name="crashy", caps=replace(base.caps, name="crashy"), jit=CrashyJit(ERAS["v6.19"]))
 '''
 NAME = "sf_crashy_plugin:factory"
-CELL = "sf_crashy_plugin_factory"  # exhaust's summary file keeps the module:factory slug
+CELL = "crashy"  # exhaust names its output by the plugin's own name, as every other command does
 FINDINGS = "crashy"  # findings go under the plugin's own name (fuzz.campaign.dir_name)
 
 
