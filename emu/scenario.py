@@ -272,7 +272,7 @@ class _OwnedCache:
     for the very object that produced it (an id() alone is reused once an object is freed, and a
     different implementation must never get another's image or poke result)."""
 
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, limit: int = 512) -> None:  # keys hold layout addresses: bounded memory (docs/results.md)
         self._entries: dict[tuple[int, Any], tuple[object, Any]] = {}
         self._limit = limit
 
