@@ -11,6 +11,9 @@ set of the process and its children from ``/proc`` every second (Linux only):
 
     python bench/rss.py [--engines hypothesis,mixed,atheris] [--seconds 600] [--impl v6.19]
 
+Without options it measures the three shipped engines, 10 minutes each, one after the other
+(figures in docs/results.md, "Reproducibility and memory").
+
 Prints, per engine, RSS (MB) at the first sample, at 60 s and at the end, and the growth after the
 first minute (``growth_after_1min: +N.N%``; the target is under 10 %).
 """

@@ -45,7 +45,7 @@ def _load_slot(e: Emitter, rd: int, slot: int, frame: int) -> int:
     return rd
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=1024)  # keyed by address: hits are replays of recent cases (bounded memory)
 def compile_body(body: Body, nr_slots: int, addr: int, helper: int) -> bytes:
     """RV64 code of ``body`` placed at ``addr``, calling the host helper at ``helper``.
 

@@ -119,7 +119,7 @@ class UnicornEngine(UnicornState):
                 self._bh_lib = lib
                 self._bh_x = self._bh.xregs
                 self._bh_fin = weakref.finalize(self, lib.bh_free, self._bh_ptr)
-                self._raw_hook(UC_HOOK_BLOCK, ctypes.cast(lib.bh_block, ctypes.c_void_p), user_data=self._bh_ptr)
+                self._block_hook_args: tuple[Any, int | None] = (ctypes.cast(lib.bh_block, ctypes.c_void_p), self._bh_ptr)
                 self._host_cfunc = HOOK_CODE_CFUNC(self._on_host)
                 lib.bh_set_host_cb(self._bh_ptr, ctypes.cast(self._host_cfunc, ctypes.c_void_p),
                                    ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p),
@@ -129,7 +129,8 @@ class UnicornEngine(UnicornState):
         #: it fell back to the Python hook (`emu.engine.blockhook.why_not` says why).
         self.native_block_hook = self._bh is not None
         if self._bh is None:
-            self._raw_hook(UC_HOOK_BLOCK, HOOK_CODE_CFUNC(self._on_block))
+            self._block_hook_args = (HOOK_CODE_CFUNC(self._on_block), None)
+        self._block_hook = self._raw_hook(UC_HOOK_BLOCK, self._block_hook_args[0], user_data=self._block_hook_args[1])
         self._raw_hook(UC_HOOK_INTR, HOOK_INTR_CFUNC(self._on_intr))
         self._raw_hook(HOOK_INVALID, HOOK_MEM_INVALID_CFUNC(self._on_invalid))
 
@@ -338,6 +339,11 @@ class UnicornEngine(UnicornState):
         self._runs += 1
         if self._runs >= FLUSH_EVERY:
             self._runs = 0
+            # unicorn 2.1.4 keeps every block a hook instrumented (16 bytes and a hash slot per
+            # distinct block) until the hook is deleted: a new block hook frees that table
+            # (bounded memory, docs/results.md)
+            self._raw_hook_del(self._block_hook)
+            self._block_hook = self._raw_hook(UC_HOOK_BLOCK, self._block_hook_args[0], user_data=self._block_hook_args[1])
             self._uc.ctl_flush_tb()  # bounded memory (FLUSH_EVERY); translations come back on use
         if self._host_dirty:
             self._place_host_rets()

@@ -40,7 +40,11 @@ def _uint_below(value: int, bits: int) -> bool:
 
 
 _F = TypeVar("_F", bound=Callable[..., None])
-_MEMO_MAX = 1 << 16  # entries per helper; the cache is emptied when full
+# Entries per helper; the cache is emptied when full. Small on purpose: the hits are the few hundred
+# shapes the JITs repeat, while keys holding addresses grow with every new layout (the shape
+# builder draws one per case): at 1 << 16 the 28 memos grew RSS for tens of minutes (docs/results.md).
+_MEMO_MAX = 1 << 11
+_MEMOS: list[dict[tuple[object, ...], bytes]] = []  # every helper's memo (bounded; tests check)
 
 
 def _memo(fn: _F) -> _F:
@@ -49,6 +53,7 @@ def _memo(fn: _F) -> _F:
     is), and the JITs emit the same few hundred shapes over and over. A call that raises is not
     remembered, so errors are raised exactly as before."""
     cache: dict[tuple[object, ...], bytes] = {}
+    _MEMOS.append(cache)
 
     def helper(self: Emitter, *args: int, **kwargs: int) -> None:
         if kwargs:

@@ -19,7 +19,7 @@ V = TypeVar("V")
 class OwnedCache(Generic[V]):
     """``get(owner, key)`` / ``put(owner, key, value)``, bounded by ``limit`` entries."""
 
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, limit: int = 512) -> None:  # keys hold layout addresses: bounded memory (docs/results.md)
         self._entries: dict[tuple[int, Hashable], tuple[object, V]] = {}
         self._limit = limit
 

@@ -280,3 +280,18 @@ def test_extension_helpers_execute(v: int, rvc: bool, regs: tuple[int, int]) -> 
         e = Emitter(rvc=rvc)
         helper(e, rd, rs)
         assert run(e.code, {rs: v}, rd) == want, helper.__name__
+
+
+def test_helper_memos_stay_within_their_budget() -> None:
+    """A long search draws new addresses and immediates for every case: each helper's memo is
+    emptied when it reaches ``_MEMO_MAX`` entries, and all of them together stay within ~65,536
+    entries (about 15 MB; at 65,536 per helper RSS grew for tens of minutes, issue 9)."""
+    from sledfuzz.emu.rv64 import emitter
+
+    assert len(emitter._MEMOS) >= 20  # the bpf_jit.h helpers are memoized
+    assert emitter._MEMO_MAX * len(emitter._MEMOS) <= 1 << 16
+    e = Emitter(rvc=True)
+    for i in range(3 * emitter._MEMO_MAX):
+        e.emit_imm(T1, 0x1234_5000_0000 + (i << 12) + 0x7FF)  # a new cookie/address every time
+        e.emit_addi(A0, A1, i % 2048 - 1024)
+    assert max(len(memo) for memo in emitter._MEMOS) <= emitter._MEMO_MAX
