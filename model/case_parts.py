@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import get_args
 
-from sledfuzz.model.contract import LinkKind
+from sledfuzz.model.contract import LinkKind, arg_slots
 
 SCHEMA = 1
 MASK64 = (1 << 64) - 1
@@ -47,8 +47,8 @@ class Arg:
 
     @property
     def slots(self) -> int:
-        """8-byte slots: round_up(size, 8) / 8 (a 16-byte struct takes two)."""
-        return (self.size + 7) // 8
+        """8-byte slots (``model.contract.arg_slots``)."""
+        return arg_slots(self.size)
 
 
 @dataclass(frozen=True)

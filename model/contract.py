@@ -90,6 +90,13 @@ BPF_PROG_MAX_SLOTS = 5
 #: struct_ops trampoline is called directly: its caller's stack words start at ``fp + 0``), which
 #: no struct_ops member of any tree reaches; such cases are Invalid (docs/invariants.md).
 STRUCT_OPS_MAX_SLOTS = 8
+
+
+def arg_slots(size: int) -> int:
+    """The 8-byte argument slots an argument of ``size`` bytes takes: round_up(size, 8) / 8 (a
+    16-byte struct takes two), as btf_distill_func_proto counts them."""
+    return (size + 7) // 8
+
 #: A trampoline image is one page; a larger sized image is -E2BIG.
 PAGE_SIZE = 4096
 

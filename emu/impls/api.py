@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from sledfuzz.model.caps import Capabilities, SledLayout
-from sledfuzz.model.contract import LinkKind
+from sledfuzz.model.contract import LinkKind, arg_slots
 
 PokeKind = Literal["nop", "call", "jump"]
 
@@ -27,8 +27,8 @@ class ArgModel:
 
     @property
     def slots(self) -> int:
-        """8-byte argument slots it takes (round_up(size, 8) / 8)."""
-        return (self.size + 7) // 8
+        """8-byte argument slots it takes (``model.contract.arg_slots``)."""
+        return arg_slots(self.size)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,19 @@ def callee_saved(case: Case, exp: Expected, obs: Observation) -> str | None:
     return None
 
 
+def _parent_value_kept(exp: Expected, obs: Observation, reg: str, want: int) -> str | None:
+    """``reg`` holds the parent's ``want`` where the body is entered on the RESTORE_REGS path and
+    when control reaches the parent (I-SP, I-PARENT-RA)."""
+    if exp.restore_regs and not exp.call_orig:
+        for entry in obs.body_entries:
+            got = entry.sp if reg == "sp" else entry.ra
+            if got != want:
+                return f"body entered with {reg}={fmt(got)} want the parent's {fmt(want)}"
+    if returned(obs) and obs.final_reg(reg) != want:
+        return f"{reg}={fmt(obs.final_reg(reg))} at the return want {fmt(want)}"
+    return None
+
+
 @run_invariant("I-SP")
 def sp(case: Case, exp: Expected, obs: Observation) -> str | None:
     """The stack is balanced — sp at the return equals the sp of the parent's call, and the body on
@@ -45,13 +58,7 @@ def sp(case: Case, exp: Expected, obs: Observation) -> str | None:
     for ev in obs.events:
         if ev.sp % 16:
             return f"sp={fmt(ev.sp)} not 16-byte aligned at {event_name(ev)}"
-    if exp.restore_regs and not exp.call_orig:
-        for entry in obs.body_entries:
-            if entry.sp != obs.entry_sp:
-                return f"body entered with sp={fmt(entry.sp)} want the parent's {fmt(obs.entry_sp)}"
-    if returned(obs) and obs.final_reg("sp") != obs.entry_sp:
-        return f"sp={fmt(obs.final_reg('sp'))} at the return want {fmt(obs.entry_sp)}"
-    return None
+    return _parent_value_kept(exp, obs, "sp", obs.entry_sp)
 
 
 @run_invariant("I-PARENT-RA")
@@ -60,13 +67,7 @@ def parent_ra(case: Case, exp: Expected, obs: Observation) -> str | None:
     parent, and the body entered on the RESTORE_REGS path holds it in ra. Broken by 6724a76cff85's
     era change (a 16-byte sled's parent ra lost by a redirect not returning to ip+12) and by the
     pre-25ad10658dc1 trampoline on t0 sleds (parent ra from an unwritten [sp-8])."""
-    if exp.restore_regs and not exp.call_orig:
-        for entry in obs.body_entries:
-            if entry.ra != exp.parent_ret:
-                return f"body entered with ra={fmt(entry.ra)} want the parent's {fmt(exp.parent_ret)}"
-    if returned(obs) and obs.final_reg("ra") != exp.parent_ret:
-        return f"ra={fmt(obs.final_reg('ra'))} at the return want {fmt(exp.parent_ret)}"
-    return None
+    return _parent_value_kept(exp, obs, "ra", exp.parent_ret)
 
 
 @run_invariant("I-NO-FAULT")
