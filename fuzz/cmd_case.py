@@ -116,10 +116,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     total = 0
     done = 0
     for path, entry in entries:
-        if interrupt.requested():  # a signal ends the replay between files, with the summary so far
+        # a signal ends the replay between files (or inside one: that file does not count), with
+        # the summary so far
+        if interrupt.requested():
+            break
+        try:
+            results = list(replay_entry(path, entry, _verdicts_for(path, impls)))
+        except interrupt.Interrupted:
             break
         done += 1
-        for r in replay_entry(path, entry, _verdicts_for(path, impls)):
+        for r in results:
             total += 1
             if r.changed:
                 changed += 1
